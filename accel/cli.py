@@ -1,0 +1,183 @@
+"""The ``accel`` command line: demo, compile, show, passes (more subcommands register here)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+from accel.errors import AccelError
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
+                          Callable[[argparse.Namespace], int], str]] = {}
+"""Subcommands: name -> (add arguments, run, help)."""
+
+
+def command(name: str, help: str) -> Callable:  # noqa: A002
+    """Register a subcommand: decorate ``run(args) -> exit code``; ``.args`` adds options."""
+
+    def deco(run: Callable[[argparse.Namespace], int]) -> Callable:
+        def set_args(fn: Callable[[argparse.ArgumentParser], None]) -> Callable:
+            COMMANDS[name] = (fn, run, help)
+            return fn
+
+        COMMANDS[name] = (lambda p: None, run, help)
+        run.args = set_args  # type: ignore[attr-defined]
+        return run
+
+    return deco
+
+
+def _load_model(name: str, batch_size: int | None) -> tuple[torch.nn.Module, tuple]:
+    from accel.models import get_model
+
+    return get_model(name, batch_size=batch_size)
+
+
+def _median_ms(fn: Callable[[], object], iters: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2] * 1e3
+
+
+@command("demo", "compile a built-in model, print the report, check numerics and latency")
+def _demo(args: argparse.Namespace) -> int:
+    import accel
+
+    model, inputs = _load_model(args.model, args.batch_size)
+    print(f"accel demo: {args.model}, inputs {[tuple(t.shape) for t in inputs]}")
+    compiled = accel.compile(model, inputs, pipeline=args.pipeline, target=args.target,
+                             name=args.model)
+    print(compiled.report)
+    with torch.no_grad():
+        ref = model(*inputs)
+        out = compiled(*inputs)
+        err = (ref - out).abs().max().item()
+        print(f"\nnumerics: max |eager - accel| = {err:.3g}")
+        eager_ms = _median_ms(lambda: model(*inputs), args.iters)
+        accel_ms = _median_ms(lambda: compiled(*inputs), args.iters)
+    print(f"latency (median of {args.iters}): eager {eager_ms:.2f} ms, accel {accel_ms:.2f} ms, "
+          f"speedup {eager_ms / accel_ms:.2f}x")
+    return 0
+
+
+@_demo.args
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="resnet50", help="built-in model (see accel models)")
+    p.add_argument("--pipeline", default="default")
+    p.add_argument("--target", default="auto")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--iters", type=int, default=10)
+
+
+@command("compile", "compile a built-in model with a pipeline and print the report")
+def _compile(args: argparse.Namespace) -> int:
+    import accel
+
+    model, inputs = _load_model(args.model, args.batch_size)
+    compiled = accel.compile(model, inputs, pipeline=args.pipeline, target=args.target,
+                             name=args.model, dump=args.dump, debug=args.debug)
+    print(compiled.report)
+    return 0
+
+
+@_compile.args
+def _compile_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="built-in model name (see accel models)")
+    p.add_argument("--pipeline", default="default", help="pass pipeline spec")
+    p.add_argument("--target", default="auto")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--dump", default=None, help="directory for the graph after every pass")
+    p.add_argument("--debug", action="store_true", help="verify the graph after every pass")
+
+
+@command("show", "print a model's IR after capture (and, with --passes, after each pass)")
+def _show(args: argparse.Namespace) -> int:
+    from accel.frontend import capture
+    from accel.passes import PassContext, parse_pipeline, run_pipeline
+
+    model, inputs = _load_model(args.model, args.batch_size)
+    graph = capture(model, inputs, args.model)
+    print(f"# ---- after capture ----\n{graph.python()}")
+    if args.passes:
+        ctx = PassContext(example_inputs=inputs)
+        for step in parse_pipeline(args.pipeline):
+            graph, (rec,) = run_pipeline(graph, [step], ctx)
+            note = "; ".join(rec.notes) or ("changed" if rec.changed else "no change")
+            print(f"# ---- after {step} ({note}) ----\n{graph.python()}")
+    return 0
+
+
+@_show.args
+def _show_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model")
+    p.add_argument("--passes", action="store_true", help="also print after each pass")
+    p.add_argument("--pipeline", default="default")
+    p.add_argument("--batch-size", type=int, default=None)
+
+
+@command("passes", "list passes, their options, and the presets")
+def _passes(args: argparse.Namespace) -> int:
+    from accel.passes import PRESETS, all_passes
+
+    for name, info in sorted(all_passes().items()):
+        kind = "lossy" if info.lossy else "lossless"
+        print(f"{name}  ({kind})  {info.doc}")
+        for opt in info.options.values():
+            print(f"    {opt.describe()}")
+    print("\npresets:")
+    for name, preset in PRESETS.items():
+        print(f"  {name:<10} {preset.doc}\n             = {preset.spec or '(nothing)'}")
+    return 0
+
+
+@command("models", "list the built-in models")
+def _models(args: argparse.Namespace) -> int:
+    from accel.models import MODELS
+
+    for name, spec in MODELS.items():
+        print(f"{name:<22} {spec.description}")
+    return 0
+
+
+def _load_plugins() -> None:
+    """Import modules that add subcommands (bench, export, bisect) when present."""
+    import importlib
+
+    for mod in ("accel.exporters_cli", "accel.bench", "accel.debug"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name != mod:
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``accel`` command."""
+    _load_plugins()
+    parser = argparse.ArgumentParser(prog="accel", description="accel: a compiler for PyTorch "
+                                     "models")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    for name, (add_args, run, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        add_args(p)
+        p.set_defaults(run=run)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except AccelError as e:
+        print(f"accel {args.cmd}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

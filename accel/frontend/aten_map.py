@@ -1,0 +1,576 @@
+"""Normalisation of ATen ops into the core IR op set.
+
+Each handler receives an :class:`ImportContext` and the call's arguments (fx nodes already
+replaced by IR values) and returns the IR value(s) of the result. An ATen op without a
+handler becomes an ``aten`` fallback node (listed in the report), never a crash.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from accel.ir.graph import Rewriter, Value
+
+aten = torch.ops.aten
+Handler = Callable[..., Any]
+HANDLERS: dict[Any, Handler] = {}
+"""Handlers by ``OpOverloadPacket`` (every overload) or ``OpOverload`` (just that one)."""
+
+
+class Unsupported(Exception):
+    """Raised by a handler when this particular call cannot be normalised (-> fallback)."""
+
+
+class ImportContext:
+    """What handlers use to build IR: the rewriter plus scalar-to-constant conversion."""
+
+    def __init__(self, rw: Rewriter) -> None:
+        self.rw = rw
+
+    def op(self, op: str, *inputs: Value | None, **attrs: Any) -> Value:
+        """Add an IR node; returns its output."""
+        return self.rw.op(op, *inputs, **attrs)
+
+    def is_const(self, v: Any) -> bool:
+        """Whether ``v`` is a constant value."""
+        return isinstance(v, Value) and v in self.rw.constants
+
+    def tensor(self, x: Any, like: Value | None = None) -> Value:
+        """``x`` as an IR value; Python scalars become 0-d constants that do not promote."""
+        if isinstance(x, Value):
+            return x
+        if not isinstance(x, bool | int | float):
+            raise Unsupported(f"argument {x!r} is not a tensor or scalar")
+        dtype = _scalar_dtype(x, like.dtype if like is not None else None)
+        return self.rw.const(torch.tensor(x, dtype=dtype), "scalar")
+
+
+def _scalar_dtype(x: bool | int | float, tensor_dtype: torch.dtype | None) -> torch.dtype:
+    if tensor_dtype is None:
+        return torch.tensor(x).dtype
+    if isinstance(x, bool):
+        return tensor_dtype
+    if isinstance(x, float) and not (tensor_dtype.is_floating_point or tensor_dtype.is_complex):
+        return torch.get_default_dtype()
+    return tensor_dtype
+
+
+def handles(*targets: Any) -> Callable[[Handler], Handler]:
+    """Register a handler for the given ATen packets or overloads."""
+
+    def deco(fn: Handler) -> Handler:
+        for t in targets:
+            HANDLERS[t] = fn
+        return fn
+
+    return deco
+
+
+def lookup(target: Any) -> Handler | None:
+    """The handler for an ATen overload, if any."""
+    if target in HANDLERS:
+        return HANDLERS[target]
+    packet = getattr(target, "overloadpacket", None)
+    return HANDLERS.get(packet)
+
+
+# ---- pointwise ------------------------------------------------------------------------------
+def _binary(op: str) -> Handler:
+    def handler(c: ImportContext, a: Any, b: Any, **_: Any) -> Value:
+        like = a if isinstance(a, Value) else b if isinstance(b, Value) else None
+        return c.op(op, c.tensor(a, like), c.tensor(b, like))
+    return handler
+
+
+for _name in ("mul", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
+              "logical_and", "logical_or"):
+    handles(getattr(aten, _name))(_binary(_name))
+handles(aten.bitwise_and)(_binary("logical_and"))
+handles(aten.bitwise_or)(_binary("logical_or"))
+
+
+def _add_like(op: str) -> Handler:
+    def handler(c: ImportContext, a: Any, b: Any, alpha: Any = 1) -> Value:
+        like = a if isinstance(a, Value) else b
+        bv = c.tensor(b, like)
+        if alpha != 1:
+            bv = c.op("mul", bv, c.tensor(alpha, bv))
+        return c.op(op, c.tensor(a, like), bv)
+    return handler
+
+
+handles(aten.add)(_add_like("add"))
+handles(aten.sub)(_add_like("sub"))
+
+
+@handles(aten.rsub)
+def _rsub(c: ImportContext, a: Any, b: Any, alpha: Any = 1) -> Value:
+    return _add_like("sub")(c, b, a, alpha)
+
+
+@handles(aten.div)
+def _div(c: ImportContext, a: Any, b: Any, rounding_mode: str | None = None) -> Value:
+    like = a if isinstance(a, Value) else b
+    return c.op("div", c.tensor(a, like), c.tensor(b, like), rounding_mode=rounding_mode)
+
+
+def _unary(op: str) -> Handler:
+    def handler(c: ImportContext, x: Value) -> Value:
+        return c.op(op, x)
+    return handler
+
+
+for _name in ("neg", "exp", "log", "sqrt", "rsqrt", "abs", "reciprocal", "sin", "cos", "tanh",
+              "erf", "sigmoid", "relu", "silu", "hardswish", "hardsigmoid", "logical_not",
+              "floor"):
+    handles(getattr(aten, _name))(_unary(_name))
+
+
+@handles(aten.bitwise_not)
+def _bitwise_not(c: ImportContext, x: Value) -> Value:
+    if x.dtype != torch.bool:
+        raise Unsupported("bitwise_not on integers")
+    return c.op("logical_not", x)
+
+
+@handles(aten.gelu)
+def _gelu(c: ImportContext, x: Value, approximate: str = "none") -> Value:
+    return c.op("gelu", x, approximate=approximate)
+
+
+@handles(aten.clamp, aten.clip, aten.hardtanh)
+def _clamp(c: ImportContext, x: Value, min: Any = -1.0, max: Any = 1.0, **_: Any) -> Value:  # noqa: A002
+    if isinstance(min, Value) or isinstance(max, Value):
+        raise Unsupported("tensor clamp bounds")
+    return c.op("clamp", x, min=min, max=max)
+
+
+@handles(aten.clamp_min)
+def _clamp_min(c: ImportContext, x: Value, min: Any) -> Value:  # noqa: A002
+    if isinstance(min, Value):
+        return c.op("maximum", x, min)
+    return c.op("clamp", x, min=min)
+
+
+@handles(aten.clamp_max)
+def _clamp_max(c: ImportContext, x: Value, max: Any) -> Value:  # noqa: A002
+    if isinstance(max, Value):
+        return c.op("minimum", x, max)
+    return c.op("clamp", x, max=max)
+
+
+@handles(aten.relu6)
+def _relu6(c: ImportContext, x: Value) -> Value:
+    return c.op("clamp", x, min=0.0, max=6.0)
+
+
+@handles(aten.leaky_relu)
+def _leaky_relu(c: ImportContext, x: Value, negative_slope: float = 0.01) -> Value:
+    return c.op("leaky_relu", x, negative_slope=float(negative_slope))
+
+
+@handles(aten.where.self, aten.where.ScalarSelf, aten.where.ScalarOther, aten.where.Scalar)
+def _where(c: ImportContext, cond: Value, a: Any, b: Any) -> Value:
+    like = a if isinstance(a, Value) else b if isinstance(b, Value) else None
+    return c.op("where", cond, c.tensor(a, like), c.tensor(b, like))
+
+
+@handles(aten.masked_fill)
+def _masked_fill(c: ImportContext, x: Value, mask: Value, value: Any) -> Value:
+    return c.op("where", mask, c.tensor(value, x), x)
+
+
+@handles(aten._to_copy, aten.to.dtype, aten.to.dtype_layout, aten.to.other)
+def _to(c: ImportContext, x: Value, *args: Any, **kw: Any) -> Value:
+    dtype = kw.get("dtype")
+    for a in args:
+        if isinstance(a, torch.dtype):
+            dtype = a
+        elif isinstance(a, Value):
+            dtype = a.dtype
+    device = kw.get("device")
+    if device is not None and torch.device(device).type != x.type.device:
+        raise Unsupported("device transfer")
+    return x if dtype is None or dtype == x.dtype else c.op("cast", x, dtype=dtype)
+
+
+@handles(aten.type_as)
+def _type_as(c: ImportContext, x: Value, other: Value) -> Value:
+    return x if x.dtype == other.dtype else c.op("cast", x, dtype=other.dtype)
+
+
+@handles(aten.clone, aten.contiguous, aten.alias, aten.detach, aten.lift_fresh_copy,
+         aten.lift_fresh)
+def _identity(c: ImportContext, x: Value, *_: Any, **__: Any) -> Value:
+    return x
+
+
+@handles(aten.dropout, aten.feature_dropout, aten.alpha_dropout)
+def _dropout(c: ImportContext, x: Value, p: float = 0.5, train: bool | None = False) -> Value:
+    if train and p > 0:
+        raise Unsupported("dropout in training mode (call model.eval())")
+    return x
+
+
+# ---- reductions and norms -------------------------------------------------------------------
+def _dims(x: Value, dim: Any) -> tuple[int, ...]:
+    if dim is None or dim == [] or dim == ():
+        return tuple(range(x.type.rank))
+    dims = (dim,) if isinstance(dim, int) else tuple(dim)
+    return tuple(d % max(x.type.rank, 1) for d in dims)
+
+
+def _reduce(op: str) -> Handler:
+    def handler(c: ImportContext, x: Value, dim: Any = None, keepdim: bool = False,
+                dtype: torch.dtype | None = None) -> Value:
+        extra = {"dtype": dtype} if op in ("sum", "mean") else {}
+        if dtype is not None and op not in ("sum", "mean"):
+            raise Unsupported("dtype argument")
+        return c.op(op, x, dims=_dims(x, dim), keepdim=bool(keepdim), **extra)
+    return handler
+
+
+for _name in ("sum", "mean", "amax", "amin"):
+    handles(getattr(aten, _name))(_reduce(_name))
+
+
+@handles(aten.var.correction, aten.var.dim)
+def _var(c: ImportContext, x: Value, dim: Any = None, unbiased: Any = None, keepdim: bool = False,
+         *, correction: Any = None) -> Value:
+    if correction is None:
+        correction = 1 if unbiased in (None, True) else 0
+    return c.op("var", x, dims=_dims(x, dim), correction=correction, keepdim=keepdim)
+
+
+@handles(aten.argmax)
+def _argmax(c: ImportContext, x: Value, dim: int | None = None, keepdim: bool = False) -> Value:
+    if dim is None:
+        raise Unsupported("argmax over all elements")
+    return c.op("argmax", x, dim=dim % x.type.rank, keepdim=keepdim)
+
+
+@handles(aten.cumsum)
+def _cumsum(c: ImportContext, x: Value, dim: int, dtype: torch.dtype | None = None) -> Value:
+    if dtype is not None and dtype != x.dtype:
+        x = c.op("cast", x, dtype=dtype)
+    return c.op("cumsum", x, dim=dim % x.type.rank)
+
+
+def _softmax_like(op: str) -> Handler:
+    def handler(c: ImportContext, x: Value, dim: int, dtype_or_half: Any = None) -> Value:
+        if isinstance(dtype_or_half, torch.dtype) and dtype_or_half != x.dtype:
+            x = c.op("cast", x, dtype=dtype_or_half)
+        return c.op(op, x, dim=dim % x.type.rank)
+    return handler
+
+
+handles(aten.softmax, aten._softmax, aten._safe_softmax)(_softmax_like("softmax"))
+handles(aten.log_softmax, aten._log_softmax)(_softmax_like("log_softmax"))
+
+
+@handles(aten.layer_norm)
+def _layer_norm(c: ImportContext, x: Value, shape: Any, weight: Any = None, bias: Any = None,
+                eps: float = 1e-5, cudnn_enable: bool = True) -> Value:
+    return c.op("layer_norm", x, weight, bias, normalized_shape=tuple(shape), eps=float(eps))
+
+
+@handles(aten.native_layer_norm)
+def _native_layer_norm(c: ImportContext, x: Value, shape: Any, weight: Any, bias: Any,
+                       eps: float) -> tuple:
+    return (_layer_norm(c, x, shape, weight, bias, eps), None, None)
+
+
+@handles(aten.rms_norm)
+def _rms_norm(c: ImportContext, x: Value, shape: Any, weight: Any = None,
+              eps: float | None = None) -> Value:
+    return c.op("rms_norm", x, weight, normalized_shape=tuple(shape), eps=eps)
+
+
+@handles(aten.group_norm)
+def _group_norm(c: ImportContext, x: Value, groups: int, weight: Any = None, bias: Any = None,
+                eps: float = 1e-5, cudnn_enabled: bool = True) -> Value:
+    return c.op("group_norm", x, weight, bias, groups=groups, eps=float(eps))
+
+
+@handles(aten.batch_norm)
+def _batch_norm(c: ImportContext, x: Value, weight: Any, bias: Any, mean: Any, var: Any,
+                training: bool, momentum: float, eps: float, cudnn: bool = True) -> Value:
+    if training or mean is None:
+        raise Unsupported("BatchNorm in training mode (call model.eval())")
+    return c.op("batch_norm", x, mean, var, weight, bias, eps=float(eps))
+
+
+@handles(aten._native_batch_norm_legit_no_training)
+def _bn_no_training(c: ImportContext, x: Value, weight: Any, bias: Any, mean: Value, var: Value,
+                    momentum: float, eps: float) -> tuple:
+    return (c.op("batch_norm", x, mean, var, weight, bias, eps=float(eps)), None, None)
+
+
+# ---- matmul, conv, attention, pooling, embedding --------------------------------------------
+@handles(aten.linear)
+def _linear(c: ImportContext, x: Value, w: Value, b: Any = None) -> Value:
+    return c.op("linear", x, w, b)
+
+
+@handles(aten.matmul, aten.mm, aten.bmm)
+def _matmul(c: ImportContext, a: Value, b: Value) -> Value:
+    if c.is_const(b) and b.type.rank == 2 and a.type.rank >= 2:
+        w = c.rw.const(c.rw.constants[b].t().contiguous(), f"{b.name}_t")
+        return c.op("linear", a, w)
+    return c.op("matmul", a, b)
+
+
+@handles(aten.addmm)
+def _addmm(c: ImportContext, bias: Value, a: Value, b: Value, *, beta: Any = 1,
+           alpha: Any = 1) -> Value:
+    if beta != 1 or alpha != 1:
+        raise Unsupported("addmm with beta/alpha")
+    if c.is_const(b) and bias.type.rank == 1:
+        w = c.rw.const(c.rw.constants[b].t().contiguous(), f"{b.name}_t")
+        return c.op("linear", a, w, bias)
+    return c.op("add", c.op("matmul", a, b), bias)
+
+
+@handles(aten.t, aten.numpy_T)
+def _t(c: ImportContext, x: Value) -> Value:
+    return x if x.type.rank < 2 else c.op("permute", x, dims=(1, 0))
+
+
+@handles(aten.transpose)
+def _transpose(c: ImportContext, x: Value, d0: int, d1: int) -> Value:
+    dims = list(range(x.type.rank))
+    d0, d1 = d0 % x.type.rank, d1 % x.type.rank
+    dims[d0], dims[d1] = dims[d1], dims[d0]
+    return c.op("permute", x, dims=tuple(dims))
+
+
+def _ntuple(v: Any, n: int) -> tuple[int, ...]:
+    if isinstance(v, int):
+        return (v,) * n
+    v = tuple(v)
+    return v * n if len(v) == 1 else v
+
+
+@handles(aten.conv1d, aten.conv2d, aten.conv3d)
+def _convnd(c: ImportContext, x: Value, w: Value, b: Any = None, stride: Any = 1,
+            padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Value:
+    n = x.type.rank - 2
+    dilation = _ntuple(dilation, n)
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = 0
+        elif _ntuple(stride, n) == (1,) * n and all(k % 2 for k in w.shape[2:]):
+            padding = tuple(d * (k - 1) // 2 for d, k in zip(dilation, w.shape[2:], strict=True))
+        else:
+            raise Unsupported("padding='same' with an even kernel or a stride")
+    return c.op("conv", x, w, b, stride=_ntuple(stride, n), padding=_ntuple(padding, n),
+                dilation=dilation, groups=groups)
+
+
+@handles(aten.convolution)
+def _convolution(c: ImportContext, x: Value, w: Value, b: Any, stride: Any, padding: Any,
+                 dilation: Any, transposed: bool, output_padding: Any, groups: int) -> Value:
+    if transposed:
+        raise Unsupported("transposed convolution")
+    return _convnd(c, x, w, b, stride, padding, dilation, groups)
+
+
+@handles(aten.scaled_dot_product_attention)
+def _sdpa(c: ImportContext, q: Value, k: Value, v: Value, attn_mask: Any = None,
+          dropout_p: float = 0.0, is_causal: bool = False, *, scale: float | None = None,
+          enable_gqa: bool = False) -> Value:
+    if dropout_p > 0:
+        raise Unsupported("attention dropout (call model.eval())")
+    if enable_gqa:
+        raise Unsupported("grouped-query attention")
+    return c.op("attention", q, k, v, attn_mask, scale=scale, causal=bool(is_causal))
+
+
+@handles(aten.max_pool2d)
+def _max_pool2d(c: ImportContext, x: Value, kernel: Any, stride: Any = (), padding: Any = 0,
+                dilation: Any = 1, ceil_mode: bool = False) -> Value:
+    kernel = _ntuple(kernel, 2)
+    stride = _ntuple(stride, 2) if stride not in ((), [], None) else kernel
+    return c.op("max_pool2d", x, kernel=kernel, stride=stride, padding=_ntuple(padding, 2),
+                dilation=_ntuple(dilation, 2), ceil_mode=ceil_mode)
+
+
+@handles(aten.max_pool2d_with_indices)
+def _max_pool2d_idx(c: ImportContext, x: Value, *args: Any) -> tuple:
+    return (_max_pool2d(c, x, *args), None)
+
+
+@handles(aten.avg_pool2d)
+def _avg_pool2d(c: ImportContext, x: Value, kernel: Any, stride: Any = (), padding: Any = 0,
+                ceil_mode: bool = False, count_include_pad: bool = True,
+                divisor_override: Any = None) -> Value:
+    kernel = _ntuple(kernel, 2)
+    stride = _ntuple(stride, 2) if stride not in ((), [], None) else kernel
+    return c.op("avg_pool2d", x, kernel=kernel, stride=stride, padding=_ntuple(padding, 2),
+                ceil_mode=ceil_mode, count_include_pad=count_include_pad,
+                divisor_override=divisor_override)
+
+
+@handles(aten.adaptive_avg_pool2d, aten._adaptive_avg_pool2d)
+def _adaptive_avg_pool2d(c: ImportContext, x: Value, output_size: Any) -> Value:
+    size = _ntuple(output_size, 2)
+    if size == (1, 1):
+        return c.op("mean", x, dims=(x.type.rank - 2, x.type.rank - 1), keepdim=True)
+    return c.op("adaptive_avg_pool2d", x, output_size=size)
+
+
+@handles(aten.embedding)
+def _embedding(c: ImportContext, w: Value, idx: Value, padding_idx: int = -1,
+               scale_grad_by_freq: bool = False, sparse: bool = False) -> Value:
+    return c.op("embedding", w, idx)
+
+
+# ---- shape ops ------------------------------------------------------------------------------
+def resolve_shape(shape: Any, numel: int) -> tuple[int, ...]:
+    """A concrete shape for ``numel`` elements, filling in one -1."""
+    shape = [int(s) for s in shape]
+    if -1 in shape:
+        known = math.prod(s for s in shape if s != -1)
+        shape[shape.index(-1)] = numel // known if known else 0
+    return tuple(shape)
+
+
+@handles(aten.view, aten.reshape, aten._unsafe_view)
+def _reshape(c: ImportContext, x: Value, shape: Any) -> Value:
+    if isinstance(shape, torch.dtype):
+        raise Unsupported("view as another dtype")
+    shape = resolve_shape(shape, x.type.numel)
+    return x if shape == x.shape else c.op("reshape", x, shape=shape)
+
+
+@handles(aten.unsqueeze)
+def _unsqueeze(c: ImportContext, x: Value, dim: int) -> Value:
+    shape = list(x.shape)
+    shape.insert(dim % (x.type.rank + 1), 1)
+    return c.op("reshape", x, shape=tuple(shape))
+
+
+@handles(aten.squeeze)
+def _squeeze(c: ImportContext, x: Value, dim: Any = None) -> Value:
+    dims = set(_dims(x, dim))
+    shape = tuple(s for i, s in enumerate(x.shape) if not (i in dims and s == 1))
+    return x if shape == x.shape else c.op("reshape", x, shape=shape)
+
+
+@handles(aten.flatten)
+def _flatten(c: ImportContext, x: Value, start: int = 0, end: int = -1) -> Value:
+    if x.type.rank == 0:
+        return c.op("reshape", x, shape=(1,))
+    s, e = start % x.type.rank, end % x.type.rank
+    shape = x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:]
+    return x if shape == x.shape else c.op("reshape", x, shape=shape)
+
+
+@handles(aten.permute)
+def _permute(c: ImportContext, x: Value, dims: Any) -> Value:
+    dims = tuple(d % x.type.rank for d in dims)
+    return x if dims == tuple(range(x.type.rank)) else c.op("permute", x, dims=dims)
+
+
+@handles(aten.expand)
+def _expand(c: ImportContext, x: Value, shape: Any, implicit: bool = False) -> Value:
+    pad = len(shape) - x.type.rank
+    full = tuple(x.shape[i - pad] if s == -1 else int(s) for i, s in enumerate(shape))
+    return x if full == x.shape else c.op("expand", x, shape=full)
+
+
+@handles(aten.expand_as)
+def _expand_as(c: ImportContext, x: Value, other: Value) -> Value:
+    return _expand(c, x, other.shape)
+
+
+@handles(aten.slice)
+def _slice(c: ImportContext, x: Value, dim: int = 0, start: Any = None, end: Any = None,
+           step: int = 1) -> Value:
+    dim = dim % x.type.rank
+    start, end, _ = slice(start, end, step).indices(x.shape[dim])
+    if start == 0 and end >= x.shape[dim] and step == 1:
+        return x
+    return c.op("slice", x, dim=dim, start=start, end=max(end, start), step=step)
+
+
+@handles(aten.select)
+def _select(c: ImportContext, x: Value, dim: int, index: int) -> Value:
+    dim = dim % x.type.rank
+    return c.op("select", x, dim=dim, index=index % x.shape[dim])
+
+
+@handles(aten.narrow)
+def _narrow(c: ImportContext, x: Value, dim: int, start: int, length: int) -> Value:
+    return _slice(c, x, dim, start, start + length)
+
+
+@handles(aten.cat, aten.concat, aten.concatenate)
+def _cat(c: ImportContext, xs: Any, dim: int = 0) -> Value:
+    xs = [x for x in xs if x.type.numel > 0 or x.type.rank > 1]
+    if len(xs) == 1:
+        return xs[0]
+    return c.op("concat", *xs, dim=dim % xs[0].type.rank)
+
+
+def _split_at(c: ImportContext, x: Value, sizes: list[int], dim: int) -> list[Value]:
+    dim, out, start = dim % x.type.rank, [], 0
+    for s in sizes:
+        out.append(_slice(c, x, dim, start, start + s))
+        start += s
+    return out
+
+
+@handles(aten.split.Tensor, aten.split_with_sizes, aten.split.sizes)
+def _split(c: ImportContext, x: Value, size: Any, dim: int = 0) -> list[Value]:
+    n = x.shape[dim % x.type.rank]
+    sizes = [size] * (n // size) + ([n % size] if n % size else []) if isinstance(size, int) \
+        else list(size)
+    return _split_at(c, x, sizes, dim)
+
+
+@handles(aten.chunk)
+def _chunk(c: ImportContext, x: Value, chunks: int, dim: int = 0) -> list[Value]:
+    n = x.shape[dim % x.type.rank]
+    size = -(-n // chunks)
+    return _split(c, x, size, dim)
+
+
+@handles(aten.unbind)
+def _unbind(c: ImportContext, x: Value, dim: int = 0) -> list[Value]:
+    dim = dim % x.type.rank
+    return [c.op("select", x, dim=dim, index=i) for i in range(x.shape[dim])]
+
+
+@handles(aten.constant_pad_nd)
+def _pad(c: ImportContext, x: Value, pads: Any, value: float = 0.0) -> Value:
+    if any(p < 0 for p in pads):
+        raise Unsupported("negative padding")
+    return c.op("pad", x, pads=tuple(pads), value=value)
+
+
+@handles(aten.index_select)
+def _index_select(c: ImportContext, x: Value, dim: int, index: Value) -> Value:
+    return c.op("index_select", x, index, dim=dim % x.type.rank)
+
+
+@handles(aten.gather)
+def _gather(c: ImportContext, x: Value, dim: int, index: Value, sparse_grad: bool = False) -> Value:
+    return c.op("gather", x, index, dim=dim % x.type.rank)
+
+
+def _like(fill: Any) -> Handler:
+    def handler(c: ImportContext, x: Value, *args: Any, **kw: Any) -> Value:
+        value = (args[0] if args else kw.get("fill_value", 0)) if fill is None else fill
+        dtype = kw.get("dtype") or x.dtype
+        return c.rw.const(torch.full(x.shape, value, dtype=dtype), "full")
+    return handler
+
+
+handles(aten.zeros_like, aten.empty_like)(_like(0))
+handles(aten.ones_like)(_like(1))
+handles(aten.full_like)(_like(None))

@@ -1,0 +1,157 @@
+"""Capture a model into the IR with ``torch.export`` (parameters become constants)."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.fx as fx
+from torch.export.graph_signature import InputKind
+
+from accel.errors import AccelTypeError, CaptureError
+from accel.frontend.importer import import_fx
+from accel.ir.graph import Graph
+
+
+def as_module(model: Any) -> torch.nn.Module:
+    """``model`` as an ``nn.Module``; plain callables are wrapped."""
+    if isinstance(model, torch.nn.Module):
+        return model
+    if callable(model):
+        return _CallableModule(model)
+    raise AccelTypeError(
+        f"accel.compile expects an nn.Module or a callable, got {type(model).__name__}; "
+        "pass the model object itself (e.g. accel.compile(model, (x,)))"
+    )
+
+
+class _CallableModule(torch.nn.Module):
+    def __init__(self, fn: Any) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+def check_example_inputs(example_inputs: Any) -> tuple[torch.Tensor, ...]:
+    """Normalise example inputs to a tuple of tensors, with a clear error otherwise."""
+    if isinstance(example_inputs, torch.Tensor):
+        example_inputs = (example_inputs,)
+    if not isinstance(example_inputs, list | tuple):
+        raise AccelTypeError(
+            f"example_inputs must be a tensor or a tuple of tensors, got "
+            f"{type(example_inputs).__name__}"
+        )
+    for i, t in enumerate(example_inputs):
+        if not isinstance(t, torch.Tensor):
+            raise AccelTypeError(
+                f"example_inputs[{i}] is a {type(t).__name__}; accel compiles tensor inputs "
+                "only (bind other arguments with functools.partial or a wrapper module)"
+            )
+    return tuple(example_inputs)
+
+
+def capture(model: Any, example_inputs: Sequence[torch.Tensor], name: str | None = None) -> Graph:
+    """Export ``model`` on ``example_inputs`` and import it as an IR graph."""
+    module = as_module(model)
+    inputs = check_example_inputs(example_inputs)
+    name = name or type(getattr(module, "fn", module)).__name__
+    try:
+        with torch.no_grad():
+            ep = torch.export.export(module, inputs, strict=False)
+    except Exception as e:  # noqa: BLE001 - re-raised with the failing source line
+        raise CaptureError(_explain_export_failure(name, e)) from e
+    if _has_mutation(ep.graph_module):
+        ep = ep.run_decompositions({})
+    bindings: dict[str, tuple[str, Any]] = {}
+    user = iter(inputs)
+    state = {**ep.state_dict, **ep.constants}
+    for spec in ep.graph_signature.input_specs:
+        placeholder = spec.arg.name
+        if spec.kind == InputKind.USER_INPUT:
+            bindings[placeholder] = ("input", next(user))
+        elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+            bindings[placeholder] = ("const", state[spec.target], spec.target)
+        else:
+            raise CaptureError(f"{name}: unsupported exported input kind {spec.kind}")
+    return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec)
+
+
+def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequence[bool],
+               name: str = "graph") -> Graph:
+    """Capture a torch-level fx graph (e.g. from TorchDynamo) with some inputs frozen.
+
+    ``frozen[i]`` marks ``example_inputs[i]`` as a weight to freeze into a constant.
+    """
+    try:
+        with torch.no_grad():
+            ep = torch.export.export(gm, tuple(example_inputs), strict=False)
+    except Exception as e:  # noqa: BLE001
+        raise CaptureError(_explain_export_failure(name, e)) from e
+    if _has_mutation(ep.graph_module):
+        ep = ep.run_decompositions({})
+    bindings: dict[str, tuple[str, Any]] = {}
+    user = iter(zip(example_inputs, frozen, strict=True))
+    state = {**ep.state_dict, **ep.constants}
+    for spec in ep.graph_signature.input_specs:
+        placeholder = spec.arg.name
+        if spec.kind == InputKind.USER_INPUT:
+            value, freeze = next(user)
+            if not isinstance(value, torch.Tensor):
+                bindings[placeholder] = ("value", value)
+            elif freeze:
+                bindings[placeholder] = ("const", value)
+            else:
+                bindings[placeholder] = ("input", value)
+        else:
+            bindings[placeholder] = ("const", state[spec.target], spec.target)
+    return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec)
+
+
+def _ident(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name) or "graph"
+
+
+def _has_mutation(gm: fx.GraphModule) -> bool:
+    for n in gm.graph.nodes:
+        if n.op == "call_function" and isinstance(n.target, torch._ops.OpOverload):  # noqa: SLF001
+            if n.target._schema.is_mutable:  # noqa: SLF001
+                return True
+    return False
+
+
+def _explain_export_failure(name: str, e: Exception) -> str:
+    where = _user_frame(e)
+    text = str(e).strip().splitlines()
+    first = text[0] if text else type(e).__name__
+    data_dependent = any(k in str(e) for k in ("data-dependent", "data dependent",
+                                               "GuardOnDataDependent", "Could not guard"))
+    hint = (
+        "The model branches on tensor values (data-dependent control flow). Rewrite the branch "
+        "with torch.where or torch.cond, or use torch.compile(model, backend='accel'), which "
+        "splits the graph there and compiles the pieces."
+        if data_dependent else
+        "Check that the model runs eagerly on these inputs; torch.compile(model, "
+        "backend='accel') tolerates more Python than accel.compile does."
+    )
+    loc = f" at {where}" if where else ""
+    return f"could not capture {name}{loc}: {type(e).__name__}: {first}\n{hint}"
+
+
+def _user_frame(e: BaseException) -> str | None:
+    """The innermost traceback frame outside torch and accel (the user's model code)."""
+    best = None
+    seen: set[int] = set()
+    exc: BaseException | None = e
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        for fs in traceback.extract_tb(exc.__traceback__):
+            f = fs.filename.replace("\\", "/")
+            if "/torch/" in f or "/accel/" in f or "/site-packages/" in f or f.startswith("<"):
+                continue
+            best = f"{fs.filename}:{fs.lineno} `{(fs.line or '').strip()}`"
+        exc = exc.__cause__ or exc.__context__
+    return best

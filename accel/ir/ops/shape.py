@@ -1,0 +1,75 @@
+"""Data-movement ops: reshape, permute, expand, slice, concat, pad, index_select."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from accel.ir.ops.registry import Attr, OpDef, OpKind, register_op
+
+_S = OpKind.SHAPE
+
+
+def _zero(i, o, a) -> int:  # noqa: ANN001
+    return 0
+
+
+def _reshape(x, shape):  # noqa: ANN001, ANN202
+    return x.reshape(shape)
+
+
+def _permute(x, dims):  # noqa: ANN001, ANN202
+    return x.permute(dims)
+
+
+def _expand(x, shape):  # noqa: ANN001, ANN202
+    return x.expand(shape)
+
+
+def _slice(x, dim, start, end, step=1):  # noqa: ANN001, ANN202
+    return x[(slice(None),) * (dim % x.dim()) + (slice(start, end, step),)]
+
+
+def _select(x, dim, index):  # noqa: ANN001, ANN202
+    return x.select(dim, index)
+
+
+def _concat(*xs, dim):  # noqa: ANN001, ANN202
+    return torch.cat(xs, dim)
+
+
+def _pad(x, pads, value=0.0):  # noqa: ANN001, ANN202
+    return F.pad(x, pads, "constant", value)
+
+
+def _index_select(x, index, dim):  # noqa: ANN001, ANN202
+    return torch.index_select(x, dim, index)
+
+
+def _gather(x, index, dim):  # noqa: ANN001, ANN202
+    return torch.gather(x, dim, index)
+
+
+register_op(OpDef("reshape", ("x",), _reshape, _S, {"shape": Attr(tuple)}, flops=_zero,
+                  doc="view with a new shape (same element order)"))
+register_op(OpDef("permute", ("x",), _permute, _S, {"dims": Attr(tuple)}, flops=_zero,
+                  doc="reorder dimensions"))
+register_op(OpDef("expand", ("x",), _expand, _S, {"shape": Attr(tuple)}, flops=_zero,
+                  doc="broadcast to a larger shape"))
+register_op(OpDef(
+    "slice", ("x",), _slice, _S,
+    {"dim": Attr(int), "start": Attr(int), "end": Attr(int), "step": Attr(int, 1)},
+    flops=_zero, doc="x[..., start:end:step, ...] along dim",
+))
+register_op(OpDef("select", ("x",), _select, _S, {"dim": Attr(int), "index": Attr(int)},
+                  flops=_zero, doc="x[..., index, ...] along dim (drops the dim)"))
+register_op(OpDef("concat", ("xs*",), _concat, _S, {"dim": Attr(int)}, flops=_zero,
+                  doc="concatenate along dim"))
+register_op(OpDef("pad", ("x",), _pad, _S,
+                  {"pads": Attr(tuple, doc="F.pad order: last dim first"),
+                   "value": Attr((float, int), 0.0)},
+                  flops=_zero, doc="constant padding"))
+register_op(OpDef("index_select", ("x", "index"), _index_select, OpKind.GATHER,
+                  {"dim": Attr(int)}, flops=_zero, doc="entries of x at index along dim"))
+register_op(OpDef("gather", ("x", "index"), _gather, OpKind.GATHER,
+                  {"dim": Attr(int)}, flops=_zero, doc="torch.gather along dim"))

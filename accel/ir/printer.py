@@ -1,0 +1,85 @@
+"""Print a graph as readable, runnable Python.
+
+The printed function calls the reference implementation of each op through ``ops``, so a
+dump is also a reproduction: ``exec`` it, pass the inputs and constants, compare.
+
+    def graph(x: "f32[2,8]", *, fc_weight: "f32[4,8]", fc_bias: "f32[4]"):
+        linear = ops.linear(x, fc_weight, fc_bias)  # f32[2,4]
+        relu = ops.relu(linear)  # f32[2,4]
+        return (relu,)
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from accel.ir.ops import all_ops
+from accel.ir.ops.fallback import TensorArg
+
+if TYPE_CHECKING:
+    from accel.ir.graph import Graph
+
+
+class _Ops:
+    """Namespace exposing each op's reference implementation as ``ops.<name>``."""
+
+    def __getattr__(self, name: str) -> Any:
+        return all_ops()[name].ref
+
+
+ops = _Ops()
+"""Reference implementations by op name, as called by printed graphs."""
+
+
+def format_attr(value: Any) -> str:
+    """Python source for an attribute value."""
+    if isinstance(value, torch.dtype):
+        return str(value)  # torch.float32
+    if isinstance(value, TensorArg):
+        return f"TensorArg({value.index})"
+    if isinstance(value, torch._ops.OpOverload):  # noqa: SLF001
+        return f"torch.ops.{value._schema.name.replace('::', '.')}.{value._overloadname}"  # noqa: SLF001
+    if isinstance(value, enum.Enum):
+        return f"{type(value).__name__}.{value.name}"
+    if isinstance(value, tuple):
+        inner = ", ".join(format_attr(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return f"float('{value}')"
+    return repr(value)
+
+
+def print_graph(graph: Graph) -> str:
+    """The graph as a Python function definition (see module docstring)."""
+    params = [f'{v.name}: "{v.type}"' for v in graph.inputs]
+    consts = [f'{v.name}: "{v.type}"' for v in graph.constants]
+    parts = params + (["*", *consts] if consts else [])
+    sig = ", ".join(parts) if len(parts) <= 4 else "\n" + "".join(f"    {p},\n" for p in parts)
+    lines = [
+        f"# {graph.name}: {len(graph.nodes)} nodes, {len(graph.constants)} constants, "
+        f"{graph.num_params():,} parameters, {graph.flops():,} FLOPs",
+        f"def {graph.name if graph.name.isidentifier() else 'graph'}({sig}):",
+    ]
+    for n in graph.nodes:
+        args = [v.name if v is not None else "None" for v in n.inputs]
+        args += [f"{k}={format_attr(v)}" for k, v in n.attrs.items()]
+        lhs = ", ".join(o.name for o in n.outputs) + ("," if len(n.outputs) > 1 else "")
+        types = ", ".join(str(o.type) for o in n.outputs)
+        ann = "".join(f" {k}={v!r}" for k, v in n.outputs[0].annotations.items())
+        lines.append(f"    {lhs} = ops.{n.op}({', '.join(args)})  # {types}{ann}")
+    outs = ", ".join(v.name for v in graph.outputs)
+    lines.append(f"    return ({outs},)" if len(graph.outputs) == 1 else f"    return ({outs})")
+    return "\n".join(lines) + "\n"
+
+
+def exec_printed(source: str) -> Any:
+    """Compile printed graph source and return the function it defines."""
+    namespace: dict[str, Any] = {"ops": ops, "torch": torch, "TensorArg": TensorArg,
+                                 "inf": float("inf"), "nan": float("nan")}
+    exec(compile(source, "<accel graph>", "exec"), namespace)  # noqa: S102
+    fns = [v for k, v in namespace.items() if callable(v) and getattr(v, "__module__", 1) is None
+           and k not in ("ops", "torch", "TensorArg")]
+    return fns[-1] if fns else next(v for k, v in namespace.items() if k == "graph")
