@@ -1,11 +1,19 @@
-"""The IR's op set. Importing this package registers every core op.
+"""The IR's op set. Importing this package registers every op.
 
-The core op set (see docs/ops.md): pointwise (``elementwise``), reductions and norms
+Core ops (see docs/ops.md): pointwise (``elementwise``), reductions and norms
 (``reduction``), compute ops (``nn``), data movement (``shape``) and the ``aten`` fallback.
-Other packages add ops by calling :func:`register_op` in their own modules.
+Every other module in this package registers its own family of ops (quantized ops, token
+reduction ops...): adding an op family is adding a file here.
 """
+
+import importlib
+import pkgutil
 
 from accel.ir.ops import elementwise, fallback, nn, reduction, shape  # noqa: F401
 from accel.ir.ops.registry import Attr, OpDef, OpKind, all_ops, get_op, register_op
+
+for _m in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if _m != "registry" and not _m.startswith("_"):
+        importlib.import_module(f"{__name__}.{_m}")
 
 __all__ = ["Attr", "OpDef", "OpKind", "all_ops", "get_op", "register_op"]
