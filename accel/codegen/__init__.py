@@ -1,0 +1,1 @@
+"""Code generation from the optimized IR: Triton kernels (triton/) and ONNX (onnx/)."""
