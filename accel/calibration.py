@@ -1,0 +1,230 @@
+"""Calibration: run a graph on calibration batches with the reference executor while
+observers record statistics of chosen values, and measure accuracy of lossy rewrites.
+
+    stats = calibrate(graph, batches, {v: MinMaxObserver() for v in values})
+    scale = stats[v].absmax() / 127
+
+Observers: :class:`MinMaxObserver` (running min/max, per-channel |max| over the last dim),
+:class:`HistogramObserver` (|x| histogram: percentile and entropy (KL) thresholds) and
+:class:`SampleObserver` (a bounded sample of rows, for SQNR and Wanda norms).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+
+import torch
+
+from accel.errors import AccelValueError
+from accel.ir.graph import Graph, Value
+from accel.runtime.executor import AtenExecutor
+
+
+class Observer:
+    """Accumulates statistics of one value over calibration batches."""
+
+    def update(self, t: torch.Tensor) -> None:
+        """Observe one batch of the value."""
+        raise NotImplementedError
+
+
+class MinMaxObserver(Observer):
+    """Running min, max and per-channel |max| (channels = last dim)."""
+
+    def __init__(self) -> None:
+        self.min = math.inf
+        self.max = -math.inf
+        self.channel_absmax: torch.Tensor | None = None
+        """max |x| per last-dim channel."""
+
+    def update(self, t: torch.Tensor) -> None:
+        """Observe one batch."""
+        t = t.detach().float()
+        self.min = min(self.min, t.min().item())
+        self.max = max(self.max, t.max().item())
+        ch = t.abs().reshape(-1, t.shape[-1]).amax(0) if t.dim() else t.abs().reshape(1)
+        self.channel_absmax = ch if self.channel_absmax is None \
+            else torch.maximum(self.channel_absmax, ch)
+
+    def absmax(self) -> float:
+        """max |x| seen."""
+        return max(abs(self.min), abs(self.max))
+
+
+class HistogramObserver(Observer):
+    """Histogram of |x| (bins grow as the range grows) for percentile and entropy clipping."""
+
+    def __init__(self, bins: int = 2048) -> None:
+        self.bins = bins
+        self.hist = torch.zeros(bins, dtype=torch.float64)
+        self.upper = 0.0
+
+    def update(self, t: torch.Tensor) -> None:
+        """Observe one batch."""
+        a = t.detach().float().abs().reshape(-1)
+        top = a.max().item() if a.numel() else 0.0
+        if top > self.upper:  # re-bin the old counts into the wider range
+            if self.upper > 0:
+                centers = (torch.arange(self.bins, dtype=torch.float64) + 0.5) * (
+                    self.upper / self.bins)
+                idx = (centers / top * self.bins).long().clamp_(max=self.bins - 1)
+                self.hist = torch.zeros_like(self.hist).index_add_(0, idx, self.hist)
+            self.upper = top
+        if self.upper > 0:
+            self.hist += torch.histc(a, self.bins, 0.0, self.upper).double()
+
+    def percentile(self, q: float = 99.99) -> float:
+        """The |x| threshold below which ``q`` percent of the observed values lie."""
+        total = self.hist.sum()
+        if total == 0:
+            return 0.0
+        cdf = self.hist.cumsum(0) / total
+        i = int(torch.searchsorted(cdf, torch.tensor(q / 100, dtype=torch.float64)).item())
+        return (min(i, self.bins - 1) + 1) * self.upper / self.bins
+
+    def entropy_threshold(self, levels: int = 128) -> float:
+        """The |x| clip minimising KL(P || Q) between the clipped and the quantized histogram."""
+        hist = self.hist
+        if hist.sum() == 0:
+            return 0.0
+        best, best_i = math.inf, self.bins
+        for i in range(levels, self.bins + 1, max(1, self.bins // 128)):
+            p = hist[:i].clone()
+            p[-1] += hist[i:].sum()
+            chunks = torch.tensor_split(hist[:i], levels)
+            q = torch.cat([torch.where(c > 0, c.sum() / (c > 0).sum().clamp_min(1), 0.0)
+                           for c in chunks])
+            p, q = p / p.sum(), q / q.sum().clamp_min(1e-12)
+            mask = p > 0
+            kl = (p[mask] * (p[mask] / q[mask].clamp_min(1e-12)).log()).sum().item()
+            if kl < best:
+                best, best_i = kl, i
+        return best_i * self.upper / self.bins
+
+
+class SampleObserver(Observer):
+    """Keeps up to ``max_rows`` rows (last dim = features) and per-feature sum of squares."""
+
+    def __init__(self, max_rows: int = 2048) -> None:
+        self.max_rows = max_rows
+        self.rows: list[torch.Tensor] = []
+        self.count = 0
+        self.sq_sum: torch.Tensor | None = None
+        """Sum over all rows of x_j², per feature j (Wanda's ‖X_j‖²)."""
+
+    def update(self, t: torch.Tensor) -> None:
+        """Observe one batch."""
+        rows = t.detach().float().reshape(-1, t.shape[-1])
+        sq = rows.square().sum(0)
+        self.sq_sum = sq if self.sq_sum is None else self.sq_sum + sq
+        room = self.max_rows - self.count
+        if room > 0:
+            self.rows.append(rows[:room].clone())
+            self.count += min(room, rows.shape[0])
+
+    def sample(self) -> torch.Tensor:
+        """The kept rows as one ``[rows, features]`` tensor."""
+        return torch.cat(self.rows)
+
+
+def progress(iterable: Iterable, total: int | None, desc: str) -> Iterable:
+    """``tqdm`` progress bar on a TTY (``ACCEL_PROGRESS=0`` disables it)."""
+    enabled = os.environ.get("ACCEL_PROGRESS", "1") != "0" and sys.stderr.isatty()
+    if not enabled:
+        return iterable
+    from tqdm import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, leave=False)
+
+
+def calibrate(
+    graph: Graph,
+    batches: Sequence[tuple[torch.Tensor, ...]],
+    observers: Mapping[Value, Observer | Sequence[Observer]],
+    desc: str = "calibrating",
+) -> Mapping[Value, Observer | Sequence[Observer]]:
+    """Run ``graph`` on every batch; each observed value's observers see each batch."""
+    if not batches:
+        raise AccelValueError("calibration needs at least one batch; pass calibration=[...] "
+                              "to accel.compile")
+    watch = {v: (list(o) if isinstance(o, Sequence) else [o]) for v, o in observers.items()}
+
+    def observe(value: Value, t: torch.Tensor) -> None:
+        for o in watch.get(value, ()):
+            o.update(t)
+
+    executor = _observing_executor(graph, watch, observe)
+    with torch.no_grad():
+        for batch in progress(batches, len(batches), desc):
+            for v, t in zip(graph.inputs, batch, strict=True):
+                observe(v, t)
+            executor.run(list(batch))
+    for v in watch:
+        if v in graph.constants:
+            observe(v, graph.constants[v])
+    return observers
+
+
+def _observing_executor(graph: Graph, watch: Mapping[Value, object],
+                        observe: Callable[[Value, torch.Tensor], None]) -> AtenExecutor:
+    executor = AtenExecutor(graph)
+    by_name = {n.name: n for n in graph.nodes}
+    steps = []
+    for st in executor.steps:
+        outs = [o for o in by_name[st.name].outputs]
+        if any(o in watch for o in outs):
+            steps.append(dataclasses.replace(st, fn=_wrap(st.fn, outs, observe)))
+        else:
+            steps.append(st)
+    executor.steps = steps
+    return executor
+
+
+def _wrap(fn: Callable, outs: list[Value], observe: Callable) -> Callable:
+    def run(*args: torch.Tensor) -> object:
+        result = fn(*args)
+        for v, t in zip(outs, result if len(outs) > 1 else (result,), strict=True):
+            observe(v, t)
+        return result
+
+    return run
+
+
+def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
+    """Signal-to-quantization-noise ratio ``10·log10(‖y‖² / ‖y − ŷ‖²)`` in dB."""
+    ref, err = reference.double(), (reference.double() - approx.double())
+    noise = err.square().sum().item()
+    signal = ref.square().sum().item()
+    if noise == 0:
+        return math.inf
+    return 10 * math.log10(max(signal, 1e-30) / noise)
+
+
+def output_accuracy(reference: Graph, modified: Graph,
+                    batches: Sequence[tuple[torch.Tensor, ...]]) -> dict[str, float]:
+    """End-to-end difference of ``modified`` vs ``reference`` on ``batches`` (float outputs)."""
+    ref_exec, mod_exec = AtenExecutor(reference), AtenExecutor(modified)
+    sig = noise = dot = n_ref = n_mod = 0.0
+    max_abs = 0.0
+    with torch.no_grad():
+        for batch in progress(batches, len(batches), "accuracy"):
+            for r, m in zip(ref_exec.run(list(batch)), mod_exec.run(list(batch)), strict=True):
+                if not r.is_floating_point():
+                    continue
+                r64, m64 = r.double().reshape(-1), m.double().reshape(-1)
+                sig += r64.square().sum().item()
+                noise += (r64 - m64).square().sum().item()
+                dot += (r64 * m64).sum().item()
+                n_ref += r64.square().sum().item()
+                n_mod += m64.square().sum().item()
+                if r64.numel():
+                    max_abs = max(max_abs, (r64 - m64).abs().max().item())
+    return {
+        "output_sqnr_db": math.inf if noise == 0 else 10 * math.log10(max(sig, 1e-30) / noise),
+        "max_abs_diff": max_abs,
+        "cosine": dot / max(math.sqrt(n_ref * n_mod), 1e-30),
+    }

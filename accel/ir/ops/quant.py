@@ -1,0 +1,177 @@
+"""Quantized ops: int8 linears (dynamic and static activations), weight-only linears, and
+per-channel (de)quantization.
+
+Conventions: weights are symmetric per output channel, stored like ``linear`` weights
+(``w_q: int8[N, K]``, ``w_scale: f32[N]``). int8 matmuls run on ``torch._int_mm`` (int8 x int8
+-> int32) where the device supports the shape, else on an exact integer fallback; the int32
+accumulator is dequantized as ``acc * (s_x ⊗ s_w) + bias``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from accel.ir.ops.registry import Attr, OpDef, OpKind, register_op
+from accel.ir.types import TensorType
+
+QMIN, QMAX = -127, 127
+"""Symmetric int8 range used for weights and dynamic activations."""
+
+
+def int_matmul(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
+    """int8 ``a[M, K] @ b_t[N, K].T`` -> int32 ``[M, N]``, on ``torch._int_mm`` when possible.
+
+    CUDA's ``_int_mm`` needs M > 16 and K, N multiples of 8: small M is padded with zero rows,
+    other shapes (and meta tensors) take an exact integer fallback.
+    """
+    m, k = a.shape
+    n = b_t.shape[0]
+    if a.device.type == "meta":
+        return torch.empty((m, n), dtype=torch.int32, device="meta")
+    if a.device.type == "cuda":
+        if k % 8 or n % 8:
+            return (a.double() @ b_t.t().double()).round().to(torch.int32)
+        if m <= 16:
+            pad = torch.zeros((17 - m, k), dtype=a.dtype, device=a.device)
+            return torch._int_mm(torch.cat([a, pad]), b_t.t())[:m]
+    try:
+        return torch._int_mm(a, b_t.t())
+    except RuntimeError:  # a CPU build without int8 GEMM: exact int32 matmul
+        return a.to(torch.int32) @ b_t.t().to(torch.int32)
+
+
+def quantize_rows(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row int8 quantization of a 2-d float tensor: ``(int8, scale[M, 1])``."""
+    scale = x2.abs().amax(dim=1, keepdim=True).clamp_min(1e-8) / QMAX
+    q = torch.round(x2 / scale).clamp_(QMIN, QMAX).to(torch.int8)
+    return q, scale
+
+
+def quantize_per_channel(w: torch.Tensor, axis: int = 0, bits: int = 8
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-channel quantization of ``w`` along ``axis``: ``(int8 values, scales)``."""
+    qmax = 2 ** (bits - 1) - 1
+    dims = [d for d in range(w.dim()) if d != axis % w.dim()]
+    amax = w.abs().amax(dim=dims, keepdim=True) if dims else w.abs()
+    scale = amax.clamp_min(1e-12) / qmax
+    q = torch.round(w / scale).clamp_(-qmax - 1 if bits < 8 else -qmax, qmax).to(torch.int8)
+    return q, scale.reshape(-1).to(torch.float32)
+
+
+def quantize_grouped(w: torch.Tensor, bits: int, group_size: int
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric groupwise quantization of a ``[N, K]`` weight: ``(int8 [N,K], scales [N,K/g])``."""
+    n, k = w.shape
+    groups = w.reshape(n, k // group_size, group_size)
+    qmax = 2 ** (bits - 1) - 1
+    scale = groups.abs().amax(dim=2, keepdim=True).clamp_min(1e-12) / qmax
+    q = torch.round(groups / scale).clamp_(-qmax - 1, qmax).to(torch.int8)
+    return q.reshape(n, k), scale.squeeze(2).to(torch.float32)
+
+
+def _out_type(ins, attrs) -> tuple[TensorType, ...]:  # noqa: ANN001
+    x, w = ins[0], ins[1]
+    return (TensorType((*x.shape[:-1], w.shape[0]), x.dtype, x.device),)
+
+
+def _linear_flops(i, o, a) -> int:  # noqa: ANN001
+    return 2 * o[0].numel * i[1].shape[1]
+
+
+def _dequant_acc(acc: torch.Tensor, row_scale: torch.Tensor | float, w_scale: torch.Tensor,
+                 bias: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    out = acc.to(torch.float32) * (row_scale * w_scale)
+    if bias is not None:
+        out += bias
+    return out.to(dtype)
+
+
+def linear_int8_dynamic(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
+                        bias: torch.Tensor | None = None) -> torch.Tensor:
+    """int8 linear with per-token activation scales computed at run time."""
+    lead, k = x.shape[:-1], x.shape[-1]
+    xq, s_x = quantize_rows(x.reshape(-1, k).float())
+    acc = int_matmul(xq, w_q)
+    return _dequant_acc(acc, s_x, w_scale, bias, x.dtype).reshape(*lead, w_q.shape[0])
+
+
+def linear_int8_static(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
+                       bias: torch.Tensor | None = None, *, x_scale: float,
+                       x_zero_point: int = 0) -> torch.Tensor:
+    """int8 linear with a calibrated per-tensor activation scale and zero point."""
+    lead, k = x.shape[:-1], x.shape[-1]
+    xq = torch.round(x.reshape(-1, k).float() / x_scale).add_(x_zero_point)
+    xq = xq.clamp_(-128, 127).to(torch.int8)
+    acc = int_matmul(xq, w_q)
+    if x_zero_point:
+        acc = acc - x_zero_point * w_q.sum(dim=1, dtype=torch.int32)
+    return _dequant_acc(acc, x_scale, w_scale, bias, x.dtype).reshape(*lead, w_q.shape[0])
+
+
+def dequantize_weight(w_q: torch.Tensor, scales: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Float weight of a groupwise-quantized ``[N, K]`` weight."""
+    n, k = w_q.shape
+    groups = w_q.reshape(n, k // group_size, group_size).to(scales.dtype)
+    return (groups * scales.unsqueeze(2)).reshape(n, k)
+
+
+def linear_weight_only(x: torch.Tensor, w_q: torch.Tensor, scales: torch.Tensor,
+                       bias: torch.Tensor | None = None, *, bits: int = 8,
+                       group_size: int = 0) -> torch.Tensor:
+    """Linear with a quantized weight dequantized on the fly (activations stay float)."""
+    if x.device.type == "meta":
+        return x.new_empty((*x.shape[:-1], w_q.shape[0]))
+    gs = group_size or w_q.shape[1]
+    w = dequantize_weight(w_q, scales.reshape(w_q.shape[0], -1), gs).to(x.dtype)
+    return F.linear(x, w, bias)
+
+
+def quantize_per_channel_op(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
+                            *, axis: int = 0) -> torch.Tensor:
+    """int8 ``clamp(round(x / scale) + zero_point)`` with scales along ``axis``."""
+    return torch.quantize_per_channel(x, scale.double(), zero_point.long(), axis % x.dim(),
+                                      torch.qint8).int_repr() if x.device.type != "meta" \
+        else torch.empty_like(x, dtype=torch.int8)
+
+
+def dequantize_per_channel_op(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
+                              *, axis: int = 0) -> torch.Tensor:
+    """float ``(q - zero_point) * scale`` with scales along ``axis``."""
+    shape = [1] * q.dim()
+    shape[axis % q.dim()] = -1
+    return (q.float() - zero_point.reshape(shape).float()) * scale.reshape(shape)
+
+
+_Q = OpKind.QUANT
+register_op(OpDef(
+    "linear_int8_dynamic", ("x", "w_q", "w_scale", "bias?"), linear_int8_dynamic, _Q,
+    infer=_out_type, flops=_linear_flops,
+    doc="int8 linear, per-token dynamic activation scales, per-channel int8 weight",
+))
+register_op(OpDef(
+    "linear_int8_static", ("x", "w_q", "w_scale", "bias?"), linear_int8_static, _Q,
+    {"x_scale": Attr(float, doc="calibrated activation scale"),
+     "x_zero_point": Attr(int, 0, "activation zero point (int8 range)")},
+    infer=_out_type, flops=_linear_flops,
+    doc="int8 linear, calibrated per-tensor activation quantization, per-channel int8 weight",
+))
+register_op(OpDef(
+    "linear_weight_only", ("x", "w_q", "scales", "bias?"), linear_weight_only, _Q,
+    {"bits": Attr(int, 8, "weight bits (8 or 4)"),
+     "group_size": Attr(int, 0, "input channels per scale; 0 = one group per row")},
+    infer=_out_type, flops=_linear_flops,
+    doc="linear with an int8/int4 groupwise weight dequantized on the fly",
+))
+register_op(OpDef(
+    "quantize_per_channel", ("x", "scale", "zero_point"), quantize_per_channel_op, _Q,
+    {"axis": Attr(int, 0)},
+    infer=lambda i, a: (i[0].with_dtype(torch.int8),),
+    doc="int8 quantization with per-channel scale and zero point along axis",
+))
+register_op(OpDef(
+    "dequantize_per_channel", ("q", "scale", "zero_point"), dequantize_per_channel_op, _Q,
+    {"axis": Attr(int, 0)},
+    infer=lambda i, a: (i[0].with_dtype(torch.float32),),
+    doc="float dequantization with per-channel scale and zero point along axis",
+))
