@@ -60,6 +60,8 @@ class OnnxBuilder:
         self._batch_source: tuple[str, int] | None = None
         self._batch_vector: str | None = None
         self._const_cache: dict[tuple, str] = {}
+        self.constants: dict[Any, torch.Tensor] = {}
+        """IR constants of the graph being exported (see :meth:`constant`)."""
         self.current_node: str = ""
         """Name of the IR node being lowered (prefix of emitted ONNX node names)."""
 
@@ -113,6 +115,10 @@ class OnnxBuilder:
     def onnx_dtype(self, dtype: torch.dtype) -> int:
         """The ONNX element type of a torch dtype."""
         return onnx_dtype(dtype)
+
+    def constant(self, value: Any) -> torch.Tensor | None:
+        """The tensor of IR ``value`` if it is a graph constant (to pre-transform weights)."""
+        return self.constants.get(value) if value is not None else None
 
     def shape_of(self, name: str, start: int | None = None, end: int | None = None) -> str:
         """``Shape(name)[start:end]`` as an int64 vector."""
