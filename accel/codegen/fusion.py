@@ -1,0 +1,207 @@
+"""Operator fusion: partition a graph into kernel groups using the IR's op kinds.
+
+A pure function of the graph. Each :class:`KernelGroup` is a set of nodes one Triton kernel
+runs (pointwise chains with broadcasting; reductions over the last dim with their pointwise
+prologue/epilogue; linear/matmul with a pointwise epilogue; attention); every other node
+becomes an ``ATEN`` group of one node, run by the reference implementation.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import torch
+
+from accel.ir.graph import Graph, Node, Value
+from accel.ir.ops.registry import OpKind
+
+
+class GroupKind(enum.Enum):
+    """Which Triton template runs a group (``ATEN``: the reference implementation)."""
+
+    POINTWISE = "pointwise"
+    REDUCTION = "reduction"
+    MATMUL = "matmul"
+    ATTENTION = "attention"
+    ATEN = "aten"
+
+
+@dataclass(frozen=True)
+class KernelGroup:
+    """Nodes run by one kernel, with the values it reads and the values it writes."""
+
+    name: str
+    """Kernel name (from the group's anchor node)."""
+    kind: GroupKind
+    """Template that runs it."""
+    nodes: tuple[Node, ...]
+    """Nodes in topological order; the anchor (matmul/reduction/attention) is first
+    after any prologue."""
+    inputs: tuple[Value, ...]
+    """Values read from outside the group (graph inputs, constants, other groups)."""
+    outputs: tuple[Value, ...]
+    """Values used outside the group or returned by the graph."""
+
+    def describe(self) -> str:
+        """One report line: kind, name and the ops it fuses."""
+        return f"{self.kind.value} {self.name}: {' + '.join(n.op for n in self.nodes)}"
+
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+# Pointwise ops the templates can emit (see accel.codegen.triton.expr).
+FUSIBLE_POINTWISE = frozenset({
+    "add", "sub", "mul", "div", "neg", "exp", "log", "sqrt", "rsqrt", "abs", "reciprocal",
+    "sin", "cos", "tanh", "erf", "sigmoid", "relu", "silu", "gelu", "maximum", "minimum",
+    "clamp", "leaky_relu", "cast", "hardswish", "hardsigmoid",
+})
+ROW_REDUCTIONS = frozenset({"softmax", "layer_norm", "rms_norm", "sum", "mean"})
+
+
+def partition(graph: Graph) -> list[KernelGroup]:
+    """Split ``graph`` into kernel groups in execution order; unfusable nodes go to aten."""
+    claimed: dict[Node, int] = {}
+    plans: list[tuple[GroupKind, list[Node]]] = []
+    order = {n: i for i, n in enumerate(graph.nodes)}
+
+    def claim(kind: GroupKind, nodes: list[Node]) -> None:
+        for n in nodes:
+            claimed[n] = len(plans)
+        plans.append((kind, sorted(nodes, key=order.__getitem__)))
+
+    # anchors first so their prologue/epilogue are not taken by pointwise chains
+    for node in graph.nodes:
+        if node in claimed:
+            continue
+        if node.op == "attention" and _attention_ok(graph, node):
+            claim(GroupKind.ATTENTION, [node])
+        elif node.op in ("linear", "matmul") and _matmul_ok(graph, node):
+            claim(GroupKind.MATMUL, [node, *_epilogue(graph, node, claimed)])
+        elif node.op in ROW_REDUCTIONS and _reduction_ok(graph, node):
+            pro = _prologue(graph, node, claimed)
+            epi = _epilogue(graph, node, claimed) if node.op in ("softmax", "layer_norm",
+                                                                 "rms_norm") else []
+            claim(GroupKind.REDUCTION, [*pro, node, *epi])
+    for node in graph.nodes:
+        if node in claimed:
+            continue
+        if _pointwise_ok(node):
+            claim(GroupKind.POINTWISE, [node, *_epilogue(graph, node, claimed,
+                                                          shape=node.output.shape)])
+        else:
+            claim(GroupKind.ATEN, [node])
+    # emit groups in an order where every group's inputs are ready: by last node position
+    groups = [_make_group(graph, kind, nodes) for kind, nodes in plans]
+    groups.sort(key=lambda g: max(order[n] for n in g.nodes))
+    return groups
+
+
+def _make_group(graph: Graph, kind: GroupKind, nodes: list[Node]) -> KernelGroup:
+    inside = {o for n in nodes for o in n.outputs}
+    members = set(nodes)
+    inputs: list[Value] = []
+    for n in nodes:
+        for v in n.inputs:
+            if v is not None and v not in inside and v not in inputs:
+                inputs.append(v)
+    graph_outs = set(graph.outputs)
+    outputs = [o for n in nodes for o in n.outputs
+               if o in graph_outs or any(u not in members for u in graph.users(o))]
+    anchor = next((n for n in nodes if n.op not in FUSIBLE_POINTWISE), nodes[0])
+    return KernelGroup(anchor.name, kind, tuple(nodes), tuple(inputs), tuple(outputs))
+
+
+def _is_float(v: Value | None) -> bool:
+    return v is None or v.dtype in FLOAT_DTYPES
+
+
+def _pointwise_ok(node: Node) -> bool:
+    return (node.op in FUSIBLE_POINTWISE and node.opdef.kind is OpKind.POINTWISE
+            and len(node.outputs) == 1 and all(_is_float(v) for v in (*node.inputs,
+                                                                      node.output))
+            and node.output.type.numel > 0
+            and not (node.op == "div" and node.attrs.get("rounding_mode") is not None))
+
+
+def _broadcasts_to(v: Value, shape: tuple[int, ...]) -> bool:
+    if len(v.shape) > len(shape):
+        return False
+    return all(a in (1, b) for a, b in zip(reversed(v.shape), reversed(shape), strict=False))
+
+
+def _epilogue(graph: Graph, node: Node, claimed: dict[Node, int],
+              shape: tuple[int, ...] | None = None) -> list[Node]:
+    """The chain of single-use pointwise consumers of ``node`` keeping its output shape."""
+    shape = node.output.shape if shape is None else shape
+    chain: list[Node] = []
+    cur = node
+    while True:
+        out = cur.output
+        users = graph.users(out)
+        if len(users) != 1 or out in graph.outputs:
+            return chain
+        nxt = users[0]
+        if (nxt in claimed or not _pointwise_ok(nxt) or nxt.output.shape != shape
+                or not all(v is None or _broadcasts_to(v, shape) for v in nxt.inputs)
+                or not all(_ready(graph, v, node) for v in nxt.inputs if v is not out)):
+            return chain
+        chain.append(nxt)
+        cur = nxt
+
+
+def _ready(graph: Graph, v: Value | None, anchor: Node) -> bool:
+    """Whether ``v`` is computed before ``anchor`` (so the fused group can read it)."""
+    if v is None or graph.is_const(v) or v in graph.inputs:
+        return True
+    order = {n: i for i, n in enumerate(graph.nodes)}
+    prod = graph.producer(v)
+    return prod is not None and order[prod] < order[anchor]
+
+
+def _prologue(graph: Graph, node: Node, claimed: dict[Node, int]) -> list[Node]:
+    """Single-use pointwise producers of a reduction's main input, same shape."""
+    x = node.inputs[0]
+    prod = graph.producer(x)
+    shape = x.shape
+    if (prod is None or prod in claimed or not _pointwise_ok(prod) or graph.num_uses(x) != 1
+            or x in graph.outputs or prod.output.shape != shape
+            or not all(v is None or _broadcasts_to(v, shape) for v in prod.inputs)):
+        return []
+    return [prod]
+
+
+def _matmul_ok(graph: Graph, node: Node) -> bool:
+    a, b = node.inputs[0], node.inputs[1]
+    if not (_is_float(a) and _is_float(b) and a.dtype == b.dtype and node.output.dtype == a.dtype):
+        return False
+    if node.op == "linear":
+        bias = node.inputs[2] if len(node.inputs) > 2 else None
+        return (len(b.shape) == 2 and len(a.shape) >= 1
+                and (bias is None or bias.shape == (b.shape[0],)))
+    return len(a.shape) >= 2 and len(b.shape) >= 2 and (
+        len(b.shape) == 2 or a.shape[:-2] == b.shape[:-2])
+
+
+def _reduction_ok(graph: Graph, node: Node) -> bool:
+    x = node.inputs[0]
+    if not _is_float(x) or not x.shape or x.shape[-1] > 16384 or x.shape[-1] == 0:
+        return False
+    rank = len(x.shape)
+    a = node.attrs
+    if node.op == "softmax":
+        return a["dim"] % rank == rank - 1
+    if node.op in ("layer_norm", "rms_norm"):
+        return len(a["normalized_shape"]) == 1
+    return (len(a["dims"]) == 1 and a["dims"][0] % rank == rank - 1 and a.get("dtype") is None)
+
+
+def _attention_ok(graph: Graph, node: Node) -> bool:
+    q, k, v = node.inputs[:3]
+    bias = node.inputs[3] if len(node.inputs) > 3 else None
+    if not all(t.dtype in FLOAT_DTYPES for t in (q, k, v)) or len(q.shape) != 4:
+        return False
+    if not (q.shape[:2] == k.shape[:2] == v.shape[:2] and k.shape[-1] == q.shape[-1]
+            and q.shape[-1] <= 256 and v.shape[-1] <= 256):
+        return False
+    return bias is None or (bias.dtype in FLOAT_DTYPES
+                            and _broadcasts_to(bias, (*q.shape[:3], k.shape[2])))

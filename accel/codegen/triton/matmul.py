@@ -1,0 +1,91 @@
+"""Matmul template: tiled ``[B, M, K] @ [B, K, N]`` with a fused pointwise epilogue.
+
+``linear`` is ``x[M, K] @ weight.T`` (the weight's strides do the transpose) plus bias; the
+epilogue (activation, residual add, scale) runs on the fp32 accumulator before the store.
+Block sizes are autotuned over a small config list (one config under the interpreter).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from accel.codegen.fusion import KernelGroup
+from accel.codegen.triton import KernelSource
+from accel.codegen.triton.expr import Emitter, header, kernel_name, pointwise_chain, reg_name
+
+GPU_CONFIGS = [  # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)
+    (128, 128, 32, 8, 3),
+    (128, 64, 32, 4, 4),
+    (64, 128, 32, 4, 4),
+    (64, 64, 32, 4, 4),
+    (32, 64, 32, 4, 5),
+]
+INTERPRET_CONFIGS = [(32, 32, 32, 1, 1)]
+
+
+def configs_source(configs: list[tuple[int, int, int, int, int]]) -> str:
+    """The ``triton.autotune`` config list as source."""
+    items = ",\n    ".join(
+        f"triton.Config({{'BLOCK_M': {m}, 'BLOCK_N': {n}, 'BLOCK_K': {k}}}, num_warps={w}, "
+        f"num_stages={s})" for m, n, k, w, s in configs)
+    return f"[\n    {items},\n]"
+
+
+def emit(group: KernelGroup, *, interpret: bool = False) -> KernelSource:
+    """Triton source for a linear/matmul group with its epilogue."""
+    name = kernel_name(group.name, "matmul")
+    mm = group.nodes[0]
+    a = mm.inputs[0]
+    bias = mm.inputs[2] if mm.op == "linear" and len(mm.inputs) > 2 else None
+    out_shape = mm.output.shape
+    m = math.prod(out_shape[:-1]) if mm.op == "linear" else out_shape[-2]
+    n = out_shape[-1]
+    k = a.shape[-1]
+    batch = 1 if mm.op == "linear" else math.prod(out_shape[:-2])
+    inside = {n.output for n in group.nodes}
+    epi_inputs = list(dict.fromkeys(v for node in group.nodes[1:] for v in node.inputs
+                                    if v is not None and v not in inside))
+    args = {v: f"epi{i}" for i, v in enumerate(epi_inputs)}
+    args.update({v: f"out{i}" for i, v in enumerate(group.outputs)})
+    em = Emitter(args)
+    em.names[mm.output] = reg_name(mm.output)
+    pointwise_chain(em, group.nodes[1:], out_shape, "idx", "mask")
+    for v in group.outputs:
+        em.store(v, "idx", "mask")
+    precision = ', input_precision="ieee"' if a.dtype == torch.float32 else ""
+    bias_line = ("    bias = tl.load(bias_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)\n"
+                 "    acc += bias[None, :]\n" if bias is not None else "")
+    params = ", ".join(["a_ptr", "b_ptr", *(["bias_ptr"] if bias is not None else []),
+                        *args.values(), "M", "N", "K", "stride_ab", "stride_am", "stride_ak",
+                        "stride_bb", "stride_bk", "stride_bn",
+                        "BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr", "BLOCK_K: tl.constexpr"])
+    configs = INTERPRET_CONFIGS if interpret else GPU_CONFIGS
+    src = (header("matmul", group.name, group.nodes) + f"""
+
+@triton.autotune(configs={configs_source(configs)}, key=["M", "N", "K"])
+@triton.jit
+def {name}({params}):
+    pid = tl.program_id(0)
+    bat = tl.program_id(1)
+    grid_n = tl.cdiv(N, BLOCK_N)
+    rm = (pid // grid_n) * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = (pid % grid_n) * BLOCK_N + tl.arange(0, BLOCK_N)
+    rk = tl.arange(0, BLOCK_K)
+    a_tile = a_ptr + bat * stride_ab + rm[:, None] * stride_am + rk[None, :] * stride_ak
+    b_tile = b_ptr + bat * stride_bb + rk[:, None] * stride_bk + rn[None, :] * stride_bn
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        a_blk = tl.load(a_tile, mask=(rm[:, None] < M) & (rk[None, :] + k0 < K), other=0.0)
+        b_blk = tl.load(b_tile, mask=(rk[:, None] + k0 < K) & (rn[None, :] < N), other=0.0)
+        acc += tl.dot(a_blk, b_blk{precision})
+        a_tile += BLOCK_K * stride_ak
+        b_tile += BLOCK_K * stride_bk
+{bias_line}    {reg_name(mm.output)} = acc
+    mask = (rm[:, None] < M) & (rn[None, :] < N)
+    idx = bat * M * N + rm[:, None] * N + rn[None, :]
+{em.body()}
+""")
+    return KernelSource(name, src, {"m": m, "n": n, "k": k, "batch": batch,
+                                    "has_bias": bias is not None})
