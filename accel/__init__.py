@@ -16,6 +16,7 @@ from accel.errors import (
     GuardError,
     PassError,
 )
+from accel.export import export_onnx as export_onnx
 from accel.ir import Graph
 from accel.report import PassRecord, Report
 from accel.runtime import CompiledModel
