@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from accel.calibration import lossy_accuracy
 from accel.errors import AccelTypeError
 from accel.frontend import as_module, capture, check_example_inputs
 from accel.ir.graph import Graph
@@ -67,10 +68,12 @@ def compile(  # noqa: A001 - mirrors torch.compile
                           options=opts)
         if debug:
             graph.verify()
+        captured = graph
         graph, records = run_pipeline(graph, steps, ctx, dump_dir=dump if first else None)
         lctx = LowerContext(options=opts, example_inputs=args)
         executable = lower(graph, concrete, lctx)
         if first:
+            report.accuracy = lossy_accuracy(captured, graph, records, calib or [args])
             report.passes = records
             report.lowering = lctx.notes
             report.fallbacks = _describe_fallbacks(graph)

@@ -204,6 +204,14 @@ def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
     return 10 * math.log10(max(signal, 1e-30) / noise)
 
 
+def lossy_accuracy(reference: Graph, modified: Graph, records: Sequence[object],
+                   batches: Sequence[tuple[torch.Tensor, ...]]) -> dict[str, float]:
+    """End-to-end accuracy of a pipeline's output when a lossy pass changed the graph, else {}."""
+    if not any(getattr(r, "lossy", False) and getattr(r, "changed", False) for r in records):
+        return {}
+    return output_accuracy(reference, modified, batches)
+
+
 def output_accuracy(reference: Graph, modified: Graph,
                     batches: Sequence[tuple[torch.Tensor, ...]]) -> dict[str, float]:
     """End-to-end difference of ``modified`` vs ``reference`` on ``batches`` (float outputs)."""

@@ -131,7 +131,14 @@ def sample_linear_inputs(graph: Graph, nodes: Sequence[Node],
     return samples
 
 
-def report_layer_sqnr(ctx: PassContext, pass_name: str, sqnr: dict[str, float]) -> None:
+def layer_label(node: Node) -> str:
+    """``node`` name with its source module path, for reports and warnings."""
+    src = node.meta.get("source")
+    return f"{node.name} ({src})" if src else node.name
+
+
+def report_layer_sqnr(ctx: PassContext, pass_name: str, sqnr: dict[str, float],
+                      warn_below_db: float = SQNR_COLLAPSE_DB) -> None:
     """Put per-layer SQNR in the pass record (worst layers, min, mean); warn on collapse."""
     if not sqnr:
         return
@@ -140,10 +147,10 @@ def report_layer_sqnr(ctx: PassContext, pass_name: str, sqnr: dict[str, float]) 
     ctx.metric("min_layer_sqnr_db", worst[0][1])
     ctx.metric("mean_layer_sqnr_db", sum(finite) / len(finite) if finite else math.inf)
     ctx.note("worst layer SQNR: " + ", ".join(f"{k} {v:.1f} dB" for k, v in worst[:3]))
-    collapsed = [f"{k} ({v:.1f} dB)" for k, v in worst if v < SQNR_COLLAPSE_DB]
+    collapsed = [f"{k}: {v:.1f} dB" for k, v in worst if v < warn_below_db]
     if collapsed:
         warnings.warn(f"accel: pass '{pass_name}': output SQNR of {_short(collapsed)} fell "
-                      f"below {SQNR_COLLAPSE_DB:.0f} dB; exclude these layers "
+                      f"below {warn_below_db:g} dB; exclude these layers "
                       f"({pass_name}{{exclude=[...]}}) or use a milder mode", stacklevel=2)
 
 
@@ -173,6 +180,7 @@ def quantize(
     group_size: int = 128,
     observer: ObserverKind = "percentile",
     percentile: float = 99.99,
+    warn_below_db: float = SQNR_COLLAPSE_DB,
 ) -> Graph:
     """Quantize linears to int8/int4 (weights per channel; activations dynamic or static)."""
     nodes = select_linears(graph, ctx, exclude, targets)
@@ -214,11 +222,12 @@ def quantize(
         rw.annotate(wq_v, quant={"mode": mode, "axis": 0, "bits": attrs.get("bits", 8)})
         qnode = rw.node(op, x, wq_v, s_v, bias, name=f"{n.name}_q", meta={**n.meta}, **attrs)
         rw.replace(n.output, qnode.output)
-        sqnr[n.name] = layer_sqnr(n, graph, samples[x].sample(), _runner(qnode, graph, rw))
+        run_q = _runner(qnode, graph, rw)
+        sqnr[layer_label(n)] = layer_sqnr(n, graph, samples[x].sample(), run_q)
     new = rw.finish()
     ctx.note(f"{mode}: {len(nodes)} linear(s); weights {bytes_before / 1e6:.2f} MB -> "
              f"{bytes_after / 1e6:.2f} MB")
-    report_layer_sqnr(ctx, "quantize", sqnr)
+    report_layer_sqnr(ctx, "quantize", sqnr, warn_below_db)
     return new
 
 
