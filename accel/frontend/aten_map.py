@@ -89,8 +89,22 @@ def _binary(op: str) -> Handler:
 for _name in ("mul", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
               "logical_and", "logical_or"):
     handles(getattr(aten, _name))(_binary(_name))
-handles(aten.bitwise_and)(_binary("logical_and"))
-handles(aten.bitwise_or)(_binary("logical_or"))
+
+
+def _logical(op: str) -> Handler:
+    """A bitwise op on booleans as its logical op (integer bit twiddling falls back)."""
+    def handler(c: ImportContext, a: Any, b: Any) -> Value:
+        like = a if isinstance(a, Value) else b
+        av, bv = c.tensor(a, like), c.tensor(b, like)
+        if av.dtype != torch.bool or bv.dtype != torch.bool:
+            raise Unsupported(f"bitwise {op} on integers")
+        return c.op(op, av, bv)
+    return handler
+
+
+handles(aten.bitwise_and, aten.__and__)(_logical("logical_and"))
+handles(aten.bitwise_or, aten.__or__)(_logical("logical_or"))
+handles(aten.bitwise_xor, aten.__xor__, aten.logical_xor)(_logical("ne"))
 
 
 def _add_like(op: str) -> Handler:
@@ -184,15 +198,16 @@ def _masked_fill(c: ImportContext, x: Value, mask: Value, value: Any) -> Value:
     return c.op("where", mask, c.tensor(value, x), x)
 
 
-@handles(aten._to_copy, aten.to.dtype, aten.to.dtype_layout, aten.to.other)
+@handles(aten._to_copy, aten.to.dtype, aten.to.dtype_layout, aten.to.other, aten.to.device)
 def _to(c: ImportContext, x: Value, *args: Any, **kw: Any) -> Value:
-    dtype = kw.get("dtype")
+    dtype, device = kw.get("dtype"), kw.get("device")
     for a in args:
         if isinstance(a, torch.dtype):
             dtype = a
         elif isinstance(a, Value):
             dtype = a.dtype
-    device = kw.get("device")
+        elif isinstance(a, torch.device | str):
+            device = a
     if device is not None and torch.device(device).type != x.type.device:
         raise Unsupported("device transfer")
     return x if dtype is None or dtype == x.dtype else c.op("cast", x, dtype=dtype)
@@ -574,3 +589,99 @@ def _like(fill: Any) -> Handler:
 handles(aten.zeros_like, aten.empty_like)(_like(0))
 handles(aten.ones_like)(_like(1))
 handles(aten.full_like)(_like(None))
+
+
+def _new_filled(fill: Any) -> Handler:
+    def handler(c: ImportContext, x: Value, size: Any, *args: Any, **kw: Any) -> Value:
+        value = (args[0] if args else kw.get("fill_value", 0)) if fill is None else fill
+        dtype = kw.get("dtype") or x.dtype
+        return c.rw.const(torch.full(tuple(size), value, dtype=dtype), "full")
+    return handler
+
+
+handles(aten.new_zeros, aten.new_empty)(_new_filled(0))
+handles(aten.new_ones)(_new_filled(1))
+handles(aten.new_full)(_new_filled(None))
+
+
+@handles(aten.fill.Scalar)
+def _fill(c: ImportContext, x: Value, value: Any) -> Value:
+    return c.rw.const(torch.full(x.shape, value, dtype=x.dtype), "full")
+
+
+def _triangle(lower: bool) -> Handler:
+    def handler(c: ImportContext, x: Value, diagonal: int = 0) -> Value:
+        if x.type.rank < 2:
+            raise Unsupported("tril/triu of a tensor with fewer than 2 dims")
+        ones = torch.ones(x.shape[-2:], dtype=torch.bool)
+        keep = ones.tril(diagonal) if lower else ones.triu(diagonal)
+        return c.op("where", c.rw.const(keep, "tri_mask"), x, c.tensor(0, x))
+    return handler
+
+
+handles(aten.tril)(_triangle(True))
+handles(aten.triu)(_triangle(False))
+
+
+def _any_all(is_any: bool) -> Handler:
+    def handler(c: ImportContext, x: Value, dim: Any = None, keepdim: bool = False) -> Value:
+        b = x if x.dtype == torch.bool else c.op("ne", x, c.tensor(0, x))
+        return c.op("amax" if is_any else "amin", b, dims=_dims(x, dim), keepdim=bool(keepdim))
+    return handler
+
+
+handles(aten.any.default, aten.any.dim, aten.any.dims)(_any_all(True))
+handles(aten.all.default, aten.all.dim, aten.all.dims)(_any_all(False))
+
+
+def _wrap_negative(c: ImportContext, index: Value, size: int) -> Value:
+    """``index`` with negative entries counted from the end (no-op for constants >= 0)."""
+    if c.is_const(index) and bool((c.rw.constants[index] >= 0).all()):
+        return index
+    negative = c.op("cast", c.op("lt", index, c.tensor(0, index)), dtype=index.dtype)
+    return c.op("add", index, c.op("mul", negative, c.tensor(size, index)))
+
+
+@handles(aten.index.Tensor)
+def _index(c: ImportContext, x: Value, indices: Any) -> Value:
+    """``x[..., i0, i1, ...]`` with adjacent integer index tensors, as one index_select."""
+    idx = list(indices)
+    while idx and idx[-1] is None:
+        idx.pop()
+    pos = [i for i, v in enumerate(idx) if v is not None]
+    if not pos or pos != list(range(pos[0], pos[-1] + 1)):
+        raise Unsupported("index tensors separated by full slices")
+    if any(not isinstance(idx[i], Value) or not _is_integer(idx[i].dtype) for i in pos):
+        raise Unsupported("boolean-mask indexing (data-dependent shape)")
+    first, last = pos[0], pos[-1]
+    flat: Value | None = None
+    stride = 1
+    for j in reversed(pos):  # row-major linear index over the indexed dims
+        i = _wrap_negative(c, idx[j], x.shape[j])
+        term = i if stride == 1 else c.op("mul", i, c.tensor(stride, i))
+        flat = term if flat is None else c.op("add", term, flat)
+        stride *= x.shape[j]
+    assert flat is not None
+    merged = x.shape[:first] + (stride,) + x.shape[last + 1:]
+    xr = x if merged == x.shape else c.op("reshape", x, shape=merged)
+    n = flat.type.numel
+    flat1 = flat if flat.shape == (n,) else c.op("reshape", flat, shape=(n,))
+    picked = c.op("index_select", xr, flat1, dim=first)
+    shape = x.shape[:first] + flat.shape + x.shape[last + 1:]
+    return picked if picked.shape == shape else c.op("reshape", picked, shape=shape)
+
+
+def _is_integer(dtype: torch.dtype) -> bool:
+    return not dtype.is_floating_point and not dtype.is_complex and dtype not in (
+        torch.bool, torch.uint8)
+
+
+@handles(aten.diff)
+def _diff(c: ImportContext, x: Value, n: int = 1, dim: int = -1, prepend: Any = None,
+          append: Any = None) -> Value:
+    if n != 1 or prepend is not None or append is not None:
+        raise Unsupported("diff with n > 1, prepend or append")
+    dim, size = dim % x.type.rank, x.shape[dim % x.type.rank]
+    hi = c.op("slice", x, dim=dim, start=1, end=size)
+    lo = c.op("slice", x, dim=dim, start=0, end=max(size - 1, 0))
+    return c.op("ne" if x.dtype == torch.bool else "sub", hi, lo)
