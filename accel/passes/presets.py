@@ -4,5 +4,7 @@ passes land."""
 
 from accel.passes.pipeline import register_preset
 
-register_preset("default", "remove-noops,fold-constants,cse,dce",
-                "lossless: cleanups (no-op removal, constant folding, CSE, DCE)")
+register_preset("default", "fold-bn,merge-branches,fold-bn,fold-scale,fold-layernorm,repavit,"
+                "canonicalize-attention,fold-linear,remove-noops,fold-constants,cse,dce",
+                "lossless: reparameterization (BN/scale/LayerNorm/linear folds, branch merges, "
+                "RePaViT, attention canonicalization) then cleanups")
