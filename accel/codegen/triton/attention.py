@@ -2,7 +2,9 @@
 
 ``softmax(q @ k^T * scale + bias) @ v`` for ``q [B, H, Lq, D]``, ``k [B, H, Lk, D]``,
 ``v [B, H, Lk, Dv]``; the float ``bias`` is read through broadcast strides (0 on broadcast
-dims), so a ``[B, 1, 1, Lk]`` token-size bias costs no copy. Output is ``[B, H, Lq, Dv]``.
+dims), so a ``[B, 1, 1, Lk]`` token-size bias costs no copy. The causal mask is top-left
+aligned (key ``j`` visible to query ``i`` iff ``j <= i``), as SDPA's ``is_causal``. Output is
+``[B, H, Lq, Dv]``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,10 @@ def emit(group: KernelGroup, *, interpret: bool = False) -> KernelSource:
     scale = d ** -0.5 if scale is None else scale
     causal = bool(node.attrs["causal"])
     precision = ', input_precision="ieee"' if q.dtype == torch.float32 else ""
+    # the interpreter's tl.dot mishandles bf16 operands (numpy has no bf16): upcast there
+    upcast = ".to(tl.float32)" if interpret and q.dtype == torch.bfloat16 else ""
+    if upcast:
+        precision = ', input_precision="ieee"'
     configs = INTERPRET_CONFIGS if interpret else GPU_CONFIGS
     bias_add = """
         bias_tile = (bias_ptr + b * stride_zb + h * stride_zh + rm[:, None] * stride_zm
@@ -49,8 +55,8 @@ def emit(group: KernelGroup, *, interpret: bool = False) -> KernelSource:
         in_bounds = (rm[:, None] < LQ) & (rn[None, :] < LK)
         s += tl.load(bias_tile, mask=in_bounds, other=0.0).to(tl.float32)""" if has_bias else ""
     causal_mask = """
-        valid = valid & (rn[None, :] <= rm[:, None] + (LK - LQ))""" if causal else ""
-    hi = "tl.minimum(LK, (pid_m + 1) * BLOCK_M + LK - LQ)" if causal else "LK"
+        valid = valid & (rn[None, :] <= rm[:, None])""" if causal else ""
+    hi = "tl.minimum(LK, (pid_m + 1) * BLOCK_M)" if causal else "LK"
     src = (header("attention", group.name, group.nodes) + f"""
 
 @triton.autotune(configs={configs_source(configs)}, key=["LQ", "LK"])
@@ -83,7 +89,7 @@ def {name}(q_ptr, k_ptr, v_ptr, bias_ptr, out_ptr, H, LQ, LK,
         k_tile = (k_ptr + b * stride_kb + h * stride_kh + rn[None, :] * stride_kn
                   + rd[:, None] * stride_kd)
         kt = tl.load(k_tile, mask=(rn[None, :] < LK) & (rd[:, None] < D), other=0.0)
-        s = tl.dot(q, kt{precision}) * {scale!r}{bias_add}
+        s = tl.dot(q{upcast}, kt{upcast}{precision}) * {scale!r}{bias_add}
         valid = rn[None, :] < LK{causal_mask}
         s = tl.where(valid, s, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -94,7 +100,7 @@ def {name}(q_ptr, k_ptr, v_ptr, bias_ptr, out_ptr, H, LQ, LK,
         v_tile = (v_ptr + b * stride_vb + h * stride_vh + rn[:, None] * stride_vn
                   + rdv[None, :] * stride_vd)
         vb = tl.load(v_tile, mask=(rn[:, None] < LK) & (rdv[None, :] < DV), other=0.0)
-        acc = acc * alpha[:, None] + tl.dot(p.to(vb.dtype), vb{precision})
+        acc = acc * alpha[:, None] + tl.dot(p.to(vb.dtype){upcast}, vb{upcast}{precision})
         m_i = m_new
     acc = acc / l_i[:, None]
     out_tile = out_ptr + ((b * H + h) * LQ + rm[:, None]) * DV + rdv[None, :]

@@ -105,7 +105,8 @@ def broadcast_offset(in_shape: Sequence[int], out_shape: Sequence[int], idx: str
     for d in reversed(range(len(out_shape))):
         if padded[d] != 1:
             div = math.prod(out_shape[d + 1:])
-            term = f"(({idx}) // {div}) % {out_shape[d]}" if div > 1 else f"({idx}) % {out_shape[d]}"
+            coord = f"(({idx}) // {div})" if div > 1 else f"({idx})"
+            term = f"{coord} % {out_shape[d]}"
             terms.append(f"{term} * {in_stride}" if in_stride != 1 else term)
             in_stride *= padded[d]
     return " + ".join(reversed(terms))
@@ -125,6 +126,10 @@ class Emitter:
         """Emit a load of ``v`` (converted to fp32) unless already loaded; its register."""
         if v not in self.names:
             name = f"{self.args[v]}_val"
+            if offset == "0":  # a scalar, broadcast by arithmetic
+                self.lines.append(f"{name} = tl.load({self.args[v]}).to(tl.float32)")
+                self.names[v] = name
+                return name
             self.lines.append(
                 f"{name} = tl.load({self.args[v]} + {offset}, mask={mask}, other=0.0)"
                 ".to(tl.float32)")

@@ -55,6 +55,10 @@ def emit(group: KernelGroup, *, interpret: bool = False) -> KernelSource:
     for v in group.outputs:
         em.store(v, "idx", "mask")
     precision = ', input_precision="ieee"' if a.dtype == torch.float32 else ""
+    # the interpreter's tl.dot mishandles bf16 operands (numpy has no bf16): upcast there
+    upcast = ".to(tl.float32)" if interpret and a.dtype == torch.bfloat16 else ""
+    if upcast:
+        precision = ', input_precision="ieee"'
     bias_line = ("    bias = tl.load(bias_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)\n"
                  "    acc += bias[None, :]\n" if bias is not None else "")
     params = ", ".join(["a_ptr", "b_ptr", *(["bias_ptr"] if bias is not None else []),
@@ -79,7 +83,7 @@ def {name}({params}):
     for k0 in range(0, K, BLOCK_K):
         a_blk = tl.load(a_tile, mask=(rm[:, None] < M) & (rk[None, :] + k0 < K), other=0.0)
         b_blk = tl.load(b_tile, mask=(rk[:, None] + k0 < K) & (rn[None, :] < N), other=0.0)
-        acc += tl.dot(a_blk, b_blk{precision})
+        acc += tl.dot(a_blk{upcast}, b_blk{upcast}{precision})
         a_tile += BLOCK_K * stride_ak
         b_tile += BLOCK_K * stride_bk
 {bias_line}    {reg_name(mm.output)} = acc
