@@ -23,7 +23,7 @@ def _conv(x, weight, bias=None, stride=(1, 1), padding=(0, 0), dilation=(1, 1), 
 def _attention(q, k, v, bias=None, scale=None, causal=False):  # noqa: ANN001, ANN202
     if causal and bias is not None:
         lq, lk = q.shape[-2], k.shape[-2]
-        keep = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(lk - lq)
+        keep = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril()  # as SDPA is_causal
         causal_bias = torch.zeros(lq, lk, dtype=q.dtype, device=q.device)
         causal_bias = causal_bias.masked_fill(~keep, float("-inf"))
         if bias.dtype == torch.bool:
