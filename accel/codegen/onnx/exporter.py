@@ -16,7 +16,8 @@ from accel.errors import ExportError
 from accel.ir.graph import Graph, Node, Value
 
 MIN_OPSET = 17
-_PROTOBUF_LIMIT = 2**31 - 1
+EXTERNAL_DATA_BYTES = 2**31 - 1 - (64 << 20)
+"""Weights beyond this many bytes go to an external data file (protobuf's 2 GB limit)."""
 
 
 def unsupported_nodes(graph: Graph) -> list[Node]:
@@ -110,7 +111,7 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, dynamic_batch: bool =
 
 
 def _fits(inits: list[onnx.TensorProto]) -> bool:
-    return sum(len(t.raw_data) for t in inits) < _PROTOBUF_LIMIT - (64 << 20)
+    return sum(len(t.raw_data) for t in inits) < EXTERNAL_DATA_BYTES
 
 
 def check_writable(path: str | os.PathLike) -> Path:
