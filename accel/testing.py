@@ -43,6 +43,18 @@ class PassCheck:
         """Whether the pass changed the graph."""
         return any(r.changed for r in self.records)
 
+    def op_changes(self) -> dict[str, tuple[int, int]]:
+        """``{op: (count before, count after)}`` for every op whose count changed."""
+        b, a = self.before.op_counts(), self.after.op_counts()
+        return {op: (b.get(op, 0), a.get(op, 0)) for op in sorted(set(b) | set(a))
+                if b.get(op, 0) != a.get(op, 0)}
+
+    def summary(self) -> str:
+        """One line: op-count changes, FLOPs before/after and the max abs error."""
+        ops = ", ".join(f"{op} {n0}->{n1}" for op, (n0, n1) in self.op_changes().items())
+        return (f"{ops or 'no op-count change'}; FLOPs {self.before.flops():,} -> "
+                f"{self.after.flops():,}; max abs error {self.max_abs_error:.3g}")
+
     def diff(self) -> str:
         """A unified diff of the printed graphs."""
         return "".join(difflib.unified_diff(self.before.python().splitlines(True),
