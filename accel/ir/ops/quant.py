@@ -87,12 +87,29 @@ def _dequant_acc(acc: torch.Tensor, row_scale: torch.Tensor | float, w_scale: to
     return out.to(dtype)
 
 
+def quantize_rows_asymmetric(x2: torch.Tensor
+                             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Asymmetric per-row int8 quantization: ``(int8, scale[M, 1], zero_point[M, 1] int32)``."""
+    lo = x2.amin(dim=1, keepdim=True).clamp_max(0)
+    hi = x2.amax(dim=1, keepdim=True).clamp_min(0)
+    scale = (hi - lo).clamp_min(1e-8) / 255
+    zero_point = torch.round(-128 - lo / scale)
+    q = torch.round(x2 / scale).add_(zero_point).clamp_(-128, 127).to(torch.int8)
+    return q, scale, zero_point.to(torch.int32)
+
+
 def linear_int8_dynamic(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
-                        bias: torch.Tensor | None = None) -> torch.Tensor:
-    """int8 linear with per-token activation scales computed at run time."""
+                        bias: torch.Tensor | None = None, *, symmetric: bool = False
+                        ) -> torch.Tensor:
+    """int8 linear with per-token activation scales (and zero points) computed at run time."""
     lead, k = x.shape[:-1], x.shape[-1]
-    xq, s_x = quantize_rows(x.reshape(-1, k).float())
-    acc = int_matmul(xq, w_q)
+    x2 = x.reshape(-1, k).float()
+    if symmetric:
+        xq, s_x = quantize_rows(x2)
+        acc = int_matmul(xq, w_q)
+    else:
+        xq, s_x, zp = quantize_rows_asymmetric(x2)
+        acc = int_matmul(xq, w_q) - zp * w_q.sum(dim=1, dtype=torch.int32)
     return _dequant_acc(acc, s_x, w_scale, bias, x.dtype).reshape(*lead, w_q.shape[0])
 
 
@@ -146,6 +163,7 @@ def dequantize_per_channel_op(q: torch.Tensor, scale: torch.Tensor, zero_point: 
 _Q = OpKind.QUANT
 register_op(OpDef(
     "linear_int8_dynamic", ("x", "w_q", "w_scale", "bias?"), linear_int8_dynamic, _Q,
+    {"symmetric": Attr(bool, False, "symmetric per-token range (no zero point)")},
     infer=_out_type, flops=_linear_flops,
     doc="int8 linear, per-token dynamic activation scales, per-channel int8 weight",
 ))
