@@ -51,6 +51,17 @@ class Attr:
         """Whether a node must set this attribute."""
         return self.default is _NO_DEFAULT
 
+    def check(self, value: Any, where: str, key: str) -> Any:
+        """``value`` if it has this attribute's type (ints widen to float); else GraphError."""
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        if isinstance(value, types):
+            return value
+        if float in types and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)
+        names = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+        raise GraphError(f"{where}: attribute '{key}' must be {names}, got "
+                         f"{type(value).__name__} {value!r}")
+
 
 InferFn = Callable[[Sequence["TensorType | None"], Mapping[str, Any]], tuple[TensorType, ...]]
 FlopsFn = Callable[[Sequence["TensorType | None"], Sequence[TensorType], Mapping[str, Any]], int]
@@ -109,7 +120,7 @@ class OpDef:
         out: dict[str, Any] = {}
         for key, spec in self.attrs.items():
             if key in attrs:
-                out[key] = freeze(attrs[key])
+                out[key] = spec.check(freeze(attrs[key]), f"op '{self.name}'{where}", key)
             elif spec.required:
                 raise GraphError(f"op '{self.name}'{where}: missing attribute '{key}'")
             else:
