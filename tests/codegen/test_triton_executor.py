@@ -19,7 +19,8 @@ def test_vit_small_end_to_end_matches_eager() -> None:
     compiled = accel.compile(model, inputs, target="cuda", options={"interpret": True})
     assert_matches_eager(compiled, model, inputs)
     lines = compiled.report.lowering
-    fused = [line.split(": ", 1)[1] for line in lines if line.startswith("triton ") and ": " in line]
+    fused = [line.split(": ", 1)[1] for line in lines
+             if line.startswith("triton ") and ": " in line]
     assert fused.count("attention") == 1 and fused.count("layer_norm") == 3
     assert "linear + gelu" in fused  # MLP fc1 with its activation
     assert any(line.startswith("left to aten: ") and "conv x1" in line for line in lines)
