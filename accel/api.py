@@ -95,6 +95,9 @@ def _check_calibration(data: Iterable[Any], example: tuple[torch.Tensor, ...]
                        ) -> list[tuple[torch.Tensor, ...]]:
     batches = []
     for i, item in enumerate(data):
+        if not isinstance(item, torch.Tensor | tuple | list):
+            raise AccelTypeError(f"calibration item {i} is a {type(item).__name__}; expected a "
+                                 "tensor or a tuple of tensors like example_inputs")
         batch = (item,) if isinstance(item, torch.Tensor) else tuple(item)
         if len(batch) != len(example):
             raise AccelTypeError(f"calibration item {i} has {len(batch)} tensor(s), the model "

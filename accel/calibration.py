@@ -92,12 +92,12 @@ class HistogramObserver(Observer):
         if hist.sum() == 0:
             return 0.0
         best, best_i = math.inf, self.bins
-        for i in range(levels, self.bins + 1, max(1, self.bins // 128)):
+        for i in range(levels, self.bins + 1, levels):  # candidate clips: whole merged bins
             p = hist[:i].clone()
             p[-1] += hist[i:].sum()
-            chunks = torch.tensor_split(hist[:i], levels)
-            q = torch.cat([torch.where(c > 0, c.sum() / (c > 0).sum().clamp_min(1), 0.0)
-                           for c in chunks])
+            chunks = hist[:i].reshape(levels, i // levels)
+            nonzero = (chunks > 0).sum(1, keepdim=True).clamp_min(1)
+            q = torch.where(chunks > 0, chunks.sum(1, keepdim=True) / nonzero, 0.0).reshape(-1)
             p, q = p / p.sum(), q / q.sum().clamp_min(1e-12)
             mask = p > 0
             kl = (p[mask] * (p[mask] / q[mask].clamp_min(1e-12)).log()).sum().item()

@@ -1,0 +1,100 @@
+"""Tests of calibration: observers, the observing executor, accuracy, calibration checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import accel
+from accel.calibration import (
+    HistogramObserver,
+    MinMaxObserver,
+    SampleObserver,
+    calibrate,
+    output_accuracy,
+    progress,
+    sqnr_db,
+)
+from accel.errors import AccelTypeError, AccelValueError
+from accel.frontend import capture
+
+
+class TwoLayer(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(16, 32), nn.Linear(32, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x)))
+
+
+def test_minmax_and_histogram_observers() -> None:
+    torch.manual_seed(0)
+    data = [torch.randn(1000, 4) * s for s in (1.0, 3.0)]
+    mm, hist = MinMaxObserver(), HistogramObserver(bins=4096)
+    for t in data:
+        mm.update(t)
+        hist.update(t)
+    allv = torch.cat(data)
+    assert mm.min == allv.min().item() and mm.max == allv.max().item()
+    torch.testing.assert_close(mm.channel_absmax, allv.abs().amax(0))
+    q = torch.quantile(allv.abs().flatten(), 0.99).item()
+    assert hist.percentile(99) == pytest.approx(q, rel=0.02)
+    assert 0 < hist.entropy_threshold() <= hist.upper
+    assert hist.percentile(100) == pytest.approx(allv.abs().max().item(), rel=1e-3)
+
+
+def test_calibrate_observes_intermediate_values() -> None:
+    torch.manual_seed(0)
+    model = TwoLayer().eval()
+    batches = [(torch.randn(5, 16),) for _ in range(3)]
+    graph = capture(model, batches[0])
+    relu_out = graph.find("linear")[1].inputs[0]
+    obs, sample = MinMaxObserver(), SampleObserver(max_rows=7)
+    calibrate(graph, batches, {relu_out: [obs, sample], graph.inputs[0]: MinMaxObserver()})
+    with torch.no_grad():
+        acts = torch.cat([torch.relu(model.fc1(b[0])) for b in batches])
+    assert obs.min == 0.0 and obs.max == pytest.approx(acts.max().item())
+    assert sample.sample().shape == (7, 32)
+    torch.testing.assert_close(sample.sq_sum, acts.square().sum(0))
+    with pytest.raises(AccelValueError, match="at least one batch"):
+        calibrate(graph, [], {relu_out: MinMaxObserver()})
+
+
+def test_progress_disabled_by_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCEL_PROGRESS", "0")
+    items = [1, 2]
+    assert progress(items, 2, "x") is items
+
+
+def test_sqnr_and_output_accuracy() -> None:
+    y = torch.ones(100)
+    assert sqnr_db(y, y * 1.1) == pytest.approx(20.0)
+    graph = capture(TwoLayer().eval(), (torch.randn(2, 16),))
+    same = output_accuracy(graph, graph, [(torch.randn(2, 16),)])
+    assert same["max_abs_diff"] == 0 and same["cosine"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ([torch.randn(4, 16).double()], "float64"),
+    ([torch.randn(4, 16, 1)], "rank 3"),
+    ([torch.randn(4, 15)], r"shape \(4, 15\)"),
+    ([(torch.randn(4, 16), torch.randn(4, 16))], "2 tensor"),
+    ([], "empty"),
+    (["text"], "str"),
+])
+def test_bad_calibration_data_is_rejected(bad: list, match: str) -> None:
+    with pytest.raises(AccelTypeError, match=match):
+        accel.compile(TwoLayer().eval(), (torch.randn(2, 16),), "quantize", calibration=bad)
+
+
+def test_calibration_with_other_batch_size_works_and_reports_accuracy() -> None:
+    torch.manual_seed(0)
+    model = TwoLayer().eval()
+    calib = [torch.randn(7, 16), torch.randn(3, 16)]
+    compiled = accel.compile(model, (torch.randn(2, 16),), "quantize{mode=int8-static}",
+                             calibration=calib)
+    assert compiled.report.accuracy["cosine"] > 0.999
+    assert not accel.compile(model, (torch.randn(2, 16),), "default",
+                             calibration=calib).report.accuracy
