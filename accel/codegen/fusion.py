@@ -76,18 +76,17 @@ def partition(graph: Graph) -> list[KernelGroup]:
         if node.op == "attention" and _attention_ok(graph, node):
             claim(GroupKind.ATTENTION, [node])
         elif node.op in ("linear", "matmul") and _matmul_ok(graph, node):
-            claim(GroupKind.MATMUL, [node, *_epilogue(graph, node, claimed)])
+            claim(GroupKind.MATMUL, [node, *_epilogue(graph, node, claimed, order)])
         elif node.op in ROW_REDUCTIONS and _reduction_ok(graph, node):
             pro = _prologue(graph, node, claimed)
-            epi = _epilogue(graph, node, claimed) if node.op in ("softmax", "layer_norm",
-                                                                 "rms_norm") else []
+            epi = (_epilogue(graph, node, claimed, order)
+                   if node.op in ("softmax", "layer_norm", "rms_norm") else [])
             claim(GroupKind.REDUCTION, [*pro, node, *epi])
     for node in graph.nodes:
         if node in claimed:
             continue
         if _pointwise_ok(node):
-            claim(GroupKind.POINTWISE, [node, *_epilogue(graph, node, claimed,
-                                                          shape=node.output.shape)])
+            claim(GroupKind.POINTWISE, [node, *_epilogue(graph, node, claimed, order)])
         else:
             claim(GroupKind.ATEN, [node])
     # emit groups in an order where every group's inputs are ready: by last node position
@@ -130,9 +129,9 @@ def _broadcasts_to(v: Value, shape: tuple[int, ...]) -> bool:
 
 
 def _epilogue(graph: Graph, node: Node, claimed: dict[Node, int],
-              shape: tuple[int, ...] | None = None) -> list[Node]:
+              order: dict[Node, int]) -> list[Node]:
     """The chain of single-use pointwise consumers of ``node`` keeping its output shape."""
-    shape = node.output.shape if shape is None else shape
+    shape = node.output.shape
     chain: list[Node] = []
     cur = node
     while True:
@@ -143,17 +142,16 @@ def _epilogue(graph: Graph, node: Node, claimed: dict[Node, int],
         nxt = users[0]
         if (nxt in claimed or not _pointwise_ok(nxt) or nxt.output.shape != shape
                 or not all(v is None or _broadcasts_to(v, shape) for v in nxt.inputs)
-                or not all(_ready(graph, v, node) for v in nxt.inputs if v is not out)):
+                or not all(_ready(graph, v, node, order) for v in nxt.inputs if v is not out)):
             return chain
         chain.append(nxt)
         cur = nxt
 
 
-def _ready(graph: Graph, v: Value | None, anchor: Node) -> bool:
+def _ready(graph: Graph, v: Value | None, anchor: Node, order: dict[Node, int]) -> bool:
     """Whether ``v`` is computed before ``anchor`` (so the fused group can read it)."""
     if v is None or graph.is_const(v) or v in graph.inputs:
         return True
-    order = {n: i for i, n in enumerate(graph.nodes)}
     prod = graph.producer(v)
     return prod is not None and order[prod] < order[anchor]
 

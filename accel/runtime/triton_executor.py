@@ -215,10 +215,10 @@ def _pointwise(group: KernelGroup, src: KernelSource, kernel: object) -> Callabl
 
 
 def _reduction(group: KernelGroup, src: KernelSource, kernel: object) -> Callable:
-    rows, block = src.meta["rows"], src.meta["block"]
+    rows, block, warps = src.meta["rows"], src.meta["block"], src.meta["num_warps"]
 
     def launch(ins: list[torch.Tensor], outs: list[torch.Tensor]) -> None:
-        kernel[(rows,)](*[t.contiguous() for t in ins], *outs, BLOCK=block)
+        kernel[(rows,)](*[t.contiguous() for t in ins], *outs, BLOCK=block, num_warps=warps)
     return launch
 
 

@@ -87,4 +87,6 @@ def {name}({params}):
     idx = row * {n} + cols
 {em.body()}
 """)
-    return KernelSource(name, src, {"rows": rows, "block": triton.next_power_of_2(n)})
+    block = triton.next_power_of_2(n)
+    num_warps = 1 if interpret else min(16, max(4, block // 512))
+    return KernelSource(name, src, {"rows": rows, "block": block, "num_warps": num_warps})
