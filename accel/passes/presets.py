@@ -8,3 +8,7 @@ register_preset("default", "fold-bn,merge-branches,fold-bn,fold-scale,fold-layer
                 "canonicalize-attention,fold-linear,remove-noops,fold-constants,cse,dce",
                 "lossless: reparameterization (BN/scale/LayerNorm/linear folds, branch merges, "
                 "RePaViT, attention canonicalization) then cleanups")
+register_preset("fast", "default,quantize{mode=int8-dynamic}",
+                "lossy: default + int8 dynamic quantization of linears")
+register_preset("fastest", "fast,tome{r=8}",
+                "lossy: fast + token merging (r=8 per block; skips models without tokens)")

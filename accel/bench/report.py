@@ -1,0 +1,217 @@
+"""Benchmark results: environment metadata, derived columns, the targets verdicts, and the
+JSON / markdown / PNG files."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+COLUMNS = ["model", "system", "status", "median_ms", "iqr_ms", "speedup", "compile_s",
+           "peak_mem_mb", "mem_over_model_mb", "cosine", "max_abs", "top1"]
+"""Markdown table columns (the JSON rows hold these and more)."""
+
+LOSSLESS_PRESET, FASTEST_PRESET = "accel-default", "accel-fastest"
+SPEEDUP_MODEL, SPEEDUP_TARGET = "vit_s16", 5.0
+ACCURACY_MODEL, MAX_TOP1_DROP = "digits_vit", 0.5
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Date, device and versions: written into every results file."""
+    import accel
+
+    try:
+        import onnxruntime
+        ort_version = onnxruntime.__version__
+    except ImportError:
+        ort_version = "not installed"
+    env = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "device": device,
+        "cpu": _cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "onnxruntime": ort_version,
+        "accel": accel.__version__,
+        "python": platform.python_version(),
+    }
+    if device == "cuda" and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name()
+    return env
+
+
+def add_derived(rows: list[dict[str, Any]]) -> None:
+    """Fill ``speedup`` (eager median / median, same model) and ``iqr_ms`` in place."""
+    eager = {r["model"]: r.get("median_ms") for r in rows
+             if r["system"] == "eager" and r.get("median_ms")}
+    for r in rows:
+        if r.get("median_ms"):
+            r["iqr_ms"] = r["p75_ms"] - r["p25_ms"]
+            base = eager.get(r["model"])
+            r["speedup"] = base / r["median_ms"] if base else None
+
+
+def _row(rows: list[dict[str, Any]], model: str, system: str) -> dict[str, Any] | None:
+    return next((r for r in rows if r["model"] == model and r["system"] == system), None)
+
+
+def _ok(r: dict[str, Any] | None) -> bool:
+    return r is not None and r.get("status") == "ok"
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Each target with a verdict: met, missed, or n/a (with the reason)."""
+    out = []
+    for model in dict.fromkeys(r["model"] for r in rows):
+        acc, ort = _row(rows, model, LOSSLESS_PRESET), _row(rows, model, "ort-fp32")
+        name = f"{model}: accel default (lossless) at least as fast as onnxruntime fp32"
+        if _ok(acc) and _ok(ort):
+            met = acc["median_ms"] <= ort["median_ms"]
+            detail = f"{acc['median_ms']:.2f} ms vs {ort['median_ms']:.2f} ms"
+            out.append({"target": name, "verdict": "met" if met else "missed", "detail": detail})
+        else:
+            missing = [s for s, r in ((LOSSLESS_PRESET, acc), ("ort-fp32", ort)) if not _ok(r)]
+            out.append({"target": name, "verdict": "n/a",
+                        "detail": f"no successful {' / '.join(missing)} row"})
+    fast = _row(rows, SPEEDUP_MODEL, FASTEST_PRESET)
+    name = f"{SPEEDUP_MODEL} batch 8: accel fastest >= {SPEEDUP_TARGET:g}x eager"
+    if _ok(fast) and fast.get("speedup"):
+        out.append({"target": name, "verdict": "met" if fast["speedup"] >= SPEEDUP_TARGET
+                    else "missed", "detail": f"{fast['speedup']:.2f}x"})
+    else:
+        out.append({"target": name, "verdict": "n/a", "detail": "no successful "
+                    f"{SPEEDUP_MODEL} {FASTEST_PRESET} and eager rows in this run"})
+    scored = [m for m in dict.fromkeys(r["model"] for r in rows)
+              if any(r.get("top1") is not None for r in rows if r["model"] == m)]
+    for model in scored or [ACCURACY_MODEL]:
+        digits = _row(rows, model, FASTEST_PRESET)
+        name = f"{model}: accel fastest top-1 drop <= {MAX_TOP1_DROP} points"
+        if _ok(digits) and digits.get("top1") is not None:
+            drop = digits["top1_eager"] - digits["top1"]
+            out.append({"target": name, "verdict": "met" if drop <= MAX_TOP1_DROP else "missed",
+                        "detail": f"{digits['top1_eager']:.2f}% -> {digits['top1']:.2f}% "
+                                  f"(drop {drop:.2f})"})
+        else:
+            out.append({"target": name, "verdict": "n/a",
+                        "detail": f"no successful {model} {FASTEST_PRESET} row"})
+    return out
+
+
+def _fmt(value: Any, col: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if col == "speedup":
+        return f"{value:.2f}x"
+    if col == "cosine":
+        return f"{value:.6f}"
+    if col == "max_abs":
+        return f"{value:.2e}"
+    if col == "top1":
+        return f"{value:.2f}%"
+    if isinstance(value, float):
+        return f"{value:.2f}" if abs(value) < 1000 else f"{value:.0f}"
+    return str(value).replace("|", "/")
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as a markdown page: metadata, one table, targets, method notes."""
+    env = results["environment"]
+    lines = ["# accel benchmark", ""]
+    lines += [f"- **{k}**: {v}" for k, v in env.items()]
+    lines += [f"- **settings**: {results['settings']}", ""]
+    lines.append("| " + " | ".join(COLUMNS) + " |")
+    lines.append("|" + "---|" * len(COLUMNS))
+    for r in results["rows"]:
+        lines.append("| " + " | ".join(_fmt(r.get(c), c) for c in COLUMNS) + " |")
+    lines += ["", "## targets", ""]
+    lines += [f"- **{t['verdict']}** — {t['target']} ({t['detail']})" for t in results["targets"]]
+    lines += ["", "## method", "", *(f"- {m}" for m in METHOD_NOTES), ""]
+    return "\n".join(lines)
+
+
+METHOD_NOTES = [
+    "median_ms: median wall time of timed calls after warmup; iqr_ms = p75 - p25 "
+    "(JSON also holds p25/p75/min/max and the iteration count).",
+    "speedup: eager median / system median, same model and inputs.",
+    "compile_s: time to prepare the system (export, compile, session creation) plus the "
+    "first call, minus one median call.",
+    "peak_mem_mb: the process's peak resident set (VmHWM reset before preparing the system; "
+    "CUDA: max_memory_allocated); mem_over_model_mb: that peak minus the resident set once the "
+    "model was built. With --isolate each (model, system) runs in a fresh subprocess.",
+    "cosine / max_abs: against the eager fp32 output on the same inputs; top1: accuracy on the "
+    "digits test split (eager top-1 in the JSON as top1_eager).",
+]
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Speedup vs fidelity (1 - cosine; top-1 drop for digits) per model, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results["rows"] if r.get("speedup")]
+    models = list(dict.fromkeys(r["model"] for r in results["rows"]))
+    cols = min(3, max(1, len(models)))
+    nrows = max(1, math.ceil(len(models) / cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 3.6 * nrows), squeeze=False)
+    for ax, model in zip(axes.flat, models, strict=False):
+        pts = [r for r in rows if r["model"] == model]
+        for r in pts:
+            if r.get("top1") is not None:
+                x, label = r["top1_eager"] - r["top1"], "top-1 drop (points)"
+            else:
+                x, label = 1.0 - (r.get("cosine") or 0.0), "1 - cosine vs eager"
+            ax.scatter([x], [r["speedup"]])
+            ax.annotate(r["system"], (x, r["speedup"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+            ax.set_xlabel(label)
+        ax.set_xscale("symlog", linthresh=1e-6)
+        ax.axhline(1.0, color="grey", lw=0.5)
+        ax.set_title(model, fontsize=9)
+        ax.set_ylabel("speedup over eager (x)")
+    for ax in list(axes.flat)[len(models):]:
+        ax.axis("off")
+    env = results["environment"]
+    fig.suptitle(f"accel bench — {env['date'][:10]}, {env['device']}: {env['cpu']} "
+                 f"({env['cpu_cores']} cores), torch {env['torch']}, ort {env['onnxruntime']}, "
+                 f"accel {env['accel']}", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(results: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Write bench.json, bench.md and bench.png into ``out``; returns the paths."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "bench.json", "markdown": out / "bench.md", "plot": out / "bench.png"}
+    paths["json"].write_text(json.dumps(results, indent=1, default=str))
+    paths["markdown"].write_text(markdown(results))
+    plot(results, paths["plot"])
+    return paths
+
+
+def load_rows(out: Path) -> list[dict[str, Any]]:
+    """Rows of an earlier run in ``out`` (for piecewise runs), or none."""
+    try:
+        return json.loads((out / "bench.json").read_text())["rows"]
+    except (OSError, ValueError, KeyError):
+        return []

@@ -1,0 +1,85 @@
+"""accel bench: the --quick smoke run writes JSON, markdown and a plot with the expected rows,
+columns, metadata and targets section (timings are not asserted)."""
+
+import json
+
+import pytest
+
+from accel.bench import report
+from accel.bench.suite import QUICK_CASES
+from accel.bench.systems import SYSTEMS
+from accel.cli import main
+
+QUICK_SYSTEMS = [s.name for s in SYSTEMS.values() if s.quick]
+
+
+@pytest.fixture(scope="module")
+def quick_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench")
+    assert main(["bench", "--quick", "--out", str(out), "--fresh", "--no-progress",
+                 "--time-budget", "0.05"]) == 0
+    return json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text()
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_model_and_system(quick_results: tuple[dict, str]) -> None:
+    results, _ = quick_results
+    pairs = [(r["model"], r["system"]) for r in results["rows"]]
+    assert pairs == [(c.name, s) for c in QUICK_CASES for s in QUICK_SYSTEMS]
+    for r in results["rows"]:
+        assert r["status"] == "ok" or r["status"].startswith(("n/a (not available", "failed:"))
+    eager = [r for r in results["rows"] if r["system"] == "eager"]
+    assert all(r["status"] == "ok" for r in eager), [r["status"] for r in eager]
+    for r in eager:
+        assert r["speedup"] == pytest.approx(1.0)
+        assert r["cosine"] == pytest.approx(1.0) and r["max_abs"] == 0.0
+        assert r["median_ms"] > 0 and r["peak_mem_mb"] > 0 and r["iters"] >= 3
+    digits = next(r for r in eager if r["model"] == "digits_vit_quick")
+    assert digits["top1"] == digits["top1_eager"] > 50.0
+
+
+@pytest.mark.slow
+def test_quick_run_metadata_markdown_plot_and_targets(quick_results: tuple[dict, str]) -> None:
+    results, md = quick_results
+    env = results["environment"]
+    for key in ("date", "device", "cpu", "cpu_cores", "torch", "onnxruntime", "accel"):
+        assert env[key], key
+        assert f"**{key}**" in md
+    header = next(line for line in md.splitlines() if line.startswith("| model"))
+    assert [c.strip() for c in header.strip("|").split("|")] == report.COLUMNS
+    table = [line for line in md.splitlines() if line.startswith("| ") and line != header]
+    assert len(table) == len(QUICK_CASES) * len(QUICK_SYSTEMS)
+    assert "## targets" in md
+    verdicts = {t["target"]: t["verdict"] for t in results["targets"]}
+    assert len(verdicts) == len(QUICK_CASES) + 2
+    assert set(verdicts.values()) <= {"met", "missed", "n/a"}
+    # vit_s16 is not in the quick run: its speedup target cannot be judged
+    assert verdicts[next(t for t in verdicts if t.startswith("vit_s16"))] == "n/a"
+    with open(results["files"]["plot"], "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_targets_verdicts_from_rows() -> None:
+    rows = [
+        {"model": "vit_s16", "system": "eager", "status": "ok", "median_ms": 100.0,
+         "p25_ms": 95.0, "p75_ms": 105.0},
+        {"model": "vit_s16", "system": "ort-fp32", "status": "ok", "median_ms": 40.0,
+         "p25_ms": 39.0, "p75_ms": 41.0},
+        {"model": "vit_s16", "system": "accel-default", "status": "ok", "median_ms": 50.0,
+         "p25_ms": 49.0, "p75_ms": 51.0},
+        {"model": "vit_s16", "system": "accel-fastest", "status": "ok", "median_ms": 18.0,
+         "p25_ms": 17.0, "p75_ms": 19.0},
+        {"model": "digits_vit", "system": "accel-fastest", "status": "ok", "median_ms": 1.0,
+         "p25_ms": 1.0, "p75_ms": 1.0, "top1": 97.5, "top1_eager": 97.8},
+        {"model": "digits_vit", "system": "accel-default", "status": "n/a (not available: x)"},
+    ]
+    report.add_derived(rows)
+    assert rows[3]["speedup"] == pytest.approx(100 / 18)
+    got = [(t["target"].split(":")[0], t["verdict"]) for t in report.targets(rows)]
+    assert got == [("vit_s16", "missed"), ("digits_vit", "n/a"), ("vit_s16 batch 8", "met"),
+                   ("digits_vit", "met")]
+
+
+def test_unknown_model_is_a_clear_error(capsys: pytest.CaptureFixture) -> None:
+    assert main(["bench", "--models", "nope", "--out", "/nonexistent/never-written"]) == 2
+    assert "unknown benchmark model 'nope'" in capsys.readouterr().err
