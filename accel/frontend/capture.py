@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +14,9 @@ from torch.export.graph_signature import InputKind
 from accel.errors import AccelTypeError, CaptureError
 from accel.frontend.importer import import_fx
 from accel.ir.graph import Graph
+
+_EXPORT_LOCK = threading.RLock()
+"""torch.export is not thread-safe (global tracing state): captures run one at a time."""
 
 
 def as_module(model: Any) -> torch.nn.Module:
@@ -60,12 +64,13 @@ def capture(model: Any, example_inputs: Sequence[torch.Tensor], name: str | None
     inputs = check_example_inputs(example_inputs)
     name = name or type(getattr(module, "fn", module)).__name__
     try:
-        with torch.no_grad():
+        with _EXPORT_LOCK, torch.no_grad():
             ep = torch.export.export(module, inputs, strict=False)
     except Exception as e:  # noqa: BLE001 - re-raised with the failing source line
         raise CaptureError(_explain_export_failure(name, e)) from e
     if _has_mutation(ep.graph_module):
-        ep = ep.run_decompositions({})
+        with _EXPORT_LOCK:
+            ep = ep.run_decompositions({})
     bindings: dict[str, tuple[str, Any]] = {}
     user = iter(inputs)
     state = {**ep.state_dict, **ep.constants}
@@ -87,12 +92,13 @@ def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequen
     ``frozen[i]`` marks ``example_inputs[i]`` as a weight to freeze into a constant.
     """
     try:
-        with torch.no_grad():
+        with _EXPORT_LOCK, torch.no_grad():
             ep = torch.export.export(gm, tuple(example_inputs), strict=False)
     except Exception as e:  # noqa: BLE001
         raise CaptureError(_explain_export_failure(name, e)) from e
     if _has_mutation(ep.graph_module):
-        ep = ep.run_decompositions({})
+        with _EXPORT_LOCK:
+            ep = ep.run_decompositions({})
     bindings: dict[str, tuple[str, Any]] = {}
     user = iter(zip(example_inputs, frozen, strict=True))
     state = {**ep.state_dict, **ep.constants}
