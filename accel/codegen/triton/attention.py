@@ -57,7 +57,9 @@ def emit(group: KernelGroup, *, interpret: bool = False) -> KernelSource:
     causal_mask = """
         valid = valid & (rn[None, :] <= rm[:, None])""" if causal else ""
     hi = "tl.minimum(LK, (pid_m + 1) * BLOCK_M)" if causal else "LK"
-    src = (header("attention", group.name, group.nodes) + f"""
+    src = (header("attention", group.name, group.nodes, {
+        v_: n_ for v_, n_ in zip(node.inputs, ("q_ptr", "k_ptr", "v_ptr", "bias_ptr"), strict=False)
+        if v_ is not None} | {node.output: "out_ptr"}) + f"""
 
 @triton.autotune(configs={configs_source(configs)}, key=["LQ", "LK"])
 @triton.jit

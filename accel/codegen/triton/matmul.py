@@ -50,6 +50,7 @@ def emit(group: KernelGroup, *, interpret: bool = False) -> KernelSource:
     args = {v: f"epi{i}" for i, v in enumerate(epi_inputs)}
     args.update({v: f"out{i}" for i, v in enumerate(group.outputs)})
     em = Emitter(args)
+    doc_args = {a: "a_ptr", mm.inputs[1]: "b_ptr", **({bias: "bias_ptr"} if bias else {}), **args}
     em.names[mm.output] = reg_name(mm.output)
     pointwise_chain(em, group.nodes[1:], out_shape, "idx", "mask")
     for v in group.outputs:
@@ -66,7 +67,7 @@ def emit(group: KernelGroup, *, interpret: bool = False) -> KernelSource:
                         "stride_bb", "stride_bk", "stride_bn",
                         "BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr", "BLOCK_K: tl.constexpr"])
     configs = INTERPRET_CONFIGS if interpret else GPU_CONFIGS
-    src = (header("matmul", group.name, group.nodes) + f"""
+    src = (header("matmul", group.name, group.nodes, doc_args) + f"""
 
 @triton.autotune(configs={configs_source(configs)}, key=["M", "N", "K"])
 @triton.jit

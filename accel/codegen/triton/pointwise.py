@@ -22,7 +22,7 @@ def emit(group: KernelGroup, *, interpret: bool = False) -> KernelSource:
     for v in group.outputs:
         em.store(v, "idx", "mask")
     params = ", ".join([*args.values(), "numel", "BLOCK: tl.constexpr"])
-    src = (header("pointwise", group.name, group.nodes) + f"""
+    src = (header("pointwise", group.name, group.nodes, args) + f"""
 
 @triton.jit
 def {name}({params}):

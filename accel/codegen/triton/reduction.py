@@ -77,7 +77,7 @@ def emit(group: KernelGroup, *, interpret: bool = False) -> KernelSource:
         em.store(v, "row" if scalar_out and v is anchor.output else "idx",
                  None if scalar_out and v is anchor.output else "mask")
     params = ", ".join([*args.values(), "BLOCK: tl.constexpr"])
-    src = (header("reduction", group.name, group.nodes) + f"""
+    src = (header("reduction", group.name, group.nodes, args) + f"""
 
 @triton.jit
 def {name}({params}):
