@@ -37,6 +37,7 @@ def accel_backend(gm: fx.GraphModule, example_inputs: list[Any], options: dict |
     """Compile one TorchDynamo graph with accel; returns the callable Dynamo runs."""
     global _warned_grad
     opts = {**(options or {}), **kwargs}
+    breaks = _new_graph_breaks()
     needs_grad = torch.is_grad_enabled() and any(
         isinstance(t, torch.Tensor) and t.requires_grad for t in example_inputs)
     if needs_grad:
@@ -45,11 +46,14 @@ def accel_backend(gm: fx.GraphModule, example_inputs: list[Any], options: dict |
                           "weights require grad); it runs eagerly. accel compiles inference: "
                           "wrap calls in torch.no_grad() or torch.inference_mode()", stacklevel=2)
             _warned_grad = True
-        REPORTS.append(Report(model="dynamo graph", eager_fallbacks=["needs gradients"]))
+        REPORTS.append(Report(model="dynamo graph", eager_fallbacks=["needs gradients"],
+                              graph_breaks=breaks))
         return gm.forward
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     frozen = [_is_weight(n, v) for n, v in zip(placeholders, example_inputs, strict=True)]
-    return _DynamoGraph(gm, frozen, opts, index=len(REPORTS))
+    compiled = _DynamoGraph(gm, frozen, opts, index=len(REPORTS))
+    compiled.report.graph_breaks = breaks
+    return compiled
 
 
 class _DynamoGraph:
@@ -96,6 +100,19 @@ class _Eager:
         full = [a if (not isinstance(a, torch.Tensor) or f) else next(it)
                 for a, f in zip(self.args, self.frozen, strict=True)]
         return self.gm(*full)
+
+
+_breaks_counted = 0
+"""Graph breaks already attributed to a report."""
+
+
+def _new_graph_breaks() -> int:
+    """Graph breaks recorded since the last graph handed to the backend."""
+    global _breaks_counted
+    total = graph_breaks()
+    new = total - _breaks_counted if total >= _breaks_counted else total  # counters reset
+    _breaks_counted = total
+    return new
 
 
 def graph_breaks() -> int:
