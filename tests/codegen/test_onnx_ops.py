@@ -113,7 +113,8 @@ CASES: dict[str, list[tuple[list, dict]]] = {
     "pad": [([rand(*X)], {"pads": (1, 2)}), ([rand(2, 3, 4, 4)], {"pads": (1, 1, 0, 2),
                                                                    "value": 1.5}),
             ([rand(*X)], {"pads": (-1, 1)})],
-    "index_select": [([rand(*X), ints(3, 5)], {"dim": 1})],
+    "index_select": [([rand(*X), ints(3, 5)], {"dim": 1}),
+                     ([rand(*X), const(torch.arange(3))], {"dim": 1})],
     "gather": [([rand(*X), ints(4, 2, 3, 2)], {"dim": 2})],
 }
 

@@ -11,15 +11,42 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import torch
+
 from accel.ir.graph import Graph, Node, Value
 
 _DIMS_REDUCTIONS = {"sum", "mean", "amax", "amin", "var"}
 
 
-def infer_batch_axes(graph: Graph) -> dict[Value, int | None]:
-    """The batch dim of every input and node output (``None`` where there is none)."""
-    axes: dict[Value, int | None] = {}
-    batch = graph.inputs[0].shape[0] if graph.inputs and graph.inputs[0].shape else None
+def example_batch(graph: Graph) -> int | None:
+    """The batch size of the graph's example inputs (dim 0 of the first input)."""
+    return graph.inputs[0].shape[0] if graph.inputs and graph.inputs[0].shape else None
+
+
+def broadcast_constants(graph: Graph) -> list[Value]:
+    """Constants that are a batch-free tensor repeated along dim 0 to the example batch.
+
+    Constant folding turns ``cls_token.expand(B, -1, -1)`` or ``zeros(B, L)`` into such
+    tensors; the exporter stores one row and expands it to the run-time batch.
+    """
+    batch = example_batch(graph)
+    if batch is None or batch < 2:
+        return []
+    found = []
+    for v, t in graph.constants.items():
+        if t.dim() >= 2 and t.shape[0] == batch and torch.equal(t, t[:1].expand_as(t)):
+            found.append(v)
+    return found
+
+
+def infer_batch_axes(graph: Graph,
+                     batch_constants: Sequence[Value] = ()) -> dict[Value, int | None]:
+    """The batch dim of every input and node output (``None`` where there is none).
+
+    ``batch_constants`` are constants treated as carrying the batch at dim 0.
+    """
+    axes: dict[Value, int | None] = {v: 0 for v in batch_constants}
+    batch = example_batch(graph)
     for v in graph.inputs:
         axes[v] = 0 if batch is not None and v.shape and v.shape[0] == batch else None
     for n in graph.nodes:
@@ -71,10 +98,10 @@ def _aligned_axis(x: Value, p: int, out: Value) -> int | None:
 
 
 def _reshape_axis(in_shape: Sequence[int], p: int, out_shape: Sequence[int]) -> int | None:
+    """The output dim starting at the batch dim's element offset (its outermost factor)."""
     prefix = math.prod(in_shape[:p])
-    span = prefix * in_shape[p]
     for q in range(len(out_shape)):
-        if math.prod(out_shape[:q]) <= prefix and math.prod(out_shape[:q + 1]) % span == 0:
+        if math.prod(out_shape[:q]) == prefix and (out_shape[q] != 1 or in_shape[p] == 1):
             return q
     return None
 

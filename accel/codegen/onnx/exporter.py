@@ -9,7 +9,7 @@ from pathlib import Path
 import onnx
 from onnx import helper, numpy_helper
 
-from accel.codegen.onnx.batch import infer_batch_axes
+from accel.codegen.onnx.batch import broadcast_constants, infer_batch_axes
 from accel.codegen.onnx.builder import OnnxBuilder, onnx_dtype, to_numpy
 from accel.codegen.onnx.registry import get_lowering
 from accel.errors import ExportError
@@ -62,7 +62,8 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, dynamic_batch: bool =
     check_exportable(graph)
     b = OnnxBuilder(opset, dynamic_batch)
     b.constants = dict(graph.constants)
-    axes = infer_batch_axes(graph) if dynamic_batch else {}
+    repeated = broadcast_constants(graph) if dynamic_batch else []
+    axes = infer_batch_axes(graph, repeated) if dynamic_batch else {}
     for v, ax in axes.items():
         b.set_batch_axis(v, ax)
     names: dict[Value, str] = {}
@@ -79,6 +80,10 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, dynamic_batch: bool =
             b.set_batch_source(name, ax)
     for v in graph.constants:
         names[v] = b.fresh(v.name)
+    for v in repeated:  # one row, expanded to the run-time batch
+        b.current_node = v.name
+        row = b.const(graph.const(v)[:1], f"{v.name}_row")
+        names[v] = b.add("Expand", [row, b.dim_vector(v.shape, 0)])
     for node in graph.nodes:
         b.current_node = node.name
         ins = [names[v] if v is not None else "" for v in node.inputs]
@@ -100,7 +105,7 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, dynamic_batch: bool =
         outputs.append(_value_info(name, v, b.batch_axis(v)))
     used = {i for n in b.nodes for i in n.input}
     inits = [numpy_helper.from_array(to_numpy(t), names[v])
-             for v, t in graph.constants.items() if names[v] in used]
+             for v, t in graph.constants.items() if names[v] in used and v not in repeated]
     inits += [t for t in b.initializers if t.name in used]
     g = helper.make_graph(b.nodes, graph.name, inputs, outputs, initializer=inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from accel.codegen.onnx.builder import OnnxBuilder
 from accel.codegen.onnx.lowerings.core import cast_to
@@ -87,7 +88,12 @@ def lower_pad(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
 
 @onnx_lowering("index_select")
 def lower_index_select(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """Gather along dim."""
+    """Gather along dim (nothing for a constant identity index such as arange(n))."""
+    x, dim = node.inputs[0], node.attrs["dim"]
+    index = b.constant(node.inputs[1])
+    size = x.shape[dim]
+    if index is not None and index.numel() == size and torch.equal(index, torch.arange(size)):
+        return [inputs[0]]
     return [b.add("Gather", inputs, axis=node.attrs["dim"])]
 
 
