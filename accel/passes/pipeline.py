@@ -33,8 +33,9 @@ class Preset:
 
 PRESETS: dict[str, Preset] = {
     "none": Preset("", "no passes: run the captured graph as is"),
-    "cleanup": Preset("remove-noops,fold-constants,cse,dce",
-                      "lossless cleanups: no-op removal, constant folding, CSE, DCE"),
+    "cleanup": Preset("fold-constants,remove-noops,cse,dce",
+                      "lossless cleanups: constant folding (first, so that folded x*1 are seen "
+                      "as no-ops), no-op removal, CSE, DCE"),
 }
 """Presets by name. ``default`` is defined by :mod:`accel.passes.presets`."""
 

@@ -60,7 +60,7 @@ def test_presets_expand_in_place() -> None:
     default = parse_pipeline(PRESETS["default"].spec)
     assert steps == [PassStep("dce"), *default, PassStep("test-options", {"r": 1})]
     assert parse_pipeline("none") == []
-    assert format_pipeline(parse_pipeline("cleanup")) == "remove-noops,fold-constants,cse,dce"
+    assert format_pipeline(parse_pipeline("cleanup")) == "fold-constants,remove-noops,cse,dce"
 
 
 @pytest.mark.parametrize(("spec", "match"), [
@@ -96,7 +96,7 @@ def test_report_records_each_pass(capsys: pytest.CaptureFixture) -> None:
     compiled = accel.compile(model, inputs, pipeline="test-options{r=3},cleanup",
                              target="reference")
     report: Report = compiled.report
-    assert [p.name for p in report.passes] == ["test-options", "remove-noops", "fold-constants",
+    assert [p.name for p in report.passes] == ["test-options", "fold-constants", "remove-noops",
                                                "cse", "dce"]
     first = report.passes[0]
     assert first.options == {"r": 3} and not first.changed
@@ -110,7 +110,7 @@ def test_report_records_each_pass(capsys: pytest.CaptureFixture) -> None:
     assert "test-options" in table and "r=3 ratio=0.5" in table
     print(report)
     assert "summary: every node compiled" in capsys.readouterr().out
-    assert report.to_dict()["pipeline"] == "test-options{r=3},remove-noops,fold-constants,cse,dce"
+    assert report.to_dict()["pipeline"] == "test-options{r=3},fold-constants,remove-noops,cse,dce"
 
 
 def test_dump_after_every_pass(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
