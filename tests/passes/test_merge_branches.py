@@ -91,3 +91,13 @@ def test_different_strides_do_not_merge():
     result = check_pass(TwoStrides().eval(), (torch.randn(1, 4, 8, 8),), "merge-branches")
     print("two strides:", result.summary())
     assert result.op_changes() == {"conv": (3, 2), "add": (2, 1)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,blocks", [("repvgg_a0", 22), ("mobileone_s0", 43)])
+def test_default_pipeline_full_size_models(name, blocks):
+    model, inputs = get_model(name)
+    result = check_pass(model, inputs, "default", rtol=1e-5)
+    print(f"{name} default:", result.summary(), f"(max rel error {result.max_rel_error:.3g})")
+    assert result.after.op_counts()["conv"] == blocks
+    assert result.max_rel_error < 1e-5
