@@ -34,7 +34,7 @@ def test_quick_run_writes_every_model_and_system(quick_results: tuple[dict, str]
         assert r["speedup"] == pytest.approx(1.0)
         assert r["cosine"] == pytest.approx(1.0) and r["max_abs"] == 0.0
         assert r["median_ms"] > 0 and r["peak_mem_mb"] > 0 and r["iters"] >= 3
-    digits = next(r for r in eager if r["model"] == "digits_vit_quick")
+    digits = next(r for r in eager if r["model"] == "digits_vit")
     assert digits["top1"] == digits["top1_eager"] > 50.0
 
 

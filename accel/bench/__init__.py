@@ -139,6 +139,7 @@ def _bench(args: argparse.Namespace) -> int:
     base = QUICK_SETTINGS if args.quick else FULL_SETTINGS
     isolate = (not args.quick) if args.isolate is None else args.isolate
     settings = Settings(device=device, isolate=isolate, job_timeout_s=args.job_timeout,
+                        threads=args.threads,
                         **{**base, **({"time_budget_s": args.time_budget}
                                       if args.time_budget else {})})
     out = Path(args.out) if args.out else DEFAULT_OUT / ("quick" if args.quick else "")
@@ -162,6 +163,8 @@ def _bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--list", action="store_true", help="list models and systems, run nothing")
     p.add_argument("--out", help="results folder (default benchmarks/results[/quick])")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when present")
+    p.add_argument("--threads", type=int, help="CPU threads for torch and onnxruntime "
+                   "(default: torch's default; 1 gives steadier numbers on a busy machine)")
     p.add_argument("--time-budget", type=float, help="seconds of timed calls per system")
     p.add_argument("--job-timeout", type=float, default=900.0,
                    help="seconds before an isolated (model, system) run is killed")

@@ -39,6 +39,8 @@ class Settings:
     time_budget_s: float = 8.0
     """Stop timing once this much time has been spent (after ``min_iters``)."""
     isolate: bool = True
+    threads: int | None = None
+    """CPU threads for torch and onnxruntime alike (None: torch's default)."""
     job_timeout_s: float = 900.0
     """A subprocess running longer is killed and its row reads "failed: timeout"."""
 
@@ -133,6 +135,8 @@ def measure(w: Workload, system_name: str, s: Settings) -> dict[str, Any]:
     row: dict[str, Any] = {"system": system_name, "status": "ok"}
     try:
         system = get_system(system_name)
+        if s.threads:
+            torch.set_num_threads(s.threads)
         method = _reset_peak(s.device)
         base = torch.cuda.memory_allocated() / 2**20 if s.device == "cuda" else _rss_now_mb()
         t0 = time.perf_counter()

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,13 +61,34 @@ def _onnxruntime() -> object:
     return onnxruntime
 
 
+@contextlib.contextmanager
+def _silenced() -> Iterator[None]:
+    """Send file descriptors 1 and 2 to /dev/null (the exporters print graphs from C++)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
 def export_onnx_torch(w: Workload, path: Path) -> str:
     """torch.onnx.export to ``path``: TorchScript exporter, dynamo exporter as a fallback."""
     errors = []
     for dynamo in (False, True):
         try:
-            with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-                warnings.simplefilter("ignore")
+            with _silenced():
                 torch.onnx.export(w.model, w.inputs, str(path), dynamo=dynamo,
                                   input_names=[f"input{i}" for i in range(len(w.inputs))])
             return "dynamo" if dynamo else "torchscript"
@@ -82,7 +105,9 @@ def _ort_session(path: Path, device: str) -> Runner:
         if "CUDAExecutionProvider" not in ort.get_available_providers():
             raise SystemUnavailable("onnxruntime has no CUDAExecutionProvider")
         providers.insert(0, "CUDAExecutionProvider")
-    sess = ort.InferenceSession(str(path), providers=providers)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()  # same thread count as torch
+    sess = ort.InferenceSession(str(path), opts, providers=providers)
     names = [i.name for i in sess.get_inputs()]
 
     def run(*args: torch.Tensor) -> torch.Tensor:
@@ -103,7 +128,8 @@ def _ort(w: Workload, device: str, int8: bool) -> Runner:
 
         q = Path(tmp) / "model.int8.onnx"
         try:
-            quantize_dynamic(str(fp32), str(q), weight_type=QuantType.QInt8)
+            with _silenced():
+                quantize_dynamic(str(fp32), str(q), weight_type=QuantType.QInt8)
         except Exception as e:  # noqa: BLE001 - report, don't crash
             raise SystemUnavailable(f"onnxruntime quantize_dynamic failed: "
                                     f"{type(e).__name__}: {str(e)[:160]}") from e
