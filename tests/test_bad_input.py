@@ -1,0 +1,111 @@
+"""Bad inputs get errors a user can act on; unsupported code degrades visibly, not silently."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import accel
+from accel.errors import AccelTypeError, AccelValueError, CaptureError
+from accel.frontend import dynamo
+
+
+class DataDependent(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * 2
+        if y.sum() > 0:  # branch on a tensor value
+            return y + 1
+        return y - 1
+
+
+@pytest.mark.parametrize("model", [42, "resnet50", None])
+def test_non_module_model(model: object) -> None:
+    with pytest.raises(AccelTypeError, match="expects an nn.Module or a callable, got"):
+        accel.compile(model, (torch.randn(2),))
+
+
+def test_bad_example_inputs() -> None:
+    with pytest.raises(AccelTypeError, match=r"example_inputs\[1\] is a int"):
+        accel.compile(torch.nn.ReLU(), (torch.randn(2), 3))
+    with pytest.raises(AccelTypeError, match="must be a tensor or a tuple of tensors"):
+        accel.compile(torch.nn.ReLU(), {"x": torch.randn(2)})
+
+
+def test_plain_callable_is_accepted() -> None:
+    compiled = accel.compile(lambda x: torch.tanh(x) * 3, (torch.randn(4),))
+    x = torch.randn(4)
+    torch.testing.assert_close(compiled(x), torch.tanh(x) * 3)
+
+
+def test_data_dependent_control_flow_names_the_line() -> None:
+    with pytest.raises(CaptureError) as e:
+        accel.compile(DataDependent(), (torch.randn(4),))
+    msg = str(e.value)
+    assert "test_bad_input.py" in msg and "if y.sum() > 0" in msg
+    assert "torch.where" in msg and "backend='accel'" in msg
+
+
+def test_data_dependent_control_flow_under_torch_compile_graph_breaks() -> None:
+    torch._dynamo.reset()
+    start = len(dynamo.REPORTS)
+    model = DataDependent()
+    compiled = torch.compile(model, backend="accel")
+    with torch.no_grad():
+        for x in (torch.ones(4), -torch.ones(4)):
+            torch.testing.assert_close(compiled(x), model(x))
+    reports = dynamo.REPORTS[start:]
+    assert len(reports) >= 2  # the pieces around the break were compiled by accel
+    assert all(not r.eager_fallbacks for r in reports)
+    assert any(r.passes for r in reports)
+
+
+@pytest.mark.parametrize(("fn", "op"), [
+    (lambda x: torch.cumprod(x, 1) + 1, "aten.cumprod"),
+    (lambda x: torch.flip(x, (1,)) * 2, "aten.flip"),
+])
+def test_op_without_lowering_runs_as_aten_fallback(fn: object, op: str) -> None:
+    x = torch.rand(2, 5) + 0.5
+    compiled = accel.compile(fn, (x,))
+    torch.testing.assert_close(compiled(x), fn(x))
+    (line,) = compiled.report.fallbacks
+    assert op in line and "no IR lowering" in line
+    assert "1 aten fallback(s)" in compiled.report.summary()
+    (node,) = compiled.graph.fallbacks()
+    assert node.op == "aten"
+
+
+@pytest.mark.parametrize(("pipeline", "match"), [
+    ("default,frobnicate", r"unknown pass 'frobnicate'; valid passes: .*dce"),
+    ("fold-constants{limit=3}", r"no option 'limit'; options: max_elements: int"),
+    ("fold-constants{max_elements=lots}", r"max_elements='lots' is not a valid int"),
+    ("cse{", r"unclosed brace"),
+    (3, r"pipeline must be a string"),
+])
+def test_invalid_pipeline(pipeline: object, match: str) -> None:
+    with pytest.raises(AccelValueError, match=match):
+        accel.compile(torch.nn.ReLU(), (torch.randn(2),), pipeline=pipeline)
+
+
+def test_unknown_target() -> None:
+    with pytest.raises(AccelValueError, match="unknown target 'tpu'; valid targets: auto, "):
+        accel.compile(torch.nn.ReLU(), (torch.randn(2),), target="tpu")
+
+
+def test_training_graph_runs_eagerly_with_one_warning() -> None:
+    torch._dynamo.reset()
+    dynamo._warned_grad = False
+    model = torch.nn.Linear(4, 2)
+    compiled = torch.compile(model, backend="accel")
+    x = torch.randn(3, 4)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = compiled(x)
+        out.sum().backward()
+        compiled(torch.randn(5, 4))
+    grad_warnings = [w for w in caught if "needs gradients" in str(w.message)]
+    assert len(grad_warnings) == 1
+    assert model.weight.grad is not None and model.weight.grad.shape == (2, 4)
+    torch.testing.assert_close(out, model(x))
+    assert any(r.eager_fallbacks == ["needs gradients"] for r in dynamo.REPORTS)
