@@ -3,8 +3,11 @@
 The trained state_dict is cached under ~/.cache/accel/digits_vit_<hash>.pt, keyed by the seed,
 epochs, config overrides and the training recipe version, so later runs load it instantly.
 
-Default config: patch=1 (64 patch tokens + class token = 65 tokens: enough for token merging or
-pruning to have room to work; patch 2 leaves only 16 tokens), dim 64, depth 4, heads 4.
+Default config: patch=2 (16 patch tokens + class token), dim 64, depth 4, heads 4. patch=1 (65
+tokens, more room for token merging) did not learn at all with this recipe (loss stuck at
+chance after 12 epochs) and costs ~4x more per step, so patch 2 is the default. Measured on a
+heavily loaded 2-core machine: 20 epochs -> 88% test top-1 (below the 95% target; a longer or
+better recipe is still to be found).
 
     python benchmarks/digits.py            # trains (or loads) and prints test accuracy
 """
@@ -24,10 +27,10 @@ from torch import nn
 
 from accel.models import get_model
 
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 """Bump when the training recipe changes, so cached weights are not reused."""
 
-DEFAULT_OVERRIDES: dict[str, object] = {"patch": 1}
+DEFAULT_OVERRIDES: dict[str, object] = {"patch": 2}
 """Config overrides applied to `vit_tiny_digits` unless the caller gives others."""
 
 CACHE_DIR = Path.home() / ".cache" / "accel"
@@ -104,19 +107,16 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> Iterator[torch.Te
 
 
 def _train(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, epochs: int) -> None:
-    """AdamW + one-cycle cosine schedule, light shift augmentation, label smoothing."""
+    """AdamW + one-cycle cosine schedule, batch 32, label smoothing."""
     gen = torch.Generator().manual_seed(seed)
-    batch_size = 128
+    batch_size = 32
     steps = epochs * ((x.shape[0] + batch_size - 1) // batch_size)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.05)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, pct_start=0.15, total_steps=steps)
+    opt = torch.optim.AdamW(model.parameters(), lr=4e-3, weight_decay=0.05)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=4e-3, pct_start=0.1, total_steps=steps)
     model.train()
     for _ in range(epochs):
         for idx in _batches(x.shape[0], batch_size, gen):
             xb = x[idx]
-            # random +-1 pixel shift (zero-filled via the normalized background value)
-            dx, dy = (int(v) for v in torch.randint(-1, 2, (2,), generator=gen))
-            xb = torch.roll(xb, shifts=(dy, dx), dims=(2, 3))
             loss = F.cross_entropy(model(xb), y[idx], label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -137,7 +137,7 @@ def _cache_path(seed: int, epochs: int, overrides: dict[str, object]) -> Path:
 
 
 def train_digits_vit(
-    seed: int = 0, epochs: int = 15, use_cache: bool = True, **overrides: object
+    seed: int = 0, epochs: int = 20, use_cache: bool = True, **overrides: object
 ) -> DigitsTask:
     """Train (or load from cache) vit_tiny_digits on sklearn digits; returns a DigitsTask."""
     cfg_overrides = {**DEFAULT_OVERRIDES, **overrides}

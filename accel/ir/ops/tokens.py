@@ -1,0 +1,151 @@
+"""Token-reduction ops for vision transformers: ToMe bipartite merging and EViT pruning.
+
+Both take tokens x [B, N, C] whose first `protected` tokens (class / distillation tokens) are
+kept untouched at the front, plus an optional per-token size [B, N, 1] (how many original
+patches a token stands for; None means all ones), and return the reduced tokens and sizes.
+The token count of the result depends only on attributes, so shapes stay static.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from accel.ir.ops.registry import Attr, OpDef, OpKind, register_op
+from accel.ir.types import TensorType
+
+
+def _sizes(x: torch.Tensor, size: torch.Tensor | None) -> torch.Tensor:
+    """size, or ones [B, N, 1] in x's dtype."""
+    return torch.ones_like(x[..., :1]) if size is None else size
+
+
+def bipartite_merge(
+    x: torch.Tensor,
+    metric: torch.Tensor,
+    size: torch.Tensor | None = None,
+    *,
+    r: int,
+    protected: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ToMe bipartite soft matching: merge the r most similar A->B token pairs (size-weighted).
+
+    Non-protected tokens alternate into sets A (even) and B (odd); each A token picks its most
+    cosine-similar B token by `metric` [B, N, D]; the r best-scoring A tokens are averaged
+    (weighted by size) into their partners. Output order: protected, unmerged A (original
+    order), B.
+    """
+    size = _sizes(x, size)
+    p = protected
+    head_x, rest_x = x[:, :p], x[:, p:]
+    head_s, rest_s = size[:, :p], size[:, p:]
+    m = metric[:, p:]
+    m = m / m.norm(dim=-1, keepdim=True)
+    scores = m[:, ::2] @ m[:, 1::2].transpose(-1, -2)  # [B, Na, Nb]
+    best_score, best_dst = scores.max(dim=-1)  # [B, Na]
+    order = best_score.argsort(dim=-1, descending=True)
+    src_idx = order[:, :r]  # A tokens merged away
+    keep_idx = order[:, r:].sort(dim=-1).values  # unmerged A, original order
+    dst_idx = best_dst.gather(1, src_idx)  # their B partners
+
+    weighted = rest_x * rest_s
+    a_x, b_x = weighted[:, ::2], weighted[:, 1::2]
+    a_s, b_s = rest_s[:, ::2], rest_s[:, 1::2]
+    c = x.shape[-1]
+    src_x = a_x.gather(1, src_idx[..., None].expand(-1, -1, c))
+    src_s = a_s.gather(1, src_idx[..., None])
+    b_x = b_x.scatter_add(1, dst_idx[..., None].expand(-1, -1, c), src_x)
+    b_s = b_s.scatter_add(1, dst_idx[..., None], src_s)
+    kept_x = a_x.gather(1, keep_idx[..., None].expand(-1, -1, c))
+    kept_s = a_s.gather(1, keep_idx[..., None])
+    merged_s = torch.cat([kept_s, b_s], dim=1)
+    merged_x = torch.cat([kept_x, b_x], dim=1) / merged_s
+    return torch.cat([head_x, merged_x], dim=1), torch.cat([head_s, merged_s], dim=1)
+
+
+def attentive_prune(
+    x: torch.Tensor,
+    cls_attn: torch.Tensor,
+    size: torch.Tensor | None = None,
+    *,
+    keep: int,
+    protected: int = 1,
+    fuse: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """EViT pruning: keep the `keep` tokens with the highest class-token attention [B, N].
+
+    Kept tokens stay in original order after the protected ones; with `fuse`, the pruned
+    tokens are averaged into one extra last token weighted by their attention (its size is
+    the sum of their sizes).
+    """
+    size = _sizes(x, size)
+    p = protected
+    rest_x, rest_s, attn = x[:, p:], size[:, p:], cls_attn[:, p:]
+    order = attn.argsort(dim=-1, descending=True)
+    keep_idx = order[:, :keep].sort(dim=-1).values
+    c = x.shape[-1]
+    kept_x = rest_x.gather(1, keep_idx[..., None].expand(-1, -1, c))
+    kept_s = rest_s.gather(1, keep_idx[..., None])
+    parts_x, parts_s = [x[:, :p], kept_x], [size[:, :p], kept_s]
+    if fuse:
+        drop_idx = order[:, keep:]
+        w = attn.gather(1, drop_idx)[..., None]  # [B, Nd, 1]
+        drop_x = rest_x.gather(1, drop_idx[..., None].expand(-1, -1, c))
+        drop_s = rest_s.gather(1, drop_idx[..., None])
+        fused = (drop_x * w).sum(1, keepdim=True) / w.sum(1, keepdim=True).clamp_min(1e-12)
+        parts_x.append(fused)
+        parts_s.append(drop_s.sum(1, keepdim=True))
+    return torch.cat(parts_x, dim=1), torch.cat(parts_s, dim=1)
+
+
+def _merged_types(x: TensorType, n_out: int) -> tuple[TensorType, TensorType]:
+    """Types of (tokens, sizes) with n_out tokens."""
+    b, _, c = x.shape
+    return (TensorType((b, n_out, c), x.dtype, x.device),
+            TensorType((b, n_out, 1), x.dtype, x.device))
+
+
+def _merge_infer(i, a):  # noqa: ANN001, ANN202
+    return _merged_types(i[0], i[0].shape[1] - a["r"])
+
+
+def _prune_out_tokens(n: int, a) -> int:  # noqa: ANN001
+    return a["protected"] + a["keep"] + (1 if a["fuse"] and n - a["protected"] > a["keep"] else 0)
+
+
+def _prune_infer(i, a):  # noqa: ANN001, ANN202
+    return _merged_types(i[0], _prune_out_tokens(i[0].shape[1], a))
+
+
+def _merge_flops(i, o, a) -> int:  # noqa: ANN001
+    b, n, c = i[0].shape
+    d = i[1].shape[-1]
+    na, nb = (n - a["protected"] + 1) // 2, (n - a["protected"]) // 2
+    return b * (3 * n * d + 2 * na * nb * d + 3 * n * c)  # normalise, scores, weighted merge
+
+
+def _prune_flops(i, o, a) -> int:  # noqa: ANN001
+    b, n, c = i[0].shape
+    return b * 3 * n * c  # weighted fusion of the dropped tokens
+
+
+def _prune_ref(x, cls_attn, size=None, *, keep, protected=1, fuse=True):  # noqa: ANN001, ANN202
+    if fuse and x.shape[1] - protected <= keep:
+        fuse = False  # nothing pruned: no fused token
+    return attentive_prune(x, cls_attn, size, keep=keep, protected=protected, fuse=fuse)
+
+
+register_op(OpDef(
+    "bipartite_merge", ("x", "metric", "size?"), bipartite_merge, OpKind.TOKEN,
+    {"r": Attr(int, doc="token pairs merged"),
+     "protected": Attr(int, 1, "leading tokens never merged (class, distillation)")},
+    infer=_merge_infer, flops=_merge_flops, num_outputs=2,
+    doc="ToMe bipartite soft matching: (x [B,N,C], metric [B,N,D], size) -> (x, size), N-r",
+))
+register_op(OpDef(
+    "attentive_prune", ("x", "cls_attn", "size?"), _prune_ref, OpKind.TOKEN,
+    {"keep": Attr(int, doc="non-protected tokens kept"),
+     "protected": Attr(int, 1, "leading tokens always kept"),
+     "fuse": Attr(bool, True, "fuse the pruned tokens into one, weighted by attention")},
+    infer=_prune_infer, flops=_prune_flops, num_outputs=2,
+    doc="EViT pruning by class-token attention [B,N]: (x, cls_attn, size) -> (x, size)",
+))

@@ -1,0 +1,87 @@
+"""Token merging (ToMe, arXiv 2210.09461) for vision transformers, training-free.
+
+After the attention residual of every transformer block, `bipartite_merge` merges r token
+pairs chosen by cosine similarity of the attention keys (mean over heads); merged tokens are
+size-weighted averages and their sizes flow to later blocks, where attention gets a log(size)
+key bias (proportional attention). Class/distillation tokens are protected and stay in front.
+
+    tome{r=8}                         same r in every block
+    tome{r=8,schedule=decreasing}     2r in the first block down to 0 in the last
+    tome{schedule=list,rs=[8,8,4,0]}  per-block list
+"""
+
+from __future__ import annotations
+
+from accel.errors import AccelValueError
+from accel.ir.graph import Graph, Rewriter, Value
+from accel.passes.registry import PassContext, register_pass
+from accel.passes.vit_blocks import (
+    TransformerBlock,
+    count_prefix_tokens,
+    find_blocks,
+    reduce_tokens_after_blocks,
+)
+
+SCHEDULES = ("constant", "decreasing", "list")
+
+
+def tome_schedule(r: int, schedule: str, rs: list[int] | None, depth: int) -> list[int]:
+    """Requested tokens merged per block (before clamping to what the token count allows)."""
+    if schedule == "constant":
+        return [r] * depth
+    if schedule == "decreasing":  # linear from 2r to 0, same total as constant r
+        return [round(2 * r * (depth - 1 - i) / max(depth - 1, 1)) for i in range(depth)]
+    if schedule == "list":
+        if rs is None or len(rs) != depth:
+            raise AccelValueError(f"pass tome: schedule=list needs rs with one r per block "
+                                  f"({depth} blocks), got {rs}")
+        return list(rs)
+    raise AccelValueError(f"pass tome: unknown schedule {schedule!r}; use one of {SCHEDULES}")
+
+
+@register_pass("tome", lossy=True)
+def tome(
+    graph: Graph,
+    ctx: PassContext,
+    *,
+    r: int = 8,
+    schedule: str = "constant",
+    rs: list[int] | None = None,
+    prop_attn: bool = True,
+    protect: int = -1,
+) -> Graph:
+    """Merge r tokens per transformer block by bipartite soft matching (protect=-1: auto)."""
+    blocks = find_blocks(graph)
+    if not blocks:
+        ctx.skip("no transformer blocks (attention -> proj -> residual -> MLP) found")
+        return graph
+    plan = tome_schedule(r, schedule, rs, len(blocks))
+    prefix = count_prefix_tokens(graph, blocks) if protect < 0 else protect
+    tokens = blocks[0].attention.inputs[1].shape[-2]
+    applied: list[int] = []
+    for i, want in enumerate(plan):
+        most = max((tokens - prefix) // 2, 0)
+        got = min(max(want, 0), most)
+        if got != want:
+            ctx.note(f"block {i}: r={want} clamped to {got} ({tokens} tokens, {prefix} protected)")
+        applied.append(got)
+        tokens -= got
+    if not any(applied):
+        ctx.skip("r is 0 in every block")
+        return graph
+
+    def merge(rw: Rewriter, block: TransformerBlock, x: Value, size: Value | None,
+              new_of: dict[Value, Value]) -> tuple[Value, Value] | None:
+        r_i = applied[block.index]
+        if r_i == 0:
+            return None
+        keys = new_of.get(block.keys, block.keys)  # [B, H, N, D]
+        metric = rw.op("mean", keys, dims=(1,), name=f"tome_metric_{block.index}")
+        node = rw.node("bipartite_merge", x, metric, size, r=r_i, protected=prefix,
+                       name=f"tome_merge_{block.index}")
+        return node.outputs[0], node.outputs[1]
+
+    out = reduce_tokens_after_blocks(graph, "tome", blocks, merge, prop_attn)
+    ctx.note(f"{len(blocks)} blocks, protected {prefix}, r per block {applied}, "
+             f"tokens {blocks[0].attention.inputs[1].shape[-2]} -> {tokens}")
+    return out

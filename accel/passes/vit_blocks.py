@@ -1,0 +1,214 @@
+"""Structural discovery of pre-norm transformer blocks in a graph, and the shared machinery
+token-reduction passes use to insert a token-reducing op after a block's attention residual
+and re-emit everything downstream with the new (static) token count.
+
+A block is: attention -> (permute/reshape) -> proj linear -> (LayerScale mul) -> residual add
+-> layer_norm -> linear -> activation -> linear -> (mul) -> residual add.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from accel.errors import AccelError
+from accel.ir.graph import Graph, Node, Rewriter, Value
+
+_VIEW_OPS = {"permute", "reshape", "transpose", "contiguous", "clone", "dropout"}
+_SCALE_OPS = {"mul", "dropout", "clone"}
+
+
+class TokenReductionError(AccelError):
+    """A token-reduction pass cannot rewrite a node for a new token count."""
+
+
+@dataclass(frozen=True)
+class TransformerBlock:
+    """One pre-norm transformer block found in a graph."""
+
+    index: int
+    """Position among the graph's blocks (0 = first)."""
+    attention: Node
+    """The fused `attention` node (q, k, v [B, H, N, D])."""
+    attn_residual: Node
+    """The `add` node closing the attention branch (its output feeds the MLP's norm)."""
+    mlp_residual: Node
+    """The `add` node closing the MLP branch (the block's output)."""
+    block_input: Value
+    """The block's input tokens [B, N, C] (the attention residual's skip operand)."""
+
+    @property
+    def keys(self) -> Value:
+        """The attention keys [B, H, N, D]."""
+        return self.attention.inputs[1]
+
+    @property
+    def queries(self) -> Value:
+        """The attention queries [B, H, N, D]."""
+        return self.attention.inputs[0]
+
+
+def _single_user(graph: Graph, v: Value, ops: Iterable[str]) -> Node | None:
+    """The only user of v if it has exactly one and its op is in ops."""
+    users = graph.users(v)
+    return users[0] if len(users) == 1 and users[0].op in ops else None
+
+
+def _follow(graph: Graph, v: Value, through: set[str]) -> Value:
+    """Walk single-user chains of `through` ops starting at v; the last value reached."""
+    while (n := _single_user(graph, v, through)) is not None:
+        v = n.outputs[0]
+    return v
+
+
+def _residual_after(graph: Graph, v: Value) -> tuple[Node, Value] | None:
+    """(residual add, its skip operand) reached from branch output v via an optional scale."""
+    scaled = _follow(graph, v, _SCALE_OPS)
+    add = _single_user(graph, scaled, {"add"})
+    if add is None or len(add.inputs) != 2:
+        return None
+    skip = add.inputs[1] if add.inputs[0] is scaled else add.inputs[0]
+    return add, skip
+
+
+def find_blocks(graph: Graph) -> list[TransformerBlock]:
+    """All pre-norm transformer blocks in graph, in execution order."""
+    blocks: list[TransformerBlock] = []
+    for attn in graph.find("attention"):
+        if len(attn.inputs[1].shape) != 4:
+            continue
+        proj = _single_user(graph, _follow(graph, attn.outputs[0], _VIEW_OPS), {"linear"})
+        if proj is None:
+            continue
+        found = _residual_after(graph, proj.outputs[0])
+        if found is None or found[0].outputs[0].shape[-2] != attn.inputs[1].shape[-2]:
+            continue
+        res1, skip = found
+        mlp_res = _mlp_residual(graph, res1)
+        if mlp_res is None:
+            continue
+        blocks.append(TransformerBlock(len(blocks), attn, res1, mlp_res, skip))
+    return blocks
+
+
+def _mlp_residual(graph: Graph, res1: Node) -> Node | None:
+    """The add closing the MLP branch: res1 -> layer_norm -> linear -> act -> linear -> add."""
+    h = res1.outputs[0]
+    for user in graph.users(h):
+        if user.op != "layer_norm":
+            continue
+        fc1 = _single_user(graph, user.outputs[0], {"linear"})
+        if fc1 is None:
+            continue
+        act = graph.users(fc1.outputs[0])
+        if len(act) != 1:
+            continue
+        fc2 = _follow(graph, act[0].outputs[0], {"gelu", "relu", "silu", "dropout", "concat"})
+        fc2_node = _single_user(graph, fc2, {"linear"})
+        if fc2_node is None:
+            continue
+        found = _residual_after(graph, fc2_node.outputs[0])
+        if found is not None and found[1] is h:
+            return found[0]
+    return None
+
+
+def count_prefix_tokens(graph: Graph, blocks: list[TransformerBlock]) -> int:
+    """Class/distillation tokens in front of the patches: the leading concat inputs (0-2)."""
+    if not blocks:
+        return 0
+    seen = 0
+    v: Value | None = blocks[0].block_input
+    while v is not None and seen < 8:  # walk back through `add pos_embed`, dropout, views
+        node = graph.producer(v)
+        if node is None:
+            return 0
+        if node.op == "concat" and node.attrs.get("dim") in (1, -2):
+            return sum(i.shape[1] for i in node.inputs[:-1]) if len(node.inputs) > 1 else 0
+        v = next((i for i in node.inputs if i is not None and not graph.is_const(i)), None)
+        seen += 1
+    return 0
+
+
+# ---- re-emission for a new token count ------------------------------------------------------
+def _changed_axis(old: tuple[int, ...], new: tuple[int, ...], node: Node) -> int:
+    """The single axis whose size differs between old and new shapes."""
+    diff = [i for i, (a, b) in enumerate(zip(old, new, strict=True)) if a != b]
+    if len(diff) != 1:
+        raise TokenReductionError(f"node {node.name} ({node.op}): expected one resized (token) "
+                                  f"axis between {old} and {new}")
+    return diff[0]
+
+
+def _retoken_attrs(node: Node, new_inputs: list[Value | None]) -> dict:
+    """node's attributes adapted to the new token count of its inputs."""
+    attrs = dict(node.attrs)
+    old_in, new_in = node.inputs[0], new_inputs[0]
+    if old_in is None or new_in is None or old_in.shape == new_in.shape:
+        return attrs
+    if node.op == "reshape":
+        old_out = node.outputs[0].shape
+        t = _changed_axis(old_in.shape, new_in.shape, node)
+        prefix, suffix = math.prod(old_in.shape[:t]), math.prod(old_in.shape[t + 1:])
+        for j, d in enumerate(old_out):
+            if (d == old_in.shape[t] and math.prod(old_out[:j]) == prefix
+                    and math.prod(old_out[j + 1:]) == suffix):
+                attrs["shape"] = (*old_out[:j], new_in.shape[t], *old_out[j + 1:])
+                return attrs
+        raise TokenReductionError(f"node {node.name}: reshape {old_in.shape}->{old_out} splits "
+                                  "or merges the token axis; token reduction cannot follow it")
+    if node.op == "expand":
+        t = _changed_axis(old_in.shape, new_in.shape, node)
+        shape = list(attrs["shape"])
+        shape[len(shape) - len(old_in.shape) + t] = new_in.shape[t]
+        attrs["shape"] = tuple(shape)
+    elif node.op == "slice":
+        t = _changed_axis(old_in.shape, new_in.shape, node)
+        if attrs["dim"] % len(old_in.shape) == t:
+            if attrs["start"] != 0 or attrs.get("step", 1) != 1 or attrs["end"] < old_in.shape[t]:
+                raise TokenReductionError(f"node {node.name}: slice of the token axis "
+                                          f"{attrs['start']}:{attrs['end']} after token reduction")
+            attrs["end"] = new_in.shape[t]
+    return attrs
+
+
+def reduce_tokens_after_blocks(
+    graph: Graph,
+    pass_name: str,
+    blocks: list[TransformerBlock],
+    reduce: Callable[[Rewriter, TransformerBlock, Value, Value | None, dict], tuple[Value, Value]
+                     | None],
+    prop_attn: bool,
+) -> Graph:
+    """Sweep the graph; after each block's attention residual call reduce(rw, block, x, size,
+    new_of) -> (x', size') or None, then re-emit every downstream node for the new shapes.
+    With prop_attn, attention after a reduction gets a log(size) additive key bias."""
+    rw = Rewriter(graph, pass_name=pass_name)
+    new_of: dict[Value, Value] = {}
+    size: Value | None = None
+    by_residual = {b.attn_residual.name: b for b in blocks}
+    attn_names = {b.attention.name for b in blocks}
+    for node in graph.nodes:
+        ins = [new_of.get(v, v) if v is not None else None for v in node.inputs]
+        block = by_residual.get(node.name)
+        needs_bias = prop_attn and size is not None and node.name in attn_names
+        if not needs_bias and block is None and all(a is b for a, b in zip(ins, node.inputs)):
+            continue
+        attrs = _retoken_attrs(node, ins)
+        if needs_bias:
+            b, n = size.shape[0], size.shape[1]
+            log_size = rw.op("reshape", rw.op("log", size), shape=(b, 1, 1, n))
+            bias = ins[3] if len(ins) > 3 else None
+            ins = [*ins[:3], log_size if bias is None else rw.op("add", bias, log_size)]
+        new_node = rw.node(node.op, *ins, name=node.name, meta=node.meta, **attrs)
+        for old, new in zip(node.outputs, new_node.outputs, strict=True):
+            new_of[old] = new
+            rw.replace(old, new, check_type=False)
+        if block is not None:
+            out = reduce(rw, block, new_node.outputs[0], size, new_of)
+            if out is not None:
+                x_red, size = out
+                new_of[node.outputs[0]] = x_red
+                rw.replace(node.outputs[0], x_red, check_type=False)
+    return rw.finish()
