@@ -1,0 +1,89 @@
+"""Token merging pass: graph shape, r=0 exactness, numerics vs a plain-torch ToMe reference."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from accel.frontend import capture
+from accel.models import get_model
+from accel.passes.registry import PassContext
+from accel.passes.tome import tome
+from accel.testing import run_graph
+
+
+def _ref_merge(x: torch.Tensor, k: torch.Tensor, size: torch.Tensor, r: int):
+    """Per-sample ToMe with python loops: class token protected, A=even, B=odd patches."""
+    outs, sizes = [], []
+    for b in range(x.shape[0]):
+        patches, s = x[b, 1:], size[b, 1:]
+        m = F.normalize(k[b].mean(0)[1:], dim=-1)
+        a_ids, b_ids = list(range(0, len(m), 2)), list(range(1, len(m), 2))
+        best = [max(b_ids, key=lambda j, i=i: float(m[i] @ m[j])) for i in a_ids]
+        score = [float(m[i] @ m[j]) for i, j in zip(a_ids, best)]
+        merged = sorted(range(len(a_ids)), key=lambda t: -score[t])[:r]
+        acc = {j: (patches[j] * s[j], s[j].clone()) for j in b_ids}
+        for t in merged:
+            i, j = a_ids[t], best[t]
+            acc[j] = (acc[j][0] + patches[i] * s[i], acc[j][1] + s[i])
+        kept = [a_ids[t] for t in range(len(a_ids)) if t not in merged]
+        rows = [x[b, 0]] + [patches[i] for i in kept] + [acc[j][0] / acc[j][1] for j in b_ids]
+        szs = [size[b, 0]] + [s[i] for i in kept] + [acc[j][1] for j in b_ids]
+        outs.append(torch.stack(rows))
+        sizes.append(torch.stack(szs))
+    return torch.stack(outs), torch.stack(sizes)
+
+
+def _ref_tome_forward(model, img: torch.Tensor, r: int) -> torch.Tensor:  # noqa: ANN001
+    """Built-in ViT forward with ToMe (proportional attention) written out in plain torch."""
+    x = model.patch_embed(img).flatten(2).transpose(1, 2)
+    x = torch.cat([model.cls_token.expand(x.shape[0], -1, -1), x], 1) + model.pos_embed
+    size = torch.ones_like(x[..., :1])
+    for blk in model.blocks:
+        att = blk.attn
+        b, n, c = x.shape
+        qkv = att.qkv(blk.norm1(x)).reshape(b, n, 3, att.heads, att.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        bias = size.log().reshape(b, 1, 1, n)
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        x = x + blk.ls1(att.proj(o.transpose(1, 2).reshape(b, n, c)))
+        x, size = _ref_merge(x, k, size, r)
+        x = x + blk.ls2(blk.mlp(blk.norm2(x)))
+    return model.head(model.norm(x)[:, 0])
+
+
+def test_tome_matches_reference_and_reduces_flops() -> None:
+    model, x = get_model("vit_small_test", batch_size=2)
+    graph = capture(model, x)
+    out = tome(graph, PassContext(), r=3)
+    assert len(out.find("bipartite_merge")) == 2
+    assert out.flops() < graph.flops()
+    got = run_graph(out, list(x))[0]
+    with torch.no_grad():
+        want = _ref_tome_forward(model, x[0], r=3)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_r0_is_unchanged_and_exact() -> None:
+    model, x = get_model("vit_small_test", batch_size=2)
+    graph = capture(model, x)
+    ctx = PassContext()
+    assert tome(graph, ctx, r=0) is graph
+    with torch.no_grad():
+        assert torch.equal(run_graph(graph, list(x))[0], model(*x))
+
+
+def test_r_too_large_is_clamped() -> None:
+    model, x = get_model("vit_small_test", batch_size=1)
+    graph = capture(model, x)
+    ctx = PassContext()
+    out = tome(graph, ctx, r=100)
+    merges = out.find("bipartite_merge")
+    assert [n.attrs["r"] for n in merges] == [8, 4]  # 16 patches -> 8 -> 4 left
+    assert run_graph(out, list(x))[0].shape == (1, 10)
+
+
+def test_graph_without_blocks_is_skipped() -> None:
+    model, x = get_model("resnet_small_test", batch_size=1)
+    graph = capture(model, x)
+    assert tome(graph, PassContext(), r=4) is graph
