@@ -42,6 +42,8 @@ class PassRecord:
     """Whether the pass may change numerics beyond floating-point rounding."""
     skipped: bool = False
     """Whether the pass found nothing it could apply to (see ``notes`` for why)."""
+    preset: str | None = None
+    """The preset that brought this pass in; ``None`` if the pipeline named it."""
 
 
 @dataclass
@@ -73,8 +75,12 @@ class Report:
 
     @property
     def skipped(self) -> list[str]:
-        """Passes that declared they could not apply (e.g. no transformer blocks found)."""
-        return [p.name for p in self.passes if p.skipped]
+        """Passes named in the pipeline that could not apply (e.g. no transformer blocks).
+
+        A pass brought in by a preset that finds nothing to do (``fold-bn`` on a model
+        without BatchNorm) is normal and is not counted; its row still says why.
+        """
+        return [p.name for p in self.passes if p.skipped and p.preset is None]
 
     def summary(self) -> str:
         """One line: what, if anything, did not go as compiled code."""

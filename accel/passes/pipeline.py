@@ -51,6 +51,8 @@ class PassStep:
 
     name: str
     options: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = field(default=None, compare=False)
+    """The preset this step came from; ``None`` when the pipeline names it directly."""
 
     def __str__(self) -> str:
         if not self.options:
@@ -80,7 +82,8 @@ def parse_pipeline(spec: str, _depth: int = 0) -> list[PassStep]:
         if name in PRESETS:
             if opts_text:
                 raise AccelValueError(f"preset '{name}' takes no options (in {spec!r})")
-            steps += parse_pipeline(PRESETS[name].spec, _depth + 1)
+            steps += [PassStep(s.name, s.options, s.preset or name)
+                      for s in parse_pipeline(PRESETS[name].spec, _depth + 1)]
             continue
         info = get_pass(name)
         options: dict[str, Any] = {}
@@ -153,7 +156,8 @@ def run_pipeline(
     records = []
     for i, step in enumerate(steps, 1):
         info = get_pass(step.name)
-        rec = PassRecord(step.name, dict(step.options), nodes_before=len(graph),
+        rec = PassRecord(step.name, dict(step.options), preset=step.preset,
+                         nodes_before=len(graph),
                          flops_before=graph.flops(), params_before=graph.num_params(),
                          lossy=info.lossy)
         ctx.record = rec
