@@ -87,3 +87,21 @@ def test_graph_without_blocks_is_skipped() -> None:
     model, x = get_model("resnet_small_test", batch_size=1)
     graph = capture(model, x)
     assert tome(graph, PassContext(), r=4) is graph
+
+
+def test_tome_exports_to_onnx_and_runs_any_batch() -> None:
+    import onnxruntime as ort
+
+    from accel.codegen.onnx.exporter import graph_to_onnx
+
+    model, x = get_model("vit_small_test", batch_size=2)
+    merged = tome(capture(model, x), PassContext(), r=3)
+    proto = graph_to_onnx(merged)
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"TopK", "GatherElements", "ScatterElements"} <= ops
+    sess = ort.InferenceSession(proto.SerializeToString())
+    for batch in (2, 3):  # the exported batch and another one
+        xi = torch.randn(batch, 3, 32, 32, generator=torch.Generator().manual_seed(batch))
+        want = run_graph(tome(capture(model, (xi,)), PassContext(), r=3), [xi])[0]
+        got = torch.from_numpy(sess.run(None, {"input0": xi.numpy()})[0])
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

@@ -26,7 +26,12 @@ def test_distilled_vit_has_two_prefix_tokens() -> None:
 
 
 def test_hf_vit_and_deit_blocks() -> None:
-    from transformers import DeiTConfig, DeiTForImageClassification, ViTConfig, ViTForImageClassification
+    from transformers import (
+        DeiTConfig,
+        DeiTForImageClassification,
+        ViTConfig,
+        ViTForImageClassification,
+    )
 
     kw = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
               num_attention_heads=2, intermediate_size=64, num_labels=3)
