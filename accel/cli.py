@@ -180,4 +180,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the imported module so plugins register into the same COMMANDS table.
+    from accel.cli import main as _main
+
+    sys.exit(_main())
