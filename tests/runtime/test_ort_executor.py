@@ -31,7 +31,7 @@ def test_ort_executor_matches_eager(vit) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("executor, note", [
-    ("ort", "onnxruntime executor"), ("aten", "aten executor"), ("auto", "measured median"),
+    ("ort", "onnxruntime executor"), ("aten", "aten executor"), ("auto", "measured: onnxruntime"),
 ])
 def test_cpu_target_executor_option(vit, executor: str, note: str) -> None:  # noqa: ANN001
     model, inputs = vit
