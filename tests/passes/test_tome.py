@@ -105,3 +105,14 @@ def test_tome_exports_to_onnx_and_runs_any_batch() -> None:
         want = run_graph(tome(capture(model, (xi,)), PassContext(), r=3), [xi])[0]
         got = torch.from_numpy(sess.run(None, {"input0": xi.numpy()})[0])
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_compiled_tome_other_batch_size() -> None:
+    import accel
+
+    model, x = get_model("vit_small_test", batch_size=2)
+    compiled = accel.compile(model, x, pipeline="tome{r=3}", target="reference")
+    assert compiled.graph.find("bipartite_merge")
+    x3 = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    want = run_graph(tome(capture(model, (x3,)), PassContext(), r=3), [x3])[0]
+    torch.testing.assert_close(compiled(x3), want, atol=1e-5, rtol=1e-5)
