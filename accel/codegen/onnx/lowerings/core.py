@@ -109,7 +109,7 @@ def lower_div(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
 
 @onnx_lowering("gelu")
 def lower_gelu(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """Exact (erf) or tanh-approximated GELU from standard ops."""
+    """Exact (erf) or tanh-approximated GELU, in the form onnxruntime fuses into one kernel."""
     x, dt = inputs[0], node.inputs[0].dtype
     half = b.scalar(0.5, dt, "half")
     one = b.scalar(1.0, dt, "one")
@@ -117,9 +117,9 @@ def lower_gelu(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
         cube = b.add("Mul", [b.add("Mul", [x, x]), x])
         inner = b.add("Add", [x, b.add("Mul", [cube, b.scalar(0.044715, dt, "c")])])
         t = b.add("Tanh", [b.add("Mul", [inner, b.scalar(math.sqrt(2 / math.pi), dt, "c")])])
-    else:
-        t = b.add("Erf", [b.add("Mul", [x, b.scalar(1 / math.sqrt(2), dt, "inv_sqrt2")])])
-    return [b.add("Mul", [b.add("Mul", [x, half]), b.add("Add", [t, one])])]
+        return [b.add("Mul", [b.add("Mul", [x, half]), b.add("Add", [t, one])])]
+    t = b.add("Erf", [b.add("Div", [x, b.scalar(math.sqrt(2), dt, "sqrt2")])])
+    return [b.add("Mul", [b.add("Mul", [x, b.add("Add", [t, one])]), half])]
 
 
 @onnx_lowering("clamp")
