@@ -9,7 +9,8 @@ Per model: median latency of ``--reps`` timed runs (after warm-up) of
                    torch.onnx.export of the model (dynamo exporter, legacy if it fails)
   accel            accel.compile(pipeline="default", target="cpu") (lossless; picks
                    onnxruntime or aten by measurement)
-Ratios are relative to ort(torch.onnx); JSON goes to benchmarks/results/cpu_onnx.json.
+Ratios are relative to ort(torch.onnx); JSON goes to benchmarks/results/cpu_onnx.json (rows
+of models not run this time are kept; each row has the meta of the run that made it).
 The machine may be shared: numbers are noisy, compare ratios from one run.
 """
 
@@ -164,6 +165,12 @@ def main() -> None:
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "physical_cores": physical_cores(), "torch_threads": torch.get_num_threads(),
             "reps": args.reps, "load_average": os.getloadavg()}
+    if RESULTS.exists():  # keep other models' rows from earlier runs
+        earlier = json.loads(RESULTS.read_text()).get("results", [])
+        ran = {r["model"] for r in rows}
+        rows = [r for r in earlier if r["model"] not in ran] + rows
+    for r in rows:
+        r.setdefault("meta", meta)
     RESULTS.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     print(f"wrote {RESULTS}")
 
