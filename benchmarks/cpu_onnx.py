@@ -165,12 +165,14 @@ def main() -> None:
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "physical_cores": physical_cores(), "torch_threads": torch.get_num_threads(),
             "reps": args.reps, "load_average": os.getloadavg()}
-    if RESULTS.exists():  # keep other models' rows from earlier runs
-        earlier = json.loads(RESULTS.read_text()).get("results", [])
-        ran = {r["model"] for r in rows}
-        rows = [r for r in earlier if r["model"] not in ran] + rows
     for r in rows:
-        r.setdefault("meta", meta)
+        r["meta"] = meta
+    if RESULTS.exists():  # keep other models' rows from earlier runs
+        earlier = json.loads(RESULTS.read_text())
+        ran = {r["model"] for r in rows}
+        kept = [{**r, "meta": r.get("meta", earlier.get("meta"))}
+                for r in earlier.get("results", []) if r["model"] not in ran]
+        rows = kept + rows
     RESULTS.write_text(json.dumps({"meta": meta, "results": rows}, indent=2))
     print(f"wrote {RESULTS}")
 
