@@ -4,8 +4,9 @@ passes land."""
 
 from accel.passes.pipeline import register_preset
 
-register_preset("default", "fold-bn,merge-branches,fold-bn,fold-scale,fold-layernorm,repavit,"
-                "canonicalize-attention,fold-linear,remove-noops,fold-constants,cse,dce",
+register_preset("default", "fold-constants,remove-noops,fold-bn,merge-branches,fold-bn,fold-scale,"
+                "fold-layernorm,repavit,canonicalize-attention,fold-linear,fold-constants,"
+                "remove-noops,cse,dce",
                 "lossless: reparameterization (BN/scale/LayerNorm/linear folds, branch merges, "
                 "RePaViT, attention canonicalization) then cleanups")
 register_preset("fast", "default,quantize{mode=int8-dynamic}",
