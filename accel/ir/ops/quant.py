@@ -147,9 +147,10 @@ def linear_weight_only(x: torch.Tensor, w_q: torch.Tensor, scales: torch.Tensor,
 def quantize_per_channel_op(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
                             *, axis: int = 0) -> torch.Tensor:
     """int8 ``clamp(round(x / scale) + zero_point)`` with scales along ``axis``."""
-    return torch.quantize_per_channel(x, scale.double(), zero_point.long(), axis % x.dim(),
-                                      torch.qint8).int_repr() if x.device.type != "meta" \
-        else torch.empty_like(x, dtype=torch.int8)
+    shape = [1] * x.dim()
+    shape[axis % x.dim()] = -1
+    q = torch.round(x / scale.reshape(shape).float()) + zero_point.reshape(shape).float()
+    return q.clamp_(-128, 127).to(torch.int8)
 
 
 def dequantize_per_channel_op(q: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor,
