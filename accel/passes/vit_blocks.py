@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+import torch
+
 from accel.errors import AccelError
 from accel.ir.graph import Graph, Node, Rewriter, Value
 
@@ -173,6 +175,33 @@ def _retoken_attrs(node: Node, new_inputs: list[Value | None]) -> dict:
     return attrs
 
 
+def _evaluate_input_free(graph: Graph, v: Value, depth: int = 0) -> torch.Tensor | None:
+    """v's value when it depends on constants only (evaluated by reference), else None."""
+    if graph.is_const(v):
+        return graph.const(v)
+    node = graph.producer(v)
+    if node is None or depth > 32 or len(node.outputs) != 1:
+        return None
+    args = [None if i is None else _evaluate_input_free(graph, i, depth + 1)
+            for i in node.inputs]
+    if any(a is None and i is not None for a, i in zip(args, node.inputs, strict=True)):
+        return None
+    return node.opdef.ref(*args, **node.attrs)
+
+
+def _drop_stale_mask(graph: Graph, node: Node, ins: list[Value | None]) -> list[Value | None]:
+    """Attention inputs without a mask sized for the old token count, if it masks nothing."""
+    if len(ins) < 4 or ins[3] is None or ins[3].shape[-1] == ins[1].shape[-2]:
+        return ins
+    mask = _evaluate_input_free(graph, ins[3])
+    if mask is not None and (bool(mask.all()) if mask.dtype == torch.bool
+                             else not bool(mask.any())):
+        return ins[:3]
+    raise TokenReductionError(f"attention node {node.name} has a mask over the original "
+                              f"{ins[3].shape[-1]} tokens that masks some of them; token "
+                              "reduction cannot remap it")
+
+
 def reduce_tokens_after_blocks(
     graph: Graph,
     pass_name: str,
@@ -196,6 +225,8 @@ def reduce_tokens_after_blocks(
         if not needs_bias and block is None and all(a is b for a, b in zip(ins, node.inputs)):
             continue
         attrs = _retoken_attrs(node, ins)
+        if node.op == "attention" and size is not None:
+            ins = _drop_stale_mask(graph, node, ins)
         if needs_bias:
             b, n = size.shape[0], size.shape[1]
             log_size = rw.op("reshape", rw.op("log", size), shape=(b, 1, 1, n))

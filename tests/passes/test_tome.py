@@ -116,3 +116,22 @@ def test_compiled_tome_other_batch_size() -> None:
     x3 = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     want = run_graph(tome(capture(model, (x3,)), PassContext(), r=3), [x3])[0]
     torch.testing.assert_close(compiled(x3), want, atol=1e-5, rtol=1e-5)
+
+
+def test_tome_on_hf_deit_keeps_prefix_tokens() -> None:
+    from transformers import DeiTConfig, DeiTForImageClassificationWithTeacher
+
+    cfg = DeiTConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=64, num_labels=3)
+    model = DeiTForImageClassificationWithTeacher(cfg).eval()
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    graph = capture(model, (x,))
+    out = tome(graph, PassContext(), r=2)
+    merges = out.find("bipartite_merge")
+    assert [n.attrs["protected"] for n in merges] == [2, 2]
+    assert merges[-1].outputs[0].shape[1] == 18 - 4
+    got = run_graph(out, [x])[0]
+    with torch.no_grad():
+        want = model(x).logits
+    assert got.shape == want.shape
+    assert torch.nn.functional.cosine_similarity(got.flatten(), want.flatten(), dim=0) > 0.9
