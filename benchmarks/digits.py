@@ -1,4 +1,4 @@
-"""Train the built-in `vit_tiny_digits` ViT on scikit-learn's 8x8 digits (CPU, well under a minute).
+"""Train the built-in `vit_tiny_digits` ViT on scikit-learn's 8x8 digits on CPU, cached.
 
 The trained state_dict is cached under ~/.cache/accel/digits_vit_<hash>.pt, keyed by the seed,
 epochs, config overrides and the training recipe version, so later runs load it instantly.
