@@ -11,5 +11,6 @@ register_preset("default", "fold-constants,remove-noops,fold-bn,merge-branches,f
                 "RePaViT, attention canonicalization) then cleanups")
 register_preset("fast", "default,quantize{mode=int8-dynamic}",
                 "lossy: default + int8 dynamic quantization of linears")
-register_preset("fastest", "fast,tome{r=8}",
-                "lossy: fast + token merging (r=8 per block; skips models without tokens)")
+register_preset("fastest", "default,tome{r=8},quantize{mode=int8-dynamic}",
+                "lossy: default + token merging (r=8 per block, before quantization so it still "
+                "sees the attention keys; skips models without tokens) + int8 dynamic")
