@@ -15,11 +15,14 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from types import ModuleType
 
 import torch
 import triton
+
+from accel.errors import AccelError
 
 _LOCK = threading.Lock()
 _MODULES: dict[Path, ModuleType] = {}
@@ -74,10 +77,38 @@ def kernel_path(name: str, source: str, *, interpret: bool = False) -> Path:
             return path
     except OSError:
         pass
+    try:
+        return _write_entry(directory, name, source, want)
+    except OSError as e:
+        fallback = _fallback_dir() / "triton" / key
+        warnings.warn(f"accel: kernel cache {cache_dir()} is not writable ({e}); using "
+                      f"{fallback} for this process. Set ACCEL_CACHE_DIR to a writable "
+                      "directory to keep kernels across runs", stacklevel=3)
+        try:
+            return _write_entry(fallback, name, source, want)
+        except OSError as e2:
+            raise AccelError(f"cannot write Triton kernel {name!r}: the kernel cache "
+                             f"{cache_dir()} and the fallback {fallback} are not writable "
+                             f"({e2}); set ACCEL_CACHE_DIR to a writable directory") from e2
+
+
+def _write_entry(directory: Path, name: str, source: str, digest: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{name}.py"
     _atomic_write(path, source)
-    _atomic_write(check, want + "\n")
+    _atomic_write(directory / f"{name}.py.sha256", digest + "\n")
     return path
+
+
+_FALLBACK: list[Path] = []
+
+
+def _fallback_dir() -> Path:
+    """A per-process temporary cache, used when the configured one is not writable."""
+    with _LOCK:
+        if not _FALLBACK:
+            _FALLBACK.append(Path(tempfile.mkdtemp(prefix="accel-cache-")))
+        return _FALLBACK[0]
 
 
 def load_kernel(name: str, source: str, *, interpret: bool = False) -> object:
