@@ -72,7 +72,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 @_demo.args
 def _demo_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="resnet50", help="built-in model (see accel models)")
+    p.add_argument("--model", default="repvgg_a0", help="built-in model (see accel models)")
     p.add_argument("--pipeline", default="default")
     p.add_argument("--target", default="auto")
     p.add_argument("--batch-size", type=int, default=None)
