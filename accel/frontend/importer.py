@@ -39,7 +39,8 @@ def import_fx(
 ) -> Graph:
     """Import ``gm``. ``bindings[placeholder] = ("input", example) | ("const", tensor)``.
 
-    A third element names a constant (its parameter path). ``("value", obj)`` binds a non-tensor placeholder (an int, a None) to a Python value.
+    A third element names a constant (its parameter path). ``("value", obj)`` binds a
+    non-tensor placeholder (an int, a None) to a Python value.
     """
     rw = Rewriter()
     ctx = aten_map.ImportContext(rw)

@@ -55,9 +55,17 @@ class Pat:
     partial: bool = False
     """Allow the node to have more inputs than the pattern lists (optional trailing inputs)."""
 
-    def __init__(self, op: str | Iterable[str], *inputs: Pat | Var | None, name: str | None = None,
-                 attrs: Mapping[str, Any] | None = None, where: Callable[[Node], bool] | None = None,
-                 single_use: bool = False, commutative: bool = False, partial: bool = False) -> None:
+    def __init__(
+        self,
+        op: str | Iterable[str],
+        *inputs: Pat | Var | None,
+        name: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        where: Callable[[Node], bool] | None = None,
+        single_use: bool = False,
+        commutative: bool = False,
+        partial: bool = False,
+    ) -> None:
         object.__setattr__(self, "op", op if isinstance(op, str) else frozenset(op))
         object.__setattr__(self, "inputs", tuple(inputs))
         object.__setattr__(self, "name", name)
@@ -117,7 +125,8 @@ def _match_node(p: Pat, node: Node, g: Graph, m: Match) -> Match | None:
     n_in = len(node.inputs)
     if n_in < len(p.inputs) and not all(x is None for x in p.inputs[n_in:]):
         return None
-    if n_in > len(p.inputs) and not p.partial and any(v is not None for v in node.inputs[len(p.inputs):]):
+    extra_inputs = node.inputs[len(p.inputs):]
+    if extra_inputs and not p.partial and any(v is not None for v in extra_inputs):
         return None
     orders = [p.inputs]
     if p.commutative and len(p.inputs) == 2:

@@ -92,7 +92,10 @@ register_op(OpDef(
 ))
 register_op(OpDef(
     "clamp", ("x",), _clamp, _P,
-    attrs={"min": Attr((float, int, type(None)), None), "max": Attr((float, int, type(None)), None)},
+    attrs={
+        "min": Attr((float, int, type(None)), None),
+        "max": Attr((float, int, type(None)), None),
+    },
     doc="clamp to [min, max]",
 ))
 register_op(OpDef(
