@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from accel.errors import AccelValueError
 from accel.ir.ops.registry import Attr, OpDef, OpKind, register_op
 from accel.ir.types import TensorType
 
@@ -98,19 +99,80 @@ def quantize_rows_asymmetric(x2: torch.Tensor
     return q, scale, zero_point.to(torch.int32)
 
 
-def linear_int8_dynamic(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
-                        bias: torch.Tensor | None = None, *, symmetric: bool = False
-                        ) -> torch.Tensor:
-    """int8 linear with per-token activation scales (and zero points) computed at run time."""
-    lead, k = x.shape[:-1], x.shape[-1]
-    x2 = x.reshape(-1, k).float()
+def quantize_activation(x2: torch.Tensor, *, per_token: bool, symmetric: bool
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Dynamic int8 quantization of ``x2[M, K]``: ``(int8, scale, zero_point | None)``.
+
+    Scales (and float zero points) are ``[M, 1]`` per token or 0-d per tensor. Asymmetric
+    matches onnx ``DynamicQuantizeLinear`` shifted to int8 (scale ``(hi - lo) / 255`` over a
+    range holding 0, zero point ``round(-128 - lo / scale)``); symmetric is ``amax / 127``.
+    Few fused passes: ``round(x * (1 / s) + zp)`` is an addcmul then in-place round/clamp.
+    """
     if symmetric:
-        xq, s_x = quantize_rows(x2)
-        acc = int_matmul(xq, w_q)
+        amax = x2.abs().amax(dim=1, keepdim=True) if per_token else x2.abs().amax()
+        scale = amax.clamp_min_(1e-8).div_(QMAX)
+        q = torch.mul(x2, scale.reciprocal()).round_().clamp_(QMIN, QMAX)
+        return q.to(torch.int8), scale, None
+    if per_token:
+        lo = x2.amin(dim=1, keepdim=True).clamp_max_(0)
+        hi = x2.amax(dim=1, keepdim=True).clamp_min_(0)
     else:
-        xq, s_x, zp = quantize_rows_asymmetric(x2)
-        acc = int_matmul(xq, w_q) - zp * w_q.sum(dim=1, dtype=torch.int32)
-    return _dequant_acc(acc, s_x, w_scale, bias, x.dtype).reshape(*lead, w_q.shape[0])
+        lo, hi = torch.aminmax(x2)
+        lo, hi = lo.clamp_max(0), hi.clamp_min(0)
+    scale = (hi - lo).clamp_min_(1e-8).div_(255)
+    zero_point = torch.round(-128 - lo / scale)
+    q = torch.addcmul(zero_point, x2, scale.reciprocal()).round_().clamp_(-128, 127)
+    return q.to(torch.int8), scale, zero_point
+
+
+def weight_row_sums(w_q: torch.Tensor) -> torch.Tensor:
+    """float32 ``[N]`` sums of an int8 ``[N, K]`` weight's rows (zero-point correction)."""
+    return w_q.sum(dim=1, dtype=torch.int32).to(torch.float32)
+
+
+def linear_int8_dynamic(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
+                        bias: torch.Tensor | None = None, w_sum: torch.Tensor | None = None, *,
+                        symmetric: bool = False, act: str = "per-token") -> torch.Tensor:
+    """int8 linear with activation scales (and zero points) computed at run time.
+
+    ``act`` is ``per-token`` (one scale per row) or ``per-tensor``; ``w_sum`` (the weight's
+    row sums, :func:`weight_row_sums`) is computed on the fly when not given. The epilogue
+    is ``s_x·s_w·acc + (bias - s_x·zp ⊗ s_w·w_sum)``: per tensor one addcmul on the int32
+    accumulator; per token a promoting mul, an in-place mul and one rank-2 ``addmm`` that
+    adds the zero-point correction and the bias.
+    """
+    lead, k, n = x.shape[:-1], x.shape[-1], w_q.shape[0]
+    if x.device.type == "meta":
+        return x.new_empty((*lead, n))
+    x2 = x.reshape(-1, k).float()
+    if act not in ("per-token", "per-tensor"):
+        raise AccelValueError(f"linear_int8_dynamic: act must be 'per-token' or 'per-tensor', "
+                              f"got '{act}'")
+    per_token = act == "per-token"
+    xq, s_x, zp = quantize_activation(x2, per_token=per_token, symmetric=symmetric)
+    acc = int_matmul(xq, w_q)
+    w_scale = w_scale.float()
+    if not per_token:  # scalar activation scale: everything folds into [N] vectors
+        sw = w_scale * s_x
+        shift = torch.zeros_like(sw) if bias is None else bias.float().clone()
+        if zp is not None:
+            ws = weight_row_sums(w_q) if w_sum is None else w_sum.float()
+            shift -= zp * ws * sw
+        out = torch.addcmul(shift, acc, sw)
+    else:
+        out = torch.mul(acc, s_x)
+        out.mul_(w_scale)
+        cols, rows = [], []
+        if zp is not None:
+            ws = weight_row_sums(w_q) if w_sum is None else w_sum.float()
+            cols.append(-(s_x * zp))
+            rows.append(ws * w_scale)
+        if bias is not None:
+            cols.append(torch.ones_like(s_x))
+            rows.append(bias.float())
+        if cols:
+            torch.addmm(out, torch.cat(cols, 1), torch.stack(rows), out=out)
+    return out.to(x.dtype).reshape(*lead, n)
 
 
 def linear_int8_static(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
@@ -163,10 +225,11 @@ def dequantize_per_channel_op(q: torch.Tensor, scale: torch.Tensor, zero_point: 
 
 _Q = OpKind.QUANT
 register_op(OpDef(
-    "linear_int8_dynamic", ("x", "w_q", "w_scale", "bias?"), linear_int8_dynamic, _Q,
-    {"symmetric": Attr(bool, False, "symmetric per-token range (no zero point)")},
+    "linear_int8_dynamic", ("x", "w_q", "w_scale", "bias?", "w_sum?"), linear_int8_dynamic, _Q,
+    {"symmetric": Attr(bool, False, "symmetric activation range (no zero point)"),
+     "act": Attr(str, "per-token", "activation scale granularity: per-token or per-tensor")},
     infer=_out_type, flops=_linear_flops,
-    doc="int8 linear, per-token dynamic activation scales, per-channel int8 weight",
+    doc="int8 linear, dynamic (per-token or per-tensor) activation scales, per-channel int8 weight",
 ))
 register_op(OpDef(
     "linear_int8_static", ("x", "w_q", "w_scale", "bias?"), linear_int8_static, _Q,

@@ -3,8 +3,11 @@
 * ``linear_int8_static``: QDQ — QuantizeLinear/DequantizeLinear on the activation (per
   tensor) and DequantizeLinear with per-channel ``axis`` on the int8 weight, then MatMul;
   onnxruntime's QDQ optimizer turns the pattern into an integer matmul.
-* ``linear_int8_dynamic``: per-token scales (and zero points) from ReduceMin/ReduceMax, an
-  int8 x int8 ``MatMulInteger`` and the float dequantization ``acc·(s_x ⊗ s_w) + bias``.
+* ``linear_int8_dynamic``: ``act=per-tensor`` (asymmetric) is DynamicQuantizeLinear,
+  MatMulInteger, Cast, Mul(s_x·s_w), Add(bias) — the pattern onnxruntime fuses into its
+  DynamicQuantizeMatMul kernel. Per token (or symmetric): scales (and zero points) from
+  ReduceMin/ReduceMax, an int8 x int8 ``MatMulInteger`` and the float dequantization
+  ``acc·(s_x ⊗ s_w) + bias`` (not fused by onnxruntime: several times slower).
 * ``linear_weight_only``: the weight dequantized by Cast·Mul on groups, then MatMul (not
   DequantizeLinear: onnxruntime rewrites DQ(weight)·MatMul into a kernel that also quantizes
   the activations, which a weight-only op must not do).
@@ -33,9 +36,11 @@ def _const_input(b: OnnxBuilder, node: Node, index: int, what: str) -> torch.Ten
     return t
 
 
-def _reduce_last(b: OnnxBuilder, op_type: str, x: str) -> str:
-    """``op_type`` (ReduceMin/ReduceMax) over the last axis, keeping it; axes as an input
-    from opset 18, an attribute before."""
+def _reduce_last(b: OnnxBuilder, op_type: str, x: str, per_token: bool = True) -> str:
+    """``op_type`` (ReduceMin/ReduceMax) over the last axis keeping it (or over all axes
+    when not ``per_token``); axes as an input from opset 18, an attribute before."""
+    if not per_token:
+        return b.add(op_type, [x], keepdims=0)
     if b.opset >= 18:
         return b.add(op_type, [x, b.const_i64([-1], "axes_last")], keepdims=1)
     return b.add(op_type, [x], axes=[-1], keepdims=1)
@@ -61,22 +66,36 @@ def lower_linear_int8_static(b: OnnxBuilder, node: Node, inputs: list[str]) -> l
     return [_add_bias(b, b.add("MatMul", [xd, wd]), inputs)]
 
 
+def _dynamic_quantize_matmul(b: OnnxBuilder, node: Node, inputs: list[str],
+                             w_q: torch.Tensor, w_scale: torch.Tensor) -> list[str]:
+    """Per-tensor asymmetric: the DynamicQuantizeLinear·MatMulInteger·Cast·Mul(·Add) chain
+    that onnxruntime's ``quantize_dynamic`` emits and its optimizer fuses."""
+    xq, x_scale, x_zp = b.add("DynamicQuantizeLinear", [inputs[0]], n_outputs=3)
+    w_t = b.const(w_q.t().contiguous(), f"{node.name}_wq_t")
+    acc = b.add("Cast", [b.add("MatMulInteger", [xq, w_t, x_zp])], to=_F32)
+    scale = b.add("Mul", [x_scale, b.const(w_scale.float(), f"{node.name}_w_scale")])
+    return [_add_bias(b, b.add("Mul", [acc, scale]), inputs)]
+
+
 @onnx_lowering("linear_int8_dynamic")
 def lower_linear_int8_dynamic(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """Per-token quantization from standard ops, MatMulInteger, float dequantization."""
+    """Dynamic activation quantization, MatMulInteger, float dequantization."""
     w_q = _const_input(b, node, 1, "int8 weight")
     w_scale = _const_input(b, node, 2, "weight scale")
+    per_token = node.attrs.get("act", "per-token") == "per-token"
+    if not per_token and not node.attrs["symmetric"]:
+        return _dynamic_quantize_matmul(b, node, inputs, w_q, w_scale)
     x = inputs[0]
     zero = b.scalar(0.0, torch.float32, "zero")
     if node.attrs["symmetric"]:
-        amax = _reduce_last(b, "ReduceMax", b.add("Abs", [x]))
+        amax = _reduce_last(b, "ReduceMax", b.add("Abs", [x]), per_token)
         scale = b.add("Div", [b.add("Max", [amax, b.scalar(1e-8, torch.float32, "eps")]),
                               b.scalar(127.0, torch.float32, "q127")])
         q = b.add("Round", [b.add("Div", [x, scale])])
         zp = None
     else:
-        lo = b.add("Min", [_reduce_last(b, "ReduceMin", x), zero])
-        hi = b.add("Max", [_reduce_last(b, "ReduceMax", x), zero])
+        lo = b.add("Min", [_reduce_last(b, "ReduceMin", x, per_token), zero])
+        hi = b.add("Max", [_reduce_last(b, "ReduceMax", x, per_token), zero])
         span = b.add("Max", [b.add("Sub", [hi, lo]), b.scalar(1e-8, torch.float32, "eps")])
         scale = b.add("Div", [span, b.scalar(255.0, torch.float32, "q255")])
         zp = b.add("Round", [b.add("Sub", [b.scalar(-128.0, torch.float32, "m128"),
