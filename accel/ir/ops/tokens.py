@@ -34,32 +34,29 @@ def bipartite_merge(
     (weighted by size) into their partners. Output order: protected, unmerged A (original
     order), B.
     """
-    size = _sizes(x, size)
     p = protected
-    head_x, rest_x = x[:, :p], x[:, p:]
-    head_s, rest_s = size[:, :p], size[:, p:]
     m = metric[:, p:]
     m = m / m.norm(dim=-1, keepdim=True)
     scores = m[:, ::2] @ m[:, 1::2].transpose(-1, -2)  # [B, Na, Nb]
     best_score, best_dst = scores.max(dim=-1)  # [B, Na]
     order = best_score.argsort(dim=-1, descending=True)
-    src_idx = order[:, :r]  # A tokens merged away
-    keep_idx = order[:, r:].sort(dim=-1).values  # unmerged A, original order
-    dst_idx = best_dst.gather(1, src_idx)  # their B partners
+    src_idx = order[:, :r, None]  # A tokens merged away [B, r, 1]
+    keep_idx = order[:, r:].sort(dim=-1).values[..., None]  # unmerged A, original order
+    dst_idx = best_dst[..., None].gather(1, src_idx)  # their B partners [B, r, 1]
 
-    weighted = rest_x * rest_s
-    a_x, b_x = weighted[:, ::2], weighted[:, 1::2]
-    a_s, b_s = rest_s[:, ::2], rest_s[:, 1::2]
+    # Only B tokens change value: B' = (x_B s_B + scatter(x_src s_src)) / (s_B + scatter(s_src)).
     c = x.shape[-1]
-    src_x = a_x.gather(1, src_idx[..., None].expand(-1, -1, c))
-    src_s = a_s.gather(1, src_idx[..., None])
-    b_x = b_x.scatter_add(1, dst_idx[..., None].expand(-1, -1, c), src_x)
-    b_s = b_s.scatter_add(1, dst_idx[..., None], src_s)
-    kept_x = a_x.gather(1, keep_idx[..., None].expand(-1, -1, c))
-    kept_s = a_s.gather(1, keep_idx[..., None])
-    merged_s = torch.cat([kept_s, b_s], dim=1)
-    merged_x = torch.cat([kept_x, b_x], dim=1) / merged_s
-    return torch.cat([head_x, merged_x], dim=1), torch.cat([head_s, merged_s], dim=1)
+    a_x, b_x = x[:, p::2], x[:, p + 1::2]
+    size = _sizes(x, size)
+    a_s, b_s = size[:, p::2], size[:, p + 1::2]
+    src_s = a_s.gather(1, src_idx)
+    src_x = a_x.gather(1, src_idx.expand(-1, -1, c)) * src_s
+    merged_s = b_s.scatter_add(1, dst_idx, src_s)
+    merged_x = (b_x * b_s).scatter_add_(1, dst_idx.expand(-1, -1, c), src_x).div_(merged_s)
+    kept_x = a_x.gather(1, keep_idx.expand(-1, -1, c))
+    kept_s = a_s.gather(1, keep_idx)
+    return (torch.cat([x[:, :p], kept_x, merged_x], dim=1),
+            torch.cat([size[:, :p], kept_s, merged_s], dim=1))
 
 
 def attentive_prune(

@@ -59,13 +59,12 @@ def lower_bipartite_merge(b: OnnxBuilder, node: Node, inputs: list[str]) -> list
     size = inputs[2] if len(inputs) > 2 and inputs[2] else _ones_size(b, node, x)
     _, n, c = node.inputs[0].shape
     r, p = node.attrs["r"], node.attrs["protected"]
-    n_rest = n - p
-    na = (n_rest + 1) // 2
-    rest_x, rest_s, m = (_slice(b, t, p, n) for t in (x, size, metric))
+    na = (n - p + 1) // 2
+    m = _slice(b, metric, p, n)
     sq = b.add("Mul", [m, m])
     norm = b.add("Sqrt", [b.add("ReduceSum", [sq, b.const_i64([-1], "ax")], keepdims=1)])
     m = b.add("Div", [m, norm])
-    m_a, m_b = _slice(b, m, 0, n_rest, 2), _slice(b, m, 1, n_rest, 2)
+    m_a, m_b = _slice(b, m, 0, n - p, 2), _slice(b, m, 1, n - p, 2)
     scores = b.add("MatMul", [m_a, b.add("Transpose", [m_b], perm=[0, 2, 1])])  # [B, Na, Nb]
     best, best_dst = b.add("TopK", [scores, b.const_i64([1], "k")], n_outputs=2, axis=-1,
                            largest=1, sorted=1)  # [B, Na, 1]
@@ -73,22 +72,22 @@ def lower_bipartite_merge(b: OnnxBuilder, node: Node, inputs: list[str]) -> list
     src_idx = _slice(b, order, 0, r)
     keep_idx = _sorted_indices(b, _slice(b, order, r, na), na - r)
     dst_idx = b.add("GatherElements", [best_dst, src_idx], axis=_TOKEN_AXIS)
-    weighted = b.add("Mul", [rest_x, rest_s])
-    a_x, b_x = _slice(b, weighted, 0, n_rest, 2), _slice(b, weighted, 1, n_rest, 2)
-    a_s, b_s = _slice(b, rest_s, 0, n_rest, 2), _slice(b, rest_s, 1, n_rest, 2)
-    src_x = _gather(b, node, a_x, src_idx, r, c)
-    b_x = b.add("ScatterElements", [b_x, _expand_index(b, node, dst_idx, r, c), src_x],
-                axis=_TOKEN_AXIS, reduction="add")
-    b_s = b.add("ScatterElements", [b_s, dst_idx, b.add("GatherElements", [a_s, src_idx],
-                                                          axis=_TOKEN_AXIS)],
-                axis=_TOKEN_AXIS, reduction="add")
+    # Only B tokens change: B' = (x_B s_B + scatter(x_src s_src)) / (s_B + scatter(s_src)).
+    a_x, b_x = _slice(b, x, p, n, 2), _slice(b, x, p + 1, n, 2)
+    a_s, b_s = _slice(b, size, p, n, 2), _slice(b, size, p + 1, n, 2)
+    src_s = b.add("GatherElements", [a_s, src_idx], axis=_TOKEN_AXIS)
+    src_x = b.add("Mul", [_gather(b, node, a_x, src_idx, r, c), src_s])
+    merged_s = b.add("ScatterElements", [b_s, dst_idx, src_s], axis=_TOKEN_AXIS,
+                     reduction="add")
+    merged_x = b.add("ScatterElements", [b.add("Mul", [b_x, b_s]),
+                                         _expand_index(b, node, dst_idx, r, c), src_x],
+                     axis=_TOKEN_AXIS, reduction="add")
+    merged_x = b.add("Div", [merged_x, merged_s])
     kept_x = _gather(b, node, a_x, keep_idx, na - r, c)
     kept_s = b.add("GatherElements", [a_s, keep_idx], axis=_TOKEN_AXIS)
-    merged_s = b.add("Concat", [kept_s, b_s], axis=_TOKEN_AXIS)
-    merged_x = b.add("Div", [b.add("Concat", [kept_x, b_x], axis=_TOKEN_AXIS), merged_s])
     head_x, head_s = _slice(b, x, 0, p), _slice(b, size, 0, p)
-    return [b.add("Concat", [head_x, merged_x], axis=_TOKEN_AXIS),
-            b.add("Concat", [head_s, merged_s], axis=_TOKEN_AXIS)]
+    return [b.add("Concat", [head_x, kept_x, merged_x], axis=_TOKEN_AXIS),
+            b.add("Concat", [head_s, kept_s, merged_s], axis=_TOKEN_AXIS)]
 
 
 @onnx_lowering("attentive_prune")
