@@ -90,8 +90,6 @@ def test_default_pipeline_then_onnx_matches_reference(rg: RandomGraph) -> None:
     _check_onnx(rg)
 
 
-@pytest.mark.xfail(reason="int64 graphs export ops (e.g. Relu) that onnxruntime's CPU "
-                   "provider has no int64 kernel for", strict=False)
 @given(rg=graphs(max_ops=6, dtypes=(torch.int64,)))
 @PROPERTY
 def test_int64_graph_onnx_matches_reference(rg: RandomGraph) -> None:

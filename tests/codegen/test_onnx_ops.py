@@ -77,7 +77,11 @@ CASES: dict[str, list[tuple[list, dict]]] = {
                    ([rand(2, 3, 5), const(rand(3)), const(pos(3))], {"eps": 1e-3})],
     "linear": [([rand(2, 5), const(rand(3, 5)), const(rand(3))], {}),
                ([rand(2, 4, 5), const(rand(3, 5)), const(rand(3))], {}),
-               ([rand(2, 4, 5), rand(3, 5)], {})],
+               ([rand(2, 4, 5), rand(3, 5)], {}),
+               ([ints(9, 2, 5) - 4, const(ints(5, 3, 5)), const(ints(3, 3))], {})],
+    # integer inputs: onnxruntime has no integer Relu/Floor/Gemm kernels
+    "relu": [([rand(*X)], {}), ([ints(9, *X) - 4], {})],
+    "floor": [([rand(*X) * 2], {}), ([ints(9, *X) - 4], {})],
     "matmul": [([rand(2, 3, 4), rand(2, 4, 5)], {}), ([rand(2, 3, 4), const(rand(4, 6))], {})],
     "conv": [([rand(2, 3, 8, 8), const(rand(4, 3, 3, 3)), const(rand(4))],
               {"stride": (2, 2), "padding": (1, 1), "dilation": (1, 1)}),

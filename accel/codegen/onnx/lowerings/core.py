@@ -15,8 +15,7 @@ from accel.ir.graph import Node
 _UNARY = {
     "neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs",
     "reciprocal": "Reciprocal", "sin": "Sin", "cos": "Cos", "tanh": "Tanh", "erf": "Erf",
-    "sigmoid": "Sigmoid", "relu": "Relu", "hardswish": "HardSwish", "logical_not": "Not",
-    "floor": "Floor",
+    "sigmoid": "Sigmoid", "hardswish": "HardSwish", "logical_not": "Not",
 }
 _BINARY = {
     "add": "Add", "sub": "Sub", "mul": "Mul", "pow": "Pow", "maximum": "Max", "minimum": "Min",
@@ -69,6 +68,23 @@ for _op, _onnx in _BINARY.items():
 def lower_ne(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
     """a != b as Not(Equal)."""
     return [b.add("Not", [b.add("Equal", _operands(b, node, inputs, _common_dtype(node)))])]
+
+
+@onnx_lowering("relu")
+def lower_relu(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Relu; Max(x, 0) for integers (onnxruntime's CPU Relu has no integer kernels)."""
+    dt = node.inputs[0].dtype
+    if dt.is_floating_point:
+        return [b.add("Relu", inputs)]
+    return [b.add("Max", [inputs[0], b.scalar(0, dt, "zero")])]
+
+
+@onnx_lowering("floor")
+def lower_floor(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Floor; the identity on integers (ONNX Floor is float-only)."""
+    if node.inputs[0].dtype.is_floating_point:
+        return [b.add("Floor", inputs)]
+    return [b.add("Identity", inputs)]
 
 
 @onnx_lowering("rsqrt")

@@ -22,10 +22,10 @@ def _transposed_weight(b: OnnxBuilder, node: Node, name: str) -> str:
 
 @onnx_lowering("linear")
 def lower_linear(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """Gemm for 2-d inputs, MatMul(+Add) otherwise."""
+    """Gemm for 2-d float inputs, MatMul(+Add) otherwise (onnxruntime has no integer Gemm)."""
     x, w = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 and inputs[2] else ""
-    if node.inputs[0].type.rank == 2:
+    if node.inputs[0].type.rank == 2 and node.inputs[0].dtype.is_floating_point:
         return [b.add("Gemm", [x, w, bias] if bias else [x, w], transB=1)]
     y = b.add("MatMul", [x, _transposed_weight(b, node, w)])
     return [b.add("Add", [y, bias]) if bias else y]
