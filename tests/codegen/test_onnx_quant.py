@@ -47,10 +47,31 @@ B = torch.randn(24)
 WQ, WS = quantize_per_channel(W)
 
 
+@pytest.mark.parametrize("act", ["per-token", "per-tensor"])
 @pytest.mark.parametrize("symmetric", [False, True])
-def test_linear_int8_dynamic(symmetric: bool) -> None:
-    out, ref = _one_node("linear_int8_dynamic", X, [WQ, WS, B], symmetric=symmetric)
+def test_linear_int8_dynamic(symmetric: bool, act: str) -> None:
+    out, ref = _one_node("linear_int8_dynamic", X, [WQ, WS, B], symmetric=symmetric, act=act)
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_linear_int8_dynamic_per_tensor_fuses_to_dynamic_quantize_matmul(tmp_path) -> None:  # noqa: ANN001
+    """DynamicQuantizeLinear·MatMulInteger·Cast·Mul·Add becomes onnxruntime's fused kernel
+    (and matches the ATen reference, zero points included)."""
+    x = X + 0.7  # skewed range: a nonzero zero point
+    w_sum = WQ.sum(dim=1, dtype=torch.int32).float()
+    out, ref = _one_node("linear_int8_dynamic", x, [WQ, WS, B, w_sum], act="per-tensor")
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    rw = Rewriter()
+    xv = rw.add_input("x", TensorType.of(x))
+    node = rw.node("linear_int8_dynamic", xv, rw.const(WQ, "wq"), rw.const(WS, "ws"),
+                   rw.const(B, "b"), act="per-tensor")
+    rw.set_outputs(node.outputs)
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    ort.InferenceSession(graph_to_onnx(rw.finish()).SerializeToString(), so,
+                         providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
+    assert "DynamicQuantizeMatMul" in ops and "MatMulInteger" not in ops
 
 
 def test_linear_int8_static_qdq() -> None:

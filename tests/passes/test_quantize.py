@@ -15,8 +15,10 @@ from accel.ir.ops.quant import (
     linear_int8_dynamic,
     linear_int8_static,
     linear_weight_only,
+    quantize_activation,
     quantize_grouped,
     quantize_per_channel,
+    weight_row_sums,
 )
 from accel.models import get_model
 from accel.passes.quantize import largest_divisor
@@ -42,6 +44,44 @@ def test_int8_dynamic_linear_close_to_float() -> None:
     for symmetric in (False, True):
         out = linear_int8_dynamic(x, w_q, s, b, symmetric=symmetric)
         assert out.shape == ref.shape and _sqnr(ref, out) > 30
+
+
+@pytest.mark.parametrize("act", ["per-token", "per-tensor"])
+@pytest.mark.parametrize("symmetric", [False, True])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_int8_dynamic_kernel_matches_float_reference(act: str, symmetric: bool,
+                                                     with_bias: bool) -> None:
+    """The fast epilogue (folded scales, rank-2 addmm zero-point/bias) equals dequantize-
+    then-float-matmul of the same quantized activation and weight."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 17, 64) + torch.linspace(-1, 3, 64)  # skewed: zero points matter
+    w, b = torch.randn(40, 64), torch.randn(40) if with_bias else None
+    w_q, s_w = quantize_per_channel(w)
+    x2 = x.reshape(-1, 64)
+    q, s_x, zp = quantize_activation(x2, per_token=act == "per-token", symmetric=symmetric)
+    assert s_x.shape == ((34, 1) if act == "per-token" else ())
+    assert (zp is None) == symmetric and q.dtype == torch.int8
+    x_deq = (q.float() - (0 if zp is None else zp)) * s_x
+    expect = F.linear(x_deq, w_q.float() * s_w[:, None], b).reshape(2, 17, 40)
+    for w_sum in (None, weight_row_sums(w_q)):
+        out = linear_int8_dynamic(x, w_q, s_w, b, w_sum, symmetric=symmetric, act=act)
+        torch.testing.assert_close(out, expect, rtol=1e-5, atol=2e-4)
+    # the quantization grid itself: within one step of round(x / s) (+ zero point)
+    naive = torch.round(x2 / s_x) + (0 if zp is None else zp)
+    assert (q.float() - naive.clamp(-128, 127)).abs().max() <= 1
+
+
+def test_int8_dynamic_per_token_beats_per_tensor_on_outlier_tokens() -> None:
+    torch.manual_seed(0)
+    x, w = torch.randn(32, 64), torch.randn(48, 64)
+    x[3] *= 50  # one outlier token ruins a shared scale
+    w_q, s = quantize_per_channel(w)
+    ref = F.linear(x, w)
+    tok = _sqnr(ref[:3], linear_int8_dynamic(x, w_q, s)[:3])
+    ten = _sqnr(ref[:3], linear_int8_dynamic(x, w_q, s, act="per-tensor")[:3])
+    assert tok > 30 and tok > ten + 10
+    with pytest.raises(AccelValueError, match="per-token"):
+        linear_int8_dynamic(x, w_q, s, act="per-row")
 
 
 def test_int8_static_zero_point_matches_fake_quant() -> None:
@@ -87,6 +127,18 @@ def test_quantize_modes_on_bert(bert: tuple, mode: str, op: str, min_sqnr: float
     assert any("worst layer SQNR" in n for n in rec.notes)
     ref = [n for n in r.after.nodes if n.op == op][0]
     assert r.after.constants[ref.inputs[1]].dtype == torch.int8
+    assert r.max_rel_error < 0.05
+
+
+@pytest.mark.parametrize("act", ["per-token", "per-tensor"])
+def test_int8_dynamic_act_option_and_precomputed_weight_sums(bert: tuple, act: str) -> None:
+    model, inputs = bert
+    r = check_pass(model, inputs, f"quantize{{act={act}}}", atol=None)
+    nodes = r.after.find("linear_int8_dynamic")
+    assert len(nodes) == 12 and all(n.attrs["act"] == act for n in nodes)
+    n = nodes[0]
+    w_sum = r.after.constants[n.inputs[4]]
+    assert torch.equal(w_sum, weight_row_sums(r.after.constants[n.inputs[1]]))
     assert r.max_rel_error < 0.05
 
 

@@ -138,8 +138,8 @@ def linear_int8_dynamic(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tenso
     ``act`` is ``per-token`` (one scale per row) or ``per-tensor``; ``w_sum`` (the weight's
     row sums, :func:`weight_row_sums`) is computed on the fly when not given. The epilogue
     is ``s_x·s_w·acc + (bias - s_x·zp ⊗ s_w·w_sum)``: per tensor one addcmul on the int32
-    accumulator; per token a promoting mul, an in-place mul and one rank-2 ``addmm`` that
-    adds the zero-point correction and the bias.
+    accumulator; per token a float conversion, two in-place muls and one in-place rank-2
+    ``addmm`` that adds the zero-point correction and the bias.
     """
     lead, k, n = x.shape[:-1], x.shape[-1], w_q.shape[0]
     if x.device.type == "meta":
@@ -160,8 +160,7 @@ def linear_int8_dynamic(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tenso
             shift -= zp * ws * sw
         out = torch.addcmul(shift, acc, sw)
     else:
-        out = torch.mul(acc, s_x)
-        out.mul_(w_scale)
+        out = acc.to(torch.float32).mul_(s_x).mul_(w_scale)
         cols, rows = [], []
         if zp is not None:
             ws = weight_row_sums(w_q) if w_sum is None else w_sum.float()
