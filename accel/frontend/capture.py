@@ -63,14 +63,7 @@ def capture(model: Any, example_inputs: Sequence[torch.Tensor], name: str | None
     module = as_module(model)
     inputs = check_example_inputs(example_inputs)
     name = name or type(getattr(module, "fn", module)).__name__
-    try:
-        with _EXPORT_LOCK, torch.no_grad():
-            ep = torch.export.export(module, inputs, strict=False)
-    except Exception as e:  # noqa: BLE001 - re-raised with the failing source line
-        raise CaptureError(_explain_export_failure(name, e)) from e
-    if _has_mutation(ep.graph_module):
-        with _EXPORT_LOCK:
-            ep = ep.run_decompositions({})
+    ep = _export_program(module, inputs, name)
     bindings: dict[str, tuple[str, Any]] = {}
     user = iter(inputs)
     state = {**ep.state_dict, **ep.constants}
@@ -91,14 +84,7 @@ def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequen
 
     ``frozen[i]`` marks ``example_inputs[i]`` as a weight to freeze into a constant.
     """
-    try:
-        with _EXPORT_LOCK, torch.no_grad():
-            ep = torch.export.export(gm, tuple(example_inputs), strict=False)
-    except Exception as e:  # noqa: BLE001
-        raise CaptureError(_explain_export_failure(name, e)) from e
-    if _has_mutation(ep.graph_module):
-        with _EXPORT_LOCK:
-            ep = ep.run_decompositions({})
+    ep = _export_program(gm, tuple(example_inputs), name)
     bindings: dict[str, tuple[str, Any]] = {}
     user = iter(zip(example_inputs, frozen, strict=True))
     state = {**ep.state_dict, **ep.constants}
@@ -115,6 +101,20 @@ def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequen
         else:
             bindings[placeholder] = ("const", state[spec.target], spec.target)
     return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec)
+
+
+def _export_program(module: torch.nn.Module, inputs: tuple[Any, ...],
+                    name: str) -> torch.export.ExportedProgram:
+    """torch.export ``module`` (functionalised if it mutates), failures explained."""
+    try:
+        with _EXPORT_LOCK, torch.no_grad():
+            ep = torch.export.export(module, inputs, strict=False)
+    except Exception as e:  # noqa: BLE001 - re-raised with the failing source line
+        raise CaptureError(_explain_export_failure(name, e)) from e
+    if _has_mutation(ep.graph_module):
+        with _EXPORT_LOCK:
+            ep = ep.run_decompositions({})
+    return ep
 
 
 def _ident(name: str) -> str:

@@ -164,8 +164,6 @@ def _fallback(ctx: aten_map.ImportContext, node: fx.Node, target: Any, args: Any
             return TensorArg(len(tensors) - 1)
         if isinstance(x, list | tuple):
             return tuple(slot(y) for y in x)
-        if isinstance(x, torch.device):
-            return x
         return x
 
     t_args = tuple(slot(a) for a in args)
