@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from accel.errors import AccelValueError
 from accel.models.common import seeded
 
 
@@ -66,7 +67,7 @@ class BertSelfAttention(nn.Module):
     def __init__(self, cfg: BertConfig) -> None:
         super().__init__()
         if cfg.hidden % cfg.heads != 0:
-            raise ValueError(
+            raise AccelValueError(
                 f"BERT hidden {cfg.hidden} is not divisible by heads {cfg.heads}"
             )
         self.heads = cfg.heads

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import torch
 from torch import nn
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
 
 
 @contextlib.contextmanager
@@ -94,6 +97,14 @@ def randomize_and_calibrate_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     calibration = make_image_inputs(model, 4, seed + 1, min(model.img_size, 128))[0]
     calibrate_bn_stats(model, calibration, seed)
     return model.eval()
+
+
+def build_convnet(make: Callable[..., ModelT], config: dict[str, object], seed: int) -> ModelT:
+    """``make(**config)`` seeded, He-initialised convs, random calibrated BN, in eval mode."""
+    with seeded(seed):
+        model = make(**config)
+        init_conv_weights(model)
+    return randomize_and_calibrate_bn(model, seed)
 
 
 def make_image_inputs(

@@ -7,10 +7,8 @@ import torch
 from torch import nn
 
 from accel.models.common import (
+    build_convnet,
     conv_bn,
-    init_conv_weights,
-    randomize_and_calibrate_bn,
-    seeded,
 )
 
 
@@ -112,7 +110,4 @@ MOBILEONE_CONFIGS: dict[str, dict[str, object]] = {
 
 def build_mobileone(name: str, seed: int = 0, **overrides: object) -> MobileOne:
     """Build the named MobileOne (arguments overridable), seeded, random calibrated BN, eval."""
-    with seeded(seed):
-        model = MobileOne(**{**MOBILEONE_CONFIGS[name], **overrides})
-        init_conv_weights(model)
-    return randomize_and_calibrate_bn(model, seed)
+    return build_convnet(MobileOne, {**MOBILEONE_CONFIGS[name], **overrides}, seed)

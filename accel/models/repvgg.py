@@ -7,10 +7,8 @@ import torch
 from torch import nn
 
 from accel.models.common import (
+    build_convnet,
     conv_bn,
-    init_conv_weights,
-    randomize_and_calibrate_bn,
-    seeded,
 )
 
 
@@ -100,7 +98,4 @@ REPVGG_CONFIGS: dict[str, dict[str, object]] = {
 
 def build_repvgg(name: str, seed: int = 0, **overrides: object) -> RepVGG:
     """Build the named RepVGG (arguments overridable), seeded, random calibrated BN, eval."""
-    with seeded(seed):
-        model = RepVGG(**{**REPVGG_CONFIGS[name], **overrides})
-        init_conv_weights(model)
-    return randomize_and_calibrate_bn(model, seed)
+    return build_convnet(RepVGG, {**REPVGG_CONFIGS[name], **overrides}, seed)

@@ -6,11 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from accel.models.common import (
-    init_conv_weights,
-    randomize_and_calibrate_bn,
-    seeded,
-)
+from accel.models.common import build_convnet
 
 
 class Bottleneck(nn.Module):
@@ -102,7 +98,4 @@ RESNET_CONFIGS: dict[str, dict[str, object]] = {
 
 def build_resnet(name: str, seed: int = 0, **overrides: object) -> ResNet:
     """Build the named ResNet (arguments overridable), seeded, random calibrated BN, eval."""
-    with seeded(seed):
-        model = ResNet(**{**RESNET_CONFIGS[name], **overrides})
-        init_conv_weights(model)
-    return randomize_and_calibrate_bn(model, seed)
+    return build_convnet(ResNet, {**RESNET_CONFIGS[name], **overrides}, seed)

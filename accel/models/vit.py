@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from accel.errors import AccelValueError
 from accel.models.common import seeded
 
 
@@ -61,7 +62,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, heads: int, qk_norm: bool = False) -> None:
         super().__init__()
         if dim % heads != 0:
-            raise ValueError(
+            raise AccelValueError(
                 f"ViT dim {dim} is not divisible by heads {heads}; pick heads dividing dim"
             )
         self.heads = heads
@@ -91,7 +92,7 @@ class Mlp(nn.Module):
     def __init__(self, dim: int, hidden: int, idle_ratio: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= idle_ratio < 1.0:
-            raise ValueError(f"ffn_idle_ratio must be in [0, 1), got {idle_ratio}")
+            raise AccelValueError(f"ffn_idle_ratio must be in [0, 1), got {idle_ratio}")
         self.n_active = hidden - round(hidden * idle_ratio)
         self.hidden = hidden
         self.fc1 = nn.Linear(dim, hidden)
@@ -132,7 +133,7 @@ class VisionTransformer(nn.Module):
     def __init__(self, cfg: ViTConfig) -> None:
         super().__init__()
         if cfg.img_size % cfg.patch != 0:
-            raise ValueError(
+            raise AccelValueError(
                 f"ViT img_size {cfg.img_size} is not a multiple of patch {cfg.patch}"
             )
         self.cfg = cfg
