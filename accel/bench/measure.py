@@ -45,26 +45,24 @@ class Settings:
     """A subprocess running longer is killed and its row reads "failed: timeout"."""
 
 
-def _rss_hwm_mb() -> float:
+def _proc_status_mb(field: str) -> float | None:
+    """``field`` (e.g. VmRSS) of /proc/self/status in MiB, None where it cannot be read."""
     try:
         with open("/proc/self/status") as f:
-            m = re.search(r"VmHWM:\s+(\d+)\s+kB", f.read())
-        if m:
-            return int(m.group(1)) / 1024
+            m = re.search(rf"{field}:\s+(\d+)\s+kB", f.read())
     except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return None
+    return int(m.group(1)) / 1024 if m else None
+
+
+def _rss_hwm_mb() -> float:
+    hwm = _proc_status_mb("VmHWM")
+    return hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _rss_now_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            m = re.search(r"VmRSS:\s+(\d+)\s+kB", f.read())
-        if m:
-            return int(m.group(1)) / 1024
-    except OSError:
-        pass
-    return float("nan")
+    rss = _proc_status_mb("VmRSS")
+    return rss if rss is not None else float("nan")
 
 
 def _reset_peak(device: str) -> str:
