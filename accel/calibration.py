@@ -11,6 +11,7 @@ Observers: :class:`MinMaxObserver` (running min/max, per-channel |max| over the 
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 import os
@@ -24,12 +25,12 @@ from accel.ir.graph import Graph, Value
 from accel.runtime.executor import AtenExecutor
 
 
-class Observer:
+class Observer(abc.ABC):
     """Accumulates statistics of one value over calibration batches."""
 
+    @abc.abstractmethod
     def update(self, t: torch.Tensor) -> None:
         """Observe one batch of the value."""
-        raise NotImplementedError
 
 
 class MinMaxObserver(Observer):
