@@ -19,7 +19,6 @@ _SHORT_DTYPE = {
     torch.uint8: "u8",
     torch.bool: "b8",
 }
-_DTYPE_OF_SHORT = {v: k for k, v in _SHORT_DTYPE.items()}
 
 
 @dataclass(frozen=True)
@@ -82,10 +81,3 @@ class TensorType:
 def short_dtype(dtype: torch.dtype) -> str:
     """The short printed name of a dtype (``f32``, ``i64``...)."""
     return _SHORT_DTYPE.get(dtype, str(dtype).removeprefix("torch."))
-
-
-def dtype_of_short(name: str) -> torch.dtype:
-    """Inverse of :func:`short_dtype`."""
-    if name in _DTYPE_OF_SHORT:
-        return _DTYPE_OF_SHORT[name]
-    return getattr(torch, name)

@@ -2,11 +2,11 @@
 
 In every group of 4 consecutive input weights of a row, the 2 with the lowest score are
 zeroed: ``|W_ij|`` (magnitude) or ``|W_ij|·‖X_j‖₂`` over the calibration inputs (Wanda). The
-pruned weight stays a dense ``linear`` weight annotated ``sparsity="2:4"``: CUDA executors
-may run it with ``torch.sparse.to_sparse_semi_structured``, every other executor multiplies
-the masked dense weight. The record reports density and per-layer SQNR; one-shot 2:4 of a
-Gaussian weight keeps ~89% of a layer's output energy (~9.6 dB), so the collapse warning
-fires below 5 dB by default.
+pruned weight stays a dense ``linear`` weight annotated ``sparsity="2:4"``; no executor
+uses semi-structured sparse kernels yet, so every one multiplies the masked dense weight.
+The record reports density and per-layer SQNR; one-shot 2:4 of a Gaussian weight keeps
+~89% of a layer's output energy (~9.6 dB), so the collapse warning fires below 5 dB by
+default.
 """
 
 from __future__ import annotations
@@ -40,14 +40,6 @@ def mask_n_m(score: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     drop = groups.topk(n, dim=2, largest=False).indices
     keep = torch.ones_like(groups, dtype=torch.bool).scatter_(2, drop, False)
     return keep.reshape(rows, k)
-
-
-def semi_structured_supported(device: torch.device | str = "cuda") -> bool:
-    """Whether ``torch.sparse.to_sparse_semi_structured`` can run on this CUDA device."""
-    if not torch.cuda.is_available():
-        return False
-    major, _ = torch.cuda.get_device_capability(device)
-    return major >= 8
 
 
 @register_pass("sparsify", lossy=True)
