@@ -89,8 +89,10 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, dynamic_batch: bool =
         ins = [names[v] if v is not None else "" for v in node.inputs]
         try:
             outs = get_lowering(node.op)(b, node, ins)
-        except ExportError:
-            raise
+        except ExportError as e:
+            if node.name in str(e):
+                raise
+            raise ExportError(f"node {node.name} (op '{node.op}'): {e}") from e
         except Exception as e:  # noqa: BLE001 - re-raised naming the node
             raise ExportError(f"ONNX lowering of node {node.name} (op '{node.op}') failed: "
                               f"{type(e).__name__}: {e}") from e
