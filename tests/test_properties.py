@@ -22,7 +22,9 @@ from accel.testing import assert_matches_eager, run_graph
 PROPERTY = settings(max_examples=30, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
-LOSSLESS = sorted(name for name, info in all_passes().items() if not info.lossy)
+# accel's own passes only: test modules collected earlier register deliberately broken ones
+LOSSLESS = sorted(name for name, info in all_passes().items()
+                  if not info.lossy and info.fn.__module__.startswith("accel."))
 
 
 def _assert_same(expected: list[torch.Tensor], actual: list[torch.Tensor], dtype: torch.dtype,
