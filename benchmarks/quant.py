@@ -111,7 +111,7 @@ def minilm(reps: int, tmp: str) -> None:
     pool = lambda h: (h * mask).sum(1) / mask.sum(1)  # noqa: E731
 
     fp32 = accel.compile(model, inputs, "default")
-    int8 = accel.compile(model, inputs, "default,quantize{mode=int8-dynamic}",
+    int8 = accel.compile(model, inputs, "default,quantize{mode=int8-dynamic,act=per-token}",
                          calibration=[inputs])
     int8_pt = accel.compile(model, inputs, "default,quantize{mode=int8-dynamic,act=per-tensor}",
                             calibration=[inputs])
@@ -170,8 +170,8 @@ def vit(reps: int, tmp: str) -> None:
 
     model, inputs = get_model("vit_s16", batch_size=8)
     model.eval()
-    fast = accel.compile(model, inputs, "fast")
-    fast_pt = accel.compile(model, inputs, "default,quantize{mode=int8-dynamic,act=per-tensor}")
+    fast = accel.compile(model, inputs, "fast")  # int8-dynamic, act=per-tensor by default
+    fast_pt = accel.compile(model, inputs, "default,quantize{mode=int8-dynamic,act=per-token}")
     fp32 = accel.compile(model, inputs, "default")
     onnx_fp32, onnx_int8 = onnx_pair(fp32, tmp, "vit_s16")
     feeds = {"input0": inputs[0].numpy()}
@@ -179,8 +179,8 @@ def vit(reps: int, tmp: str) -> None:
     print(f"\n== ViT-S/16, batch 8, {torch.get_num_threads()} threads ==")
     with torch.no_grad():
         ref = first(model(*inputs))
-        for name, out in [("accel fast (int8-dynamic per-token)", first(fast(*inputs))),
-                          ("accel int8-dynamic act=per-tensor", first(fast_pt(*inputs))),
+        for name, out in [("accel fast (int8-dynamic per-tensor)", first(fast(*inputs))),
+                          ("accel int8-dynamic act=per-token", first(fast_pt(*inputs))),
                           ("onnxruntime int8 (quantize_dynamic)",
                            torch.from_numpy(sess_int8.run(None, feeds)[0]))]:
             cos = F.cosine_similarity(ref.flatten(1), out.flatten(1))
@@ -191,7 +191,7 @@ def vit(reps: int, tmp: str) -> None:
     _latency_table({
         "eager fp32": lambda: model(*inputs),
         "accel fast (cpu)": lambda: fast(*inputs),
-        "accel int8-dynamic per-tensor (cpu)": lambda: fast_pt(*inputs),
+        "accel int8-dynamic per-token (cpu)": lambda: fast_pt(*inputs),
         "onnxruntime fp32": lambda: sess_fp32.run(None, feeds),
         "onnxruntime int8 (quantize_dynamic)": lambda: sess_int8.run(None, feeds),
     }, reps)
