@@ -45,18 +45,29 @@ def bipartite_merge(
     dst_idx = best_dst[..., None].gather(1, src_idx)  # their B partners [B, r, 1]
 
     # Only B tokens change value: B' = (x_B s_B + scatter(x_src s_src)) / (s_B + scatter(s_src)).
-    c = x.shape[-1]
-    a_x, b_x = x[:, p::2], x[:, p + 1::2]
+    # Rows move with index_select / index_add_ on flattened [B*N, C] views (row copies, much
+    # faster than element-wise gather/scatter), written straight into the output.
+    bsz, n, c = x.shape
     size = _sizes(x, size)
     a_s, b_s = size[:, p::2], size[:, p + 1::2]
     src_s = a_s.gather(1, src_idx)
-    src_x = a_x.gather(1, src_idx.expand(-1, -1, c)) * src_s
     merged_s = b_s.scatter_add(1, dst_idx, src_s)
-    merged_x = (b_x * b_s).scatter_add_(1, dst_idx.expand(-1, -1, c), src_x).div_(merged_s)
-    kept_x = a_x.gather(1, keep_idx.expand(-1, -1, c))
-    kept_s = a_s.gather(1, keep_idx)
-    return (torch.cat([x[:, :p], kept_x, merged_x], dim=1),
-            torch.cat([size[:, :p], kept_s, merged_s], dim=1))
+    kept, nb = keep_idx.shape[1], b_s.shape[1]
+    n_out = p + kept + nb
+    x_rows = x.reshape(bsz * n, c)
+    in_base = torch.arange(bsz, device=x.device)[:, None] * n + p  # [B, 1]
+    out_base = torch.arange(bsz, device=x.device)[:, None] * n_out + p + kept
+    src_x = x_rows.index_select(0, (in_base + 2 * src_idx[..., 0]).flatten())
+    out_x = x.new_empty((bsz, n_out, c))
+    out_x[:, :p] = x[:, :p]
+    out_x[:, p:p + kept] = x_rows.index_select(
+        0, (in_base + 2 * keep_idx[..., 0]).flatten()).view(bsz, kept, c)
+    out_b = out_x[:, p + kept:]
+    torch.mul(x[:, p + 1::2], b_s, out=out_b)
+    out_x.view(bsz * n_out, c).index_add_(
+        0, (out_base + dst_idx[..., 0]).flatten(), src_x * src_s.reshape(-1, 1))
+    out_b.div_(merged_s)
+    return out_x, torch.cat([size[:, :p], a_s.gather(1, keep_idx), merged_s], dim=1)
 
 
 def attentive_prune(
