@@ -182,14 +182,15 @@ def quantize(
     observer: ObserverKind = "percentile",
     percentile: float = 99.99,
     warn_below_db: float = SQNR_COLLAPSE_DB,
-    act: ActGranularity = "per-tensor",
+    act: ActGranularity = "per-token",
 ) -> Graph:
     """Quantize linears to int8/int4 (weights per channel; activations dynamic or static).
 
-    ``act`` (int8-dynamic only): ``per-tensor`` (default) lowers to onnxruntime's fused
-    DynamicQuantizeMatMul kernel, the fastest CPU path (4-5x faster than per-token on
-    MiniLM/ViT-S); ``per-token`` scales are more accurate on activations with outlier tokens
-    (MiniLM embedding cosine 0.999 vs 0.994) but need several unfused ops per linear.
+    ``act`` (int8-dynamic only): ``per-token`` (default) scales each row of the activations,
+    accurate on activations with outlier tokens (MiniLM embedding cosine 0.999 vs 0.994);
+    ``per-tensor`` lowers to onnxruntime's fused DynamicQuantizeMatMul kernel, the fastest
+    CPU path (4-5x faster than per-token on MiniLM/ViT-S), and is what the ``fast`` and
+    ``fastest`` presets use.
     """
     nodes = select_linears(graph, ctx, exclude, targets)
     if not nodes:
