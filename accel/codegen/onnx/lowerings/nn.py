@@ -22,11 +22,22 @@ def _transposed_weight(b: OnnxBuilder, node: Node, name: str) -> str:
 
 @onnx_lowering("linear")
 def lower_linear(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """Gemm for 2-d float inputs, MatMul(+Add) otherwise (onnxruntime has no integer Gemm)."""
+    """Gemm for float inputs (higher ranks flattened to 2-d and back, so the bias add stays
+    fused in the Gemm), MatMul(+Add) for integers (onnxruntime has no integer Gemm)."""
     x, w = inputs[0], inputs[1]
     bias = inputs[2] if len(inputs) > 2 and inputs[2] else ""
-    if node.inputs[0].type.rank == 2 and node.inputs[0].dtype.is_floating_point:
-        return [b.add("Gemm", [x, w, bias] if bias else [x, w], transB=1)]
+    x_val, out = node.inputs[0], node.outputs[0]
+    if x_val.dtype.is_floating_point:
+        if x_val.type.rank == 2:
+            return [b.add("Gemm", [x, w, bias] if bias else [x, w], transB=1)]
+        if x_val.type.rank > 2:
+            flat = b.add("Reshape", [x, b.const_i64([-1, x_val.shape[-1]], "flat")])
+            y = b.add("Gemm", [flat, w, bias] if bias else [flat, w], transB=1)
+            shape = list(out.shape)
+            axis = b.batch_axis(out)
+            if axis is not None:
+                shape[axis] = -1
+            return [b.add("Reshape", [y, b.const_i64(shape, "unflat")])]
     y = b.add("MatMul", [x, _transposed_weight(b, node, w)])
     return [b.add("Add", [y, bias]) if bias else y]
 
