@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from accel.calibration import lossy_accuracy
+from accel.calibration import lossy_accuracy, rebatch
 from accel.errors import AccelTypeError
 from accel.frontend import as_module, capture, check_example_inputs
 from accel.ir.graph import Graph
@@ -64,7 +64,8 @@ def compile(  # noqa: A001 - mirrors torch.compile
     def specialize(args: tuple[torch.Tensor, ...]) -> Specialization:
         first = not report.passes
         graph = capture(module, args, name)
-        ctx = PassContext(example_inputs=args, calibration=calib, target=concrete, debug=debug,
+        calib_b = rebatch(calib, args) if calib is not None else None
+        ctx = PassContext(example_inputs=args, calibration=calib_b, target=concrete, debug=debug,
                           options=opts)
         if debug:
             graph.verify()
@@ -73,7 +74,7 @@ def compile(  # noqa: A001 - mirrors torch.compile
         lctx = LowerContext(options=opts, example_inputs=args)
         executable = lower(graph, concrete, lctx)
         if first:
-            report.accuracy = lossy_accuracy(captured, graph, records, calib or [args])
+            report.accuracy = lossy_accuracy(captured, graph, records, calib_b or [args])
             report.passes = records
             report.lowering = lctx.notes
             report.fallbacks = _describe_fallbacks(graph)

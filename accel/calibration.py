@@ -237,3 +237,23 @@ def output_accuracy(reference: Graph, modified: Graph,
         "max_abs_diff": max_abs,
         "cosine": dot / max(math.sqrt(n_ref * n_mod), 1e-30),
     }
+
+
+def rebatch(batches: Sequence[tuple[torch.Tensor, ...]], example: tuple[torch.Tensor, ...]
+            ) -> list[tuple[torch.Tensor, ...]]:
+    """Calibration data regrouped into batches of the compiled batch size (dim 0).
+
+    Captured graphs have static shapes, so calibration must run at the batch size the
+    model was compiled for. The samples are concatenated and cut into full batches (the
+    remainder is dropped); fewer samples than one batch are repeated to fill it.
+    """
+    size = example[0].shape[0] if example and example[0].dim() else 0
+    if not batches or size == 0 or all(b[0].shape[0] == size for b in batches):
+        return list(batches)
+    columns = [torch.cat([b[i] for b in batches]) for i in range(len(batches[0]))]
+    total = columns[0].shape[0]
+    if total < size:
+        reps = -(-size // total)
+        columns = [c.repeat(reps, *([1] * (c.dim() - 1)))[:size] for c in columns]
+        total = size
+    return [tuple(c[i:i + size] for c in columns) for i in range(0, total - size + 1, size)]

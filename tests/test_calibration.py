@@ -98,3 +98,19 @@ def test_calibration_with_other_batch_size_works_and_reports_accuracy() -> None:
     assert compiled.report.accuracy["cosine"] > 0.999
     assert not accel.compile(model, (torch.randn(2, 16),), "default",
                              calibration=calib).report.accuracy
+
+
+def test_calibration_batches_of_another_size_are_regrouped() -> None:
+    """Calibration in batches of 3 for a model compiled at batch 4 (static shapes)."""
+    import accel
+    from accel.calibration import rebatch
+    from accel.models import get_model
+
+    model, (x,) = get_model("vit_small_test", batch_size=4)
+    calib = [(torch.randn(3, *x.shape[1:]),) for _ in range(3)]
+    groups = rebatch(calib, (x,))
+    assert [g[0].shape[0] for g in groups] == [4, 4]            # 9 samples -> 2 full batches
+    assert rebatch(calib[:1], (x,))[0][0].shape[0] == 4         # 3 samples repeated to fill 4
+    compiled = accel.compile(model, (x,), "quantize{mode=int8-static}", target="reference",
+                             calibration=calib)
+    assert compiled.report.accuracy["cosine"] > 0.95
