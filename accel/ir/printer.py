@@ -12,6 +12,7 @@ dump is also a reproduction: ``exec`` it, pass the inputs and constants, compare
 from __future__ import annotations
 
 import enum
+import re
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -77,9 +78,9 @@ def print_graph(graph: Graph) -> str:
 
 def exec_printed(source: str) -> Any:
     """Compile printed graph source and return the function it defines."""
-    namespace: dict[str, Any] = {"ops": ops, "torch": torch, "TensorArg": TensorArg,
-                                 "inf": float("inf"), "nan": float("nan")}
+    namespace: dict[str, Any] = {"ops": ops, "torch": torch, "TensorArg": TensorArg}
     exec(compile(source, "<accel graph>", "exec"), namespace)  # noqa: S102
-    fns = [v for k, v in namespace.items() if callable(v) and getattr(v, "__module__", 1) is None
-           and k not in ("ops", "torch", "TensorArg")]
-    return fns[-1] if fns else next(v for k, v in namespace.items() if k == "graph")
+    match = re.search(r"^def (\w+)\(", source, re.MULTILINE)
+    if match is None:
+        raise ValueError("source has no function definition; pass the output of graph.python()")
+    return namespace[match.group(1)]
