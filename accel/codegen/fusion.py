@@ -2,13 +2,15 @@
 
 A pure function of the graph. Each :class:`KernelGroup` is a set of nodes one Triton kernel
 runs (pointwise chains with broadcasting; reductions over the last dim with their pointwise
-prologue/epilogue; linear/matmul with a pointwise epilogue; attention); every other node
-becomes an ``ATEN`` group of one node, run by the reference implementation.
+prologue/epilogue; linear/matmul with a pointwise epilogue; attention; int8 linears, one
+node each, on the int8 kernel of :mod:`accel.codegen.triton_int8`); every other node becomes
+an ``ATEN`` group of one node, run by the reference implementation.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +26,7 @@ class GroupKind(enum.Enum):
     REDUCTION = "reduction"
     MATMUL = "matmul"
     ATTENTION = "attention"
+    INT8_LINEAR = "int8_linear"
     ATEN = "aten"
 
 
@@ -56,10 +59,15 @@ FUSIBLE_POINTWISE = frozenset({
     "clamp", "leaky_relu", "cast", "hardswish", "hardsigmoid",
 })
 ROW_REDUCTIONS = frozenset({"softmax", "layer_norm", "rms_norm", "sum", "mean"})
+INT8_LINEAR_OPS = frozenset({"linear_int8_dynamic", "linear_int8_static"})
+"""Quantized linears run by the int8 matmul with fused dequantization."""
 
 
-def partition(graph: Graph) -> list[KernelGroup]:
-    """Split ``graph`` into kernel groups in execution order; unfusable nodes go to aten."""
+def partition(graph: Graph, aten: Collection[Node] = ()) -> list[KernelGroup]:
+    """Split ``graph`` into kernel groups in execution order; unfusable nodes go to aten.
+
+    Nodes in ``aten`` are kept as single-node aten groups (the target runs them its own way).
+    """
     claimed: dict[Node, int] = {}
     plans: list[tuple[GroupKind, list[Node]]] = []
     order = {n: i for i, n in enumerate(graph.nodes)}
@@ -70,10 +78,14 @@ def partition(graph: Graph) -> list[KernelGroup]:
         plans.append((kind, sorted(nodes, key=order.__getitem__)))
 
     # anchors first so their prologue/epilogue are not taken by pointwise chains
+    for node in aten:
+        claim(GroupKind.ATEN, [node])
     for node in graph.nodes:
         if node in claimed:
             continue
-        if node.op == "attention" and _attention_ok(graph, node):
+        if node.op in INT8_LINEAR_OPS and _int8_linear_ok(node):
+            claim(GroupKind.INT8_LINEAR, [node])
+        elif node.op == "attention" and _attention_ok(graph, node):
             claim(GroupKind.ATTENTION, [node])
         elif node.op in ("linear", "matmul") and _matmul_ok(graph, node):
             claim(GroupKind.MATMUL, [node, *_epilogue(graph, node, claimed, order)])
@@ -178,6 +190,12 @@ def _matmul_ok(graph: Graph, node: Node) -> bool:
                 and (bias is None or bias.shape == (b.shape[0],)))
     return len(a.shape) >= 2 and len(b.shape) >= 2 and (
         len(b.shape) == 2 or a.shape[:-2] == b.shape[:-2])
+
+
+def _int8_linear_ok(node: Node) -> bool:
+    x, w_q = node.inputs[0], node.inputs[1]
+    return (_is_float(x) and w_q.dtype == torch.int8 and len(w_q.shape) == 2
+            and len(x.shape) >= 1 and x.shape[-1] == w_q.shape[1])
 
 
 def _reduction_ok(graph: Graph, node: Node) -> bool:

@@ -4,7 +4,9 @@ One step per :class:`~accel.codegen.fusion.KernelGroup`. Intermediate outputs of
 kernels come from a memory plan that reuses buffers by liveness (views made by ATen shape
 ops extend their buffer's life). With ``cudagraphs=True`` the whole schedule is captured
 once into a ``torch.cuda.CUDAGraph`` and replayed (static shapes: the compiled model's
-guards recompile on a new shape).
+guards recompile on a new shape). ``INT8_LINEAR`` groups run the int8 matmul with fused
+dequantization (:mod:`accel.codegen.triton_int8`) into planned buffers; ``aten_fns`` lets the
+target replace the reference function of chosen aten nodes (2:4 sparse linears).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import triton
 
 from accel.codegen.fusion import GroupKind, KernelGroup
 from accel.codegen.triton import KernelSource
-from accel.ir.graph import Graph, Value
+from accel.codegen.triton_int8 import int8_linear_node_fn
+from accel.ir.graph import Graph, Node, Value
 from accel.ir.ops.registry import OpKind
 from accel.runtime.executor import bind
 
@@ -91,7 +94,8 @@ class TritonExecutor:
 
     def __init__(self, graph: Graph, groups: Sequence[KernelGroup],
                  kernels: dict[str, tuple[KernelSource, object]], *,
-                 cudagraphs: bool = False) -> None:
+                 cudagraphs: bool = False,
+                 aten_fns: dict[Node, Callable[..., torch.Tensor]] | None = None) -> None:
         self.graph = graph
         self.groups = list(groups)
         self.cudagraphs = cudagraphs
@@ -121,7 +125,11 @@ class TritonExecutor:
         for i, g in enumerate(self.groups):
             if g.kind is GroupKind.ATEN:
                 (node,) = g.nodes
-                fn = bind(node.opdef.ref, node.attrs)
+                fn = (aten_fns or {}).get(node) or bind(node.opdef.ref, node.attrs)
+                ins = tuple(slot[v] if v is not None else None for v in node.inputs)
+            elif g.kind is GroupKind.INT8_LINEAR:
+                (node,) = g.nodes
+                fn = _int8_launcher(node)
                 ins = tuple(slot[v] if v is not None else None for v in node.inputs)
             else:
                 source, kernel = kernels[g.name]
@@ -278,6 +286,14 @@ def _attention(group: KernelGroup, src: KernelSource, kernel: object) -> Callabl
             bias, sz = q, (0, 0, 0, 0)
         kernel[grid](q, k, v, bias, outs[0], heads, lq, lk, *q.stride(), *k.stride(),
                      *v.stride(), *sz)
+    return launch
+
+
+def _int8_launcher(node: Node) -> Callable[[list, list[torch.Tensor]], None]:
+    run = int8_linear_node_fn(node)
+
+    def launch(ins: list, outs: list[torch.Tensor]) -> None:
+        run(*ins, out=outs[0])
     return launch
 
 

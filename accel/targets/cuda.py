@@ -2,7 +2,10 @@
 
 Lowering partitions the graph into kernel groups (:mod:`accel.codegen.fusion`), emits one
 Triton kernel per fused group from its template, compiles it through the on-disk cache and
-hands the schedule to :class:`~accel.runtime.triton_executor.TritonExecutor`.
+hands the schedule to :class:`~accel.runtime.triton_executor.TritonExecutor`. int8 linears
+(``linear_int8_dynamic``/``linear_int8_static``) run the int8 matmul with fused dequantization;
+2:4-annotated linears run ``torch.sparse`` semi-structured kernels on sm80+ with fp16/bf16
+weights (:mod:`accel.codegen.sparse`), dense on their masked weights otherwise.
 
 Options: ``cudagraphs`` (replay a captured CUDA graph), ``dump`` (directory for the kernel
 sources), and ``interpret`` (internal, for tests: run the same kernels on CPU tensors under
@@ -17,6 +20,7 @@ from collections import Counter
 import torch
 
 from accel.codegen.fusion import GroupKind, KernelGroup, partition
+from accel.codegen.sparse import semi_structured_plan, sparse_linear_fn
 from accel.codegen.triton import KernelSource, attention, matmul, pointwise, reduction
 from accel.codegen.triton.cache import dump_source, load_kernel
 from accel.errors import AccelValueError
@@ -48,15 +52,24 @@ def lower_cuda(graph: Graph, ctx: LowerContext) -> Executable:
             "target 'cuda' with interpret=True needs TRITON_INTERPRET=1 in the environment "
             "before triton is imported (tests/conftest.py sets it)")
     on_cuda = any(v.type.device == "cuda" for v in graph.inputs)
-    if not interpret and not (on_cuda and torch.cuda.is_available()):
+    real_cuda = on_cuda and torch.cuda.is_available()
+    sparse_nodes, sparse_note = semi_structured_plan(
+        graph, torch.cuda.get_device_capability() if real_cuda else None)
+    if sparse_note:
+        ctx.note(sparse_note)
+    if not interpret and not real_cuda:
         ctx.note("aten executor: no CUDA device or inputs not on CUDA; Triton lowering "
                  f"skipped ({len(graph)} steps)")
         return AtenExecutor(graph)
-    groups = partition(graph)
+    aten_fns = {n: sparse_linear_fn(graph, n) for n in sparse_nodes}
+    groups = partition(graph, aten=sparse_nodes)
     dump = ctx.options.get("dump") or os.environ.get("ACCEL_DUMP")
     kernels: dict[str, tuple[KernelSource, object]] = {}
     for g in groups:
         if g.kind is GroupKind.ATEN:
+            continue
+        if g.kind is GroupKind.INT8_LINEAR:
+            ctx.note(f"triton int8 matmul + fused dequant {g.describe()}")
             continue
         src = generate(g, interpret=interpret)
         if dump:
@@ -72,4 +85,4 @@ def lower_cuda(graph: Graph, ctx: LowerContext) -> Executable:
     cudagraphs = cudagraphs and not interpret
     ctx.note(f"triton executor: {sum(fused.values())} kernels ({dict(fused)}), "
              f"{len(aten)} aten steps, cudagraphs={'on' if cudagraphs else 'off'}")
-    return TritonExecutor(graph, groups, kernels, cudagraphs=cudagraphs)
+    return TritonExecutor(graph, groups, kernels, cudagraphs=cudagraphs, aten_fns=aten_fns)

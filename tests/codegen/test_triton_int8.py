@@ -31,3 +31,15 @@ def test_int8_linear_matches_the_ir_op() -> None:
     w_q, s_w = quantize_per_channel(w)
     torch.testing.assert_close(int8_linear(x, w_q, s_w, b), linear_int8_dynamic(x, w_q, s_w, b),
                                rtol=1e-5, atol=1e-4)
+
+
+def test_precomputed_row_sums_and_preallocated_output() -> None:
+    torch.manual_seed(0)
+    x_q = torch.randint(-128, 128, (6, 32), dtype=torch.int8)
+    w_q = torch.randint(-127, 128, (16, 32), dtype=torch.int8)
+    s_x, s_w, zp = torch.rand(6, 1) + 0.1, torch.rand(16) + 0.1, torch.full((6, 1), 3)
+    out = torch.empty(6, 16)
+    res = int8_matmul_dequant(x_q, w_q, s_x, s_w, None, zp,
+                              w_sum=w_q.sum(dim=1, dtype=torch.int32).float(), out=out)
+    assert res.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(res, int8_matmul_dequant(x_q, w_q, s_x, s_w, None, zp))
