@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 
 import torch
 
 from accel.errors import AccelError
+from accel.timing import median_ms
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None],
                           Callable[[argparse.Namespace], int], str]] = {}
@@ -37,18 +37,6 @@ def _load_model(name: str, batch_size: int | None) -> tuple[torch.nn.Module, tup
     return get_model(name, batch_size=batch_size)
 
 
-def _median_ms(fn: Callable[[], object], iters: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2] * 1e3
-
-
 @command("demo", "compile a built-in model, print the report, check numerics and latency")
 def _demo(args: argparse.Namespace) -> int:
     import accel
@@ -63,8 +51,8 @@ def _demo(args: argparse.Namespace) -> int:
         out = compiled(*inputs)
         err = (ref - out).abs().max().item()
         print(f"\nnumerics: max |eager - accel| = {err:.3g}")
-        eager_ms = _median_ms(lambda: model(*inputs), args.iters)
-        accel_ms = _median_ms(lambda: compiled(*inputs), args.iters)
+        eager_ms = median_ms(lambda: model(*inputs), args.iters)
+        accel_ms = median_ms(lambda: compiled(*inputs), args.iters)
     print(f"latency (median of {args.iters}): eager {eager_ms:.2f} ms, accel {accel_ms:.2f} ms, "
           f"speedup {eager_ms / accel_ms:.2f}x")
     return 0

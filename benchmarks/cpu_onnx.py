@@ -33,6 +33,7 @@ import torch
 import accel
 from accel.models import get_model
 from accel.runtime.ort_executor import physical_cores
+from accel.timing import median_ms
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu_onnx.json"
 
@@ -68,19 +69,6 @@ WORKLOADS: dict[str, Callable[[], tuple[torch.nn.Module, tuple]]] = {
     "minilm": minilm,
     "resnet50": lambda: get_model("resnet50", batch_size=1),
 }
-
-
-def median_ms(fn: Callable[[], object], reps: int, warmup: int = 2) -> float:
-    """Median wall time of ``reps`` calls in milliseconds."""
-    with torch.no_grad():
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times) * 1e3)
 
 
 def ort_session(path: str) -> ort.InferenceSession:

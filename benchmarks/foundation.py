@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,24 +27,13 @@ import torch
 import accel
 from accel.models import get_model
 from accel.testing import max_errors
+from accel.timing import median_ms
 
 FULL = [("vit_s16", {"batch_size": 8}), ("bert_base", {"batch_size": 1, "seq_len": 128}),
         ("resnet50", {"batch_size": 1}), ("repvgg_a0", {"batch_size": 1})]
 QUICK = [("vit_small_test", {"batch_size": 2}), ("bert_small_test", {"batch_size": 1}),
          ("resnet_small_test", {"batch_size": 1}), ("repvgg_small_test", {"batch_size": 1})]
 RESULTS = Path(__file__).parent / "results" / "foundation.json"
-
-
-def median_ms(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> float:
-    """Median wall time of ``fn()`` in milliseconds (after ``warmup`` calls)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def bench_model(name: str, kwargs: dict[str, Any], repeats: int, inductor: bool) -> dict:

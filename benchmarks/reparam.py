@@ -11,9 +11,6 @@ latency (median of repeated runs) for eager PyTorch, accel with no passes and ac
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
 
@@ -21,19 +18,7 @@ import accel
 from accel.frontend import capture
 from accel.models import get_model
 from accel.passes import PassContext, parse_pipeline, run_pipeline
-
-
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``fn()`` in milliseconds."""
-    with torch.no_grad():
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+from accel.timing import median_ms
 
 
 def count_convs(model: torch.nn.Module) -> int:

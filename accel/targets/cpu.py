@@ -19,6 +19,7 @@ from accel.errors import AccelValueError, ExportError
 from accel.ir.graph import Graph
 from accel.runtime.executor import AtenExecutor
 from accel.targets import Executable, LowerContext, register_target
+from accel.timing import median_ms
 
 EXECUTORS = ("auto", "ort", "aten")
 TIMED_RUNS = 3
@@ -30,15 +31,7 @@ CLEAR_WIN = 3.0
 def time_executor(executable: Executable, inputs: Sequence[torch.Tensor],
                   runs: int = TIMED_RUNS, warmup: bool = True) -> float:
     """Median seconds of ``runs`` calls (after one warm-up call if ``warmup``)."""
-    with torch.no_grad():
-        if warmup:
-            executable.run(inputs)
-        times = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            executable.run(inputs)
-            times.append(time.perf_counter() - t0)
-    return sorted(times)[len(times) // 2]
+    return median_ms(lambda: executable.run(inputs), runs, warmup=int(warmup)) / 1e3
 
 
 @register_target("cpu", "CPU: onnxruntime or the ATen executor, whichever measures faster")
