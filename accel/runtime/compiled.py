@@ -31,15 +31,18 @@ class Specialization:
     executable: Any
     """What runs it (``run(inputs) -> outputs``)."""
 
+    def __post_init__(self) -> None:
+        # Read the output structure once here, not on every call.
+        self._leaves = self.graph.meta.get("output_leaves")
+        self._spec = self.graph.meta.get("output_structure")
+
     def call(self, args: Sequence[torch.Tensor]) -> Any:
         """Run and rebuild the model's output structure."""
         outs = self.executable.run(args)
-        leaves = self.graph.meta.get("output_leaves")
-        spec = self.graph.meta.get("output_structure")
-        if leaves is None or spec is None:
+        if self._leaves is None or self._spec is None:
             return outs[0] if len(outs) == 1 else tuple(outs)
-        flat = [outs[i] if isinstance(i, int) else i[1] for i in leaves]
-        return tree_unflatten(flat, spec)
+        return tree_unflatten([outs[i] if isinstance(i, int) else i[1] for i in self._leaves],
+                              self._spec)
 
 
 def _signature(args: Sequence[Any]) -> tuple:
