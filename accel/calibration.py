@@ -12,17 +12,16 @@ Observers: :class:`MinMaxObserver` (running min/max, per-channel |max| over the 
 from __future__ import annotations
 
 import abc
-import dataclasses
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Value
-from accel.runtime.executor import AtenExecutor
+from accel.ir.interpreter import interpret
 
 
 class Observer(abc.ABC):
@@ -158,41 +157,14 @@ def calibrate(
         for o in watch.get(value, ()):
             o.update(t)
 
-    executor = _observing_executor(graph, watch, observe)
-    with torch.no_grad():
-        for batch in progress(batches, len(batches), desc):
-            for v, t in zip(graph.inputs, batch, strict=True):
-                observe(v, t)
-            executor.run(list(batch))
+    for batch in progress(batches, len(batches), desc):
+        for v, t in zip(graph.inputs, batch, strict=True):
+            observe(v, t)
+        interpret(graph, batch, observe)
     for v in watch:
         if v in graph.constants:
             observe(v, graph.constants[v])
     return observers
-
-
-def _observing_executor(graph: Graph, watch: Mapping[Value, object],
-                        observe: Callable[[Value, torch.Tensor], None]) -> AtenExecutor:
-    executor = AtenExecutor(graph)
-    by_name = {n.name: n for n in graph.nodes}
-    steps = []
-    for st in executor.steps:
-        outs = [o for o in by_name[st.name].outputs]
-        if any(o in watch for o in outs):
-            steps.append(dataclasses.replace(st, fn=_wrap(st.fn, outs, observe)))
-        else:
-            steps.append(st)
-    executor.steps = steps
-    return executor
-
-
-def _wrap(fn: Callable, outs: list[Value], observe: Callable) -> Callable:
-    def run(*args: torch.Tensor) -> object:
-        result = fn(*args)
-        for v, t in zip(outs, result if len(outs) > 1 else (result,), strict=True):
-            observe(v, t)
-        return result
-
-    return run
 
 
 def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
@@ -216,12 +188,11 @@ def lossy_accuracy(reference: Graph, modified: Graph, records: Sequence[object],
 def output_accuracy(reference: Graph, modified: Graph,
                     batches: Sequence[tuple[torch.Tensor, ...]]) -> dict[str, float]:
     """End-to-end difference of ``modified`` vs ``reference`` on ``batches`` (float outputs)."""
-    ref_exec, mod_exec = AtenExecutor(reference), AtenExecutor(modified)
     sig = noise = dot = n_ref = n_mod = 0.0
     max_abs = 0.0
     with torch.no_grad():
         for batch in progress(batches, len(batches), "accuracy"):
-            for r, m in zip(ref_exec.run(list(batch)), mod_exec.run(list(batch)), strict=True):
+            for r, m in zip(interpret(reference, batch), interpret(modified, batch), strict=True):
                 if not r.is_floating_point():
                     continue
                 r64, m64 = r.double().reshape(-1), m.double().reshape(-1)

@@ -1,0 +1,40 @@
+"""Evaluate a graph with each op's reference implementation, optionally observing every
+value: what analyses inside the passes (calibration, accuracy reports) run on.
+
+The runtime's executors are for speed; this is the IR's own meaning of a graph, so passes
+never reach down into the runtime. Intermediates are released after their last use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from accel.ir.graph import Graph, Value
+
+Observe = Callable[[Value, torch.Tensor], None]
+
+
+def interpret(graph: Graph, inputs: Sequence[torch.Tensor],
+              observe: Observe | None = None) -> list[torch.Tensor]:
+    """The graph's outputs on ``inputs``; ``observe(value, tensor)`` sees every node output."""
+    last_use: dict[Value, int] = {}
+    for i, n in enumerate(graph.nodes):
+        for v in n.inputs:
+            if v is not None:
+                last_use[v] = i
+    keep = set(graph.outputs) | set(graph.constants)
+    env: dict[Value, torch.Tensor] = dict(graph.constants)
+    env.update(zip(graph.inputs, inputs, strict=True))
+    with torch.no_grad():
+        for i, n in enumerate(graph.nodes):
+            out = n.opdef.ref(*[env[v] if v is not None else None for v in n.inputs], **n.attrs)
+            for v, t in zip(n.outputs, out if len(n.outputs) > 1 else (out,), strict=True):
+                env[v] = t
+                if observe is not None:
+                    observe(v, t)
+            for v in n.inputs:
+                if v is not None and last_use.get(v) == i and v not in keep:
+                    env.pop(v, None)
+    return [env[v] for v in graph.outputs]
