@@ -19,6 +19,25 @@ def _sizes(x: torch.Tensor, size: torch.Tensor | None) -> torch.Tensor:
     return torch.ones_like(x[..., :1]) if size is None else size
 
 
+def bipartite_match(metric: torch.Tensor, r: int, protected: int = 1
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ToMe's bipartite soft matching on `metric` [B, N, D]: which A tokens merge where.
+
+    Non-protected tokens alternate into sets A (even) and B (odd); each A token picks its most
+    cosine-similar B token; the r best-scoring A tokens merge. Returns int64 [B, r] `src_idx`
+    (A positions merged away), [B, r] `dst_idx` (their B partners) and [B, Na - r] `keep_idx`
+    (unmerged A positions, ascending), all indexing within their set.
+    """
+    m = metric[:, protected:]
+    m = m / m.norm(dim=-1, keepdim=True)
+    scores = m[:, ::2] @ m[:, 1::2].transpose(-1, -2)  # [B, Na, Nb]
+    best_score, best_dst = scores.max(dim=-1)  # [B, Na]
+    order = best_score.argsort(dim=-1, descending=True)
+    src_idx = order[:, :r]
+    keep_idx = order[:, r:].sort(dim=-1).values
+    return src_idx, best_dst.gather(1, src_idx), keep_idx
+
+
 def bipartite_merge(
     x: torch.Tensor,
     metric: torch.Tensor,
@@ -29,20 +48,12 @@ def bipartite_merge(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """ToMe bipartite soft matching: merge the r most similar A->B token pairs (size-weighted).
 
-    Non-protected tokens alternate into sets A (even) and B (odd); each A token picks its most
-    cosine-similar B token by `metric` [B, N, D]; the r best-scoring A tokens are averaged
-    (weighted by size) into their partners. Output order: protected, unmerged A (original
-    order), B.
+    Matching as in :func:`bipartite_match`; the r chosen A tokens are averaged (weighted by
+    size) into their B partners. Output order: protected, unmerged A (original order), B.
     """
     p = protected
-    m = metric[:, p:]
-    m = m / m.norm(dim=-1, keepdim=True)
-    scores = m[:, ::2] @ m[:, 1::2].transpose(-1, -2)  # [B, Na, Nb]
-    best_score, best_dst = scores.max(dim=-1)  # [B, Na]
-    order = best_score.argsort(dim=-1, descending=True)
-    src_idx = order[:, :r, None]  # A tokens merged away [B, r, 1]
-    keep_idx = order[:, r:].sort(dim=-1).values[..., None]  # unmerged A, original order
-    dst_idx = best_dst[..., None].gather(1, src_idx)  # their B partners [B, r, 1]
+    src, dst, keep = bipartite_match(metric, r, p)
+    src_idx, dst_idx, keep_idx = src[..., None], dst[..., None], keep[..., None]
 
     # Only B tokens change value: B' = (x_B s_B + scatter(x_src s_src)) / (s_B + scatter(s_src)).
     # Rows move with index_select / index_add_ on flattened [B*N, C] views (row copies, much
