@@ -3,8 +3,9 @@
 A pure function of the graph. Each :class:`KernelGroup` is a set of nodes one Triton kernel
 runs (pointwise chains with broadcasting; reductions over the last dim with their pointwise
 prologue/epilogue; linear/matmul with a pointwise epilogue; attention; int8 linears, one
-node each, on the int8 kernel of :mod:`accel.codegen.triton_int8`); every other node becomes
-an ``ATEN`` group of one node, run by the reference implementation.
+node each, on the int8 kernel of :mod:`accel.codegen.triton_int8`; token merging/pruning, one
+node each, on the gather/segmented-reduce kernels of :mod:`accel.codegen.triton_tokens`);
+every other node becomes an ``ATEN`` group of one node, run by the reference implementation.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class GroupKind(enum.Enum):
     MATMUL = "matmul"
     ATTENTION = "attention"
     INT8_LINEAR = "int8_linear"
+    TOKEN = "token"
     ATEN = "aten"
 
 
@@ -61,6 +63,8 @@ FUSIBLE_POINTWISE = frozenset({
 ROW_REDUCTIONS = frozenset({"softmax", "layer_norm", "rms_norm", "sum", "mean"})
 INT8_LINEAR_OPS = frozenset({"linear_int8_dynamic", "linear_int8_static"})
 """Quantized linears run by the int8 matmul with fused dequantization."""
+TOKEN_OPS = frozenset({"bipartite_merge", "attentive_prune"})
+"""Token-reduction ops run by the token gather/segmented-reduce kernels."""
 
 
 def partition(graph: Graph, aten: Collection[Node] = ()) -> list[KernelGroup]:
@@ -85,6 +89,8 @@ def partition(graph: Graph, aten: Collection[Node] = ()) -> list[KernelGroup]:
             continue
         if node.op in INT8_LINEAR_OPS and _int8_linear_ok(node):
             claim(GroupKind.INT8_LINEAR, [node])
+        elif node.op in TOKEN_OPS and _token_ok(node):
+            claim(GroupKind.TOKEN, [node])
         elif node.op == "attention" and _attention_ok(graph, node):
             claim(GroupKind.ATTENTION, [node])
         elif node.op in ("linear", "matmul") and _matmul_ok(graph, node):
@@ -196,6 +202,23 @@ def _int8_linear_ok(node: Node) -> bool:
     x, w_q = node.inputs[0], node.inputs[1]
     return (_is_float(x) and w_q.dtype == torch.int8 and len(w_q.shape) == 2
             and len(x.shape) >= 1 and x.shape[-1] == w_q.shape[1])
+
+
+def _token_ok(node: Node) -> bool:
+    """Float tokens [B, N, C], guide [B, N, D] (merge) or [B, N] (prune), sizes [B, N, 1]."""
+    x, guide = node.inputs[0], node.inputs[1]
+    size = node.inputs[2] if len(node.inputs) > 2 else None
+    if not (x.dtype in FLOAT_DTYPES and guide.dtype in FLOAT_DTYPES and _is_float(size)
+            and len(x.shape) == 3 and all(o.dtype == x.dtype for o in node.outputs)):
+        return False
+    b, n, _ = x.shape
+    p = node.attrs.get("protected", 1)
+    if size is not None and size.shape != (b, n, 1):
+        return False
+    if node.op == "bipartite_merge":
+        return (len(guide.shape) == 3 and guide.shape[:2] == (b, n)
+                and 0 <= p <= n and 0 <= node.attrs["r"] <= (n - p + 1) // 2)
+    return len(guide.shape) == 2 and guide.shape == (b, n) and 0 <= node.attrs["keep"] <= n - p
 
 
 def _reduction_ok(graph: Graph, node: Node) -> bool:

@@ -5,7 +5,8 @@ kernels come from a memory plan that reuses buffers by liveness (views made by A
 ops extend their buffer's life). With ``cudagraphs=True`` the whole schedule is captured
 once into a ``torch.cuda.CUDAGraph`` and replayed (static shapes: the compiled model's
 guards recompile on a new shape). ``INT8_LINEAR`` groups run the int8 matmul with fused
-dequantization (:mod:`accel.codegen.triton_int8`) into planned buffers; ``aten_fns`` lets the
+dequantization (:mod:`accel.codegen.triton_int8`) and ``TOKEN`` groups the token merge/prune
+kernels (:mod:`accel.codegen.triton_tokens`), both into planned buffers; ``aten_fns`` lets the
 target replace the reference function of chosen aten nodes (2:4 sparse linears).
 """
 
@@ -20,6 +21,7 @@ import triton
 from accel.codegen.fusion import GroupKind, KernelGroup
 from accel.codegen.triton import KernelSource
 from accel.codegen.triton_int8 import int8_linear_node_fn
+from accel.codegen.triton_tokens import token_node_fn
 from accel.ir.graph import Graph, Node, Value
 from accel.ir.ops.registry import OpKind
 from accel.runtime.executor import bind
@@ -127,9 +129,10 @@ class TritonExecutor:
                 (node,) = g.nodes
                 fn = (aten_fns or {}).get(node) or bind(node.opdef.ref, node.attrs)
                 ins = tuple(slot[v] if v is not None else None for v in node.inputs)
-            elif g.kind is GroupKind.INT8_LINEAR:
+            elif g.kind in (GroupKind.INT8_LINEAR, GroupKind.TOKEN):
                 (node,) = g.nodes
-                fn = _int8_launcher(node)
+                fn = (_int8_launcher(node) if g.kind is GroupKind.INT8_LINEAR
+                      else _token_launcher(g))
                 ins = tuple(slot[v] if v is not None else None for v in node.inputs)
             else:
                 source, kernel = kernels[g.name]
@@ -294,6 +297,18 @@ def _int8_launcher(node: Node) -> Callable[[list, list[torch.Tensor]], None]:
 
     def launch(ins: list, outs: list[torch.Tensor]) -> None:
         run(*ins, out=outs[0])
+    return launch
+
+
+def _token_launcher(group: KernelGroup) -> Callable[[list, list[torch.Tensor]], None]:
+    """Runs a token merge/prune node into its planned outputs (scratch for an unused one)."""
+    (node,) = group.nodes
+    run = token_node_fn(node)
+    where = [group.outputs.index(o) if o in group.outputs else None for o in node.outputs]
+
+    def launch(ins: list, outs: list[torch.Tensor]) -> None:
+        out, out_size = (outs[i] if i is not None else None for i in where)
+        run(*ins, out=out, out_size=out_size)
     return launch
 
 

@@ -4,6 +4,8 @@ Lowering partitions the graph into kernel groups (:mod:`accel.codegen.fusion`), 
 Triton kernel per fused group from its template, compiles it through the on-disk cache and
 hands the schedule to :class:`~accel.runtime.triton_executor.TritonExecutor`. int8 linears
 (``linear_int8_dynamic``/``linear_int8_static``) run the int8 matmul with fused dequantization;
+token merging/pruning (``bipartite_merge``/``attentive_prune``) runs its gather and segmented
+size-weighted reduce on the kernels of :mod:`accel.codegen.triton_tokens` (matching in torch);
 2:4-annotated linears run ``torch.sparse`` semi-structured kernels on sm80+ with fp16/bf16
 weights (:mod:`accel.codegen.sparse`), dense on their masked weights otherwise.
 
@@ -70,6 +72,9 @@ def lower_cuda(graph: Graph, ctx: LowerContext) -> Executable:
             continue
         if g.kind is GroupKind.INT8_LINEAR:
             ctx.note(f"triton int8 matmul + fused dequant {g.describe()}")
+            continue
+        if g.kind is GroupKind.TOKEN:
+            ctx.note(f"triton {g.describe()}")
             continue
         src = generate(g, interpret=interpret)
         if dump:
