@@ -8,6 +8,12 @@ key bias (proportional attention). Class/distillation tokens are protected and s
     tome{r=8}                         same r in every block
     tome{r=8,schedule=decreasing}     2r in the first block down to 0 in the last
     tome{schedule=list,rs=[8,8,4,0]}  per-block list
+    tome{r=8,metric=tokens}           match on the tokens themselves instead of the keys
+
+The similarity metric defaults to the attention keys (the paper's choice on ImageNet ViTs);
+`metric=tokens` matches on the block's tokens after the attention residual — the values being
+merged — which on the small digits ViT in benchmarks/tome.py loses far less accuracy (see the
+README's token-reduction results).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from accel.passes.vit_blocks import (
 )
 
 SCHEDULES = ("constant", "decreasing", "list")
+METRICS = ("keys", "tokens")
 
 
 def tome_schedule(r: int, schedule: str, rs: list[int] | None, depth: int) -> list[int]:
@@ -49,8 +56,11 @@ def tome(
     rs: list[int] | None = None,
     prop_attn: bool = True,
     protect: int = -1,
+    metric: str = "keys",
 ) -> Graph:
     """Merge r tokens per transformer block by bipartite soft matching (protect=-1: auto)."""
+    if metric not in METRICS:
+        raise AccelValueError(f"pass tome: unknown metric {metric!r}; use one of {METRICS}")
     blocks = find_blocks(graph)
     if not blocks:
         ctx.skip("no transformer blocks (attention -> proj -> residual -> MLP) found")
@@ -75,13 +85,16 @@ def tome(
         r_i = applied[block.index]
         if r_i == 0:
             return None
-        keys = new_of.get(block.keys, block.keys)  # [B, H, N, D]
-        metric = rw.op("mean", keys, dims=(1,), name=f"tome_metric_{block.index}")
-        node = rw.node("bipartite_merge", x, metric, size, r=r_i, protected=prefix,
+        if metric == "tokens":
+            similar_by = x  # [B, N, C]
+        else:
+            keys = new_of.get(block.keys, block.keys)  # [B, H, N, D]
+            similar_by = rw.op("mean", keys, dims=(1,), name=f"tome_metric_{block.index}")
+        node = rw.node("bipartite_merge", x, similar_by, size, r=r_i, protected=prefix,
                        name=f"tome_merge_{block.index}")
         return node.outputs[0], node.outputs[1]
 
     out = reduce_tokens_after_blocks(graph, "tome", blocks, merge, prop_attn)
-    ctx.note(f"{len(blocks)} blocks, protected {prefix}, r per block {applied}, "
+    ctx.note(f"{len(blocks)} blocks, protected {prefix}, r per block {applied}, metric {metric}, "
              f"tokens {blocks[0].attention.inputs[1].shape[-2]} -> {tokens}")
     return out

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from accel.errors import AccelValueError
 from accel.frontend import capture
 from accel.models import get_model
 from accel.passes.registry import PassContext
 from accel.passes.tome import tome
+from accel.report import PassRecord
 from accel.testing import run_graph
 
 
-def _ref_merge(x: torch.Tensor, k: torch.Tensor, size: torch.Tensor, r: int):
-    """Per-sample ToMe with python loops: class token protected, A=even, B=odd patches."""
+def _ref_merge(x: torch.Tensor, metric: torch.Tensor, size: torch.Tensor, r: int):
+    """Per-sample ToMe with python loops: class token protected, A=even, B=odd patches;
+    metric [B, N, D] is what similarity is measured on."""
     outs, sizes = [], []
     for b in range(x.shape[0]):
         patches, s = x[b, 1:], size[b, 1:]
-        m = F.normalize(k[b].mean(0)[1:], dim=-1)
+        m = F.normalize(metric[b, 1:], dim=-1)
         a_ids, b_ids = list(range(0, len(m), 2)), list(range(1, len(m), 2))
         best = [max(b_ids, key=lambda j, i=i: float(m[i] @ m[j])) for i in a_ids]
         score = [float(m[i] @ m[j]) for i, j in zip(a_ids, best)]
@@ -34,7 +38,8 @@ def _ref_merge(x: torch.Tensor, k: torch.Tensor, size: torch.Tensor, r: int):
     return torch.stack(outs), torch.stack(sizes)
 
 
-def _ref_tome_forward(model, img: torch.Tensor, r: int) -> torch.Tensor:  # noqa: ANN001
+def _ref_tome_forward(model, img: torch.Tensor, r: int,  # noqa: ANN001
+                      metric: str = "keys") -> torch.Tensor:
     """Built-in ViT forward with ToMe (proportional attention) written out in plain torch."""
     x = model.patch_embed(img).flatten(2).transpose(1, 2)
     x = torch.cat([model.cls_token.expand(x.shape[0], -1, -1), x], 1) + model.pos_embed
@@ -47,7 +52,7 @@ def _ref_tome_forward(model, img: torch.Tensor, r: int) -> torch.Tensor:  # noqa
         bias = size.log().reshape(b, 1, 1, n)
         o = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         x = x + blk.ls1(att.proj(o.transpose(1, 2).reshape(b, n, c)))
-        x, size = _ref_merge(x, k, size, r)
+        x, size = _ref_merge(x, k.mean(1) if metric == "keys" else x, size, r)
         x = x + blk.ls2(blk.mlp(blk.norm2(x)))
     return model.head(model.norm(x)[:, 0])
 
@@ -62,6 +67,30 @@ def test_tome_matches_reference_and_reduces_flops() -> None:
     with torch.no_grad():
         want = _ref_tome_forward(model, x[0], r=3)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+def test_token_metric_matches_reference() -> None:
+    model, x = get_model("vit_small_test", batch_size=2)
+    graph = capture(model, x)
+    ctx = PassContext(record=PassRecord("tome"))
+    out = tome(graph, ctx, r=3, metric="tokens")
+    merges = out.find("bipartite_merge")
+    assert len(merges) == 2
+    assert not out.find("mean")  # no key-averaging metric: it matches on the tokens
+    assert all(n.inputs[1] is n.inputs[0] for n in merges)
+    assert any("metric tokens" in note for note in ctx.record.notes)
+    got = run_graph(out, list(x))[0]
+    with torch.no_grad():
+        want = _ref_tome_forward(model, x[0], r=3, metric="tokens")
+        keys_metric = _ref_tome_forward(model, x[0], r=3)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got, keys_metric, atol=1e-5)  # the option changes the matching
+
+
+def test_unknown_metric_is_rejected() -> None:
+    model, x = get_model("vit_small_test", batch_size=1)
+    with pytest.raises(AccelValueError, match="tome: unknown metric 'values'"):
+        tome(capture(model, x), PassContext(), r=2, metric="values")
 
 
 def test_r0_is_unchanged_and_exact() -> None:
