@@ -143,7 +143,8 @@ def digits_accuracy(tasks: list[DigitsTask], batch: int = 256) -> dict:
     for r in rows:
         seeds = " ".join(f"{0.0 - d:+5.2f}" for d in r["test_drop_per_seed"])
         marks = ", ".join(k for k, v in picks.items() if v is r)
-        print(f"{r['reduction']:50s} {100 * (1 - r['flops_ratio']):4.0f}% {0.0 - r['val_drop']:+6.2f} "
+        cut = 100 * (1 - r["flops_ratio"])
+        print(f"{r['reduction']:50s} {cut:4.0f}% {0.0 - r['val_drop']:+6.2f} "
               f"{0.0 - r['test_drop']:+6.2f}  {seeds}{'  <- ' + marks if marks else ''}")
     print(f"at_flops: least val drop with >= {100 * MIN_CUT:.0f}% fewer FLOPs; within_drop: "
           f"most FLOPs cut with val drop <= {MAX_DROP} pt (_keys: metric=keys settings only)")
