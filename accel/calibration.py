@@ -187,14 +187,21 @@ def lossy_accuracy(reference: Graph, modified: Graph, records: Sequence[object],
 
 def output_accuracy(reference: Graph, modified: Graph,
                     batches: Sequence[tuple[torch.Tensor, ...]]) -> dict[str, float]:
-    """End-to-end difference of ``modified`` vs ``reference`` on ``batches`` (float outputs)."""
+    """End-to-end difference of ``modified`` vs ``reference`` on ``batches`` (float outputs).
+
+    SQNR, cosine and max |diff| over every float output; when the first float output looks
+    like classifier logits ([batch, classes], classes > 1), also ``top1_agreement``: the
+    fraction of rows whose argmax is unchanged — the label-free stand-in for a top-1 drop.
+    """
     sig = noise = dot = n_ref = n_mod = 0.0
     max_abs = 0.0
+    agree = rows = 0
     with torch.no_grad():
         for batch in progress(batches, len(batches), "accuracy"):
-            for r, m in zip(interpret(reference, batch), interpret(modified, batch), strict=True):
-                if not r.is_floating_point():
-                    continue
+            pairs = [(r, m) for r, m in zip(interpret(reference, batch),
+                                            interpret(modified, batch), strict=True)
+                     if r.is_floating_point()]
+            for r, m in pairs:
                 r64, m64 = r.double().reshape(-1), m.double().reshape(-1)
                 sig += r64.square().sum().item()
                 noise += (r64 - m64).square().sum().item()
@@ -203,11 +210,18 @@ def output_accuracy(reference: Graph, modified: Graph,
                 n_mod += m64.square().sum().item()
                 if r64.numel():
                     max_abs = max(max_abs, (r64 - m64).abs().max().item())
-    return {
+            if pairs and pairs[0][0].dim() == 2 and pairs[0][0].shape[-1] > 1:
+                r, m = pairs[0]
+                agree += int((r.argmax(-1) == m.argmax(-1)).sum())
+                rows += r.shape[0]
+    out = {
         "output_sqnr_db": math.inf if noise == 0 else 10 * math.log10(max(sig, 1e-30) / noise),
         "max_abs_diff": max_abs,
         "cosine": dot / max(math.sqrt(n_ref * n_mod), 1e-30),
     }
+    if rows:
+        out["top1_agreement"] = agree / rows
+    return out
 
 
 def rebatch(batches: Sequence[tuple[torch.Tensor, ...]], example: tuple[torch.Tensor, ...]

@@ -74,6 +74,7 @@ def test_sqnr_and_output_accuracy() -> None:
     graph = capture(TwoLayer().eval(), (torch.randn(2, 16),))
     same = output_accuracy(graph, graph, [(torch.randn(2, 16),)])
     assert same["max_abs_diff"] == 0 and same["cosine"] == pytest.approx(1.0)
+    assert same["top1_agreement"] == 1.0  # [batch, classes] output: argmax agreement reported
 
 
 @pytest.mark.parametrize("bad,match", [

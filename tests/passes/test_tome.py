@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import accel
 from accel.errors import AccelValueError
 from accel.frontend import capture
 from accel.models import get_model
@@ -85,6 +86,18 @@ def test_token_metric_matches_reference() -> None:
         keys_metric = _ref_tome_forward(model, x[0], r=3)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(got, keys_metric, atol=1e-5)  # the option changes the matching
+
+
+def test_compile_reports_accuracy_cost() -> None:
+    model, x = get_model("vit_small_test", batch_size=2)
+    calib = [(torch.randn(2, 3, 32, 32),) for _ in range(3)]
+    compiled = accel.compile(model, x, pipeline="default,tome{r=4}", calibration=calib)
+    acc = compiled.report.accuracy
+    assert 0.5 < acc["cosine"] < 1.0 and acc["max_abs_diff"] > 0
+    assert 0.0 <= acc["top1_agreement"] <= 1.0
+    assert "top1_agreement" in str(compiled.report)
+    record = next(p for p in compiled.report.passes if p.name == "tome")
+    assert record.flops_after < record.flops_before
 
 
 def test_unknown_metric_is_rejected() -> None:
