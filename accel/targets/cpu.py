@@ -9,6 +9,7 @@ have no ONNX lowering runs on aten. ``options={"executor": "ort" | "aten"}`` for
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Sequence
 
@@ -26,6 +27,9 @@ TIMED_RUNS = 3
 """Timed runs per executor when choosing by measurement (after one warm-up run)."""
 CLEAR_WIN = 3.0
 """When aten's first run is this many times slower than onnxruntime, aten is not re-timed."""
+SWITCH_PAUSE_S = 0.05
+"""Pause before timing one runtime after the other ran: both keep worker threads spinning for
+a while after a call, which on a 2-core machine slows whichever runs next by up to ~50%."""
 
 
 def time_executor(executable: Executable, inputs: Sequence[torch.Tensor],
@@ -72,13 +76,29 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
         ctx.note("aten executor: inputs are not on the CPU")
         return aten
     t_aten_first = time_executor(aten, inputs, runs=1, warmup=False)
-    t_ort = time_executor(ort_exec, inputs)
-    if t_aten_first > CLEAR_WIN * t_ort:  # no need to time aten further
-        t_aten, how = t_aten_first, "1 run"
+    time.sleep(SWITCH_PAUSE_S)
+    t_ort_first = time_executor(ort_exec, inputs, runs=1, warmup=False)
+    if t_aten_first > CLEAR_WIN * t_ort_first:  # no need to time aten further
+        t_ort, t_aten, how = time_executor(ort_exec, inputs), t_aten_first, "aten: 1 run"
     else:
-        time.sleep(0.05)  # let onnxruntime's spinning worker threads go idle
-        t_aten, how = time_executor(aten, inputs), f"median of {TIMED_RUNS}"
+        t_ort, t_aten = _interleaved_seconds(ort_exec, aten, inputs, TIMED_RUNS)
+        how = f"interleaved, median of {TIMED_RUNS} each"
     best, name = (ort_exec, "onnxruntime") if t_ort <= t_aten else (aten, "aten")
-    ctx.note(f"executor: {name} (measured: onnxruntime {t_ort * 1e3:.2f} ms, median of "
-             f"{TIMED_RUNS}, {ort_exec.threads} threads; aten {t_aten * 1e3:.2f} ms, {how})")
+    ctx.note(f"executor: {name} (measured: onnxruntime {t_ort * 1e3:.2f} ms, "
+             f"{ort_exec.threads} threads; aten {t_aten * 1e3:.2f} ms; {how})")
     return best
+
+
+def _interleaved_seconds(first: Executable, second: Executable, inputs: Sequence[torch.Tensor],
+                         rounds: int) -> tuple[float, float]:
+    """Median seconds of each executor over ``rounds`` alternating calls, pausing before each
+    call so the other runtime's spinning threads are idle and drift hits both alike."""
+    times: tuple[list[float], list[float]] = ([], [])
+    with torch.no_grad():
+        for _ in range(rounds):
+            for executable, acc in zip((first, second), times, strict=True):
+                time.sleep(SWITCH_PAUSE_S)
+                t0 = time.perf_counter()
+                executable.run(inputs)
+                acc.append(time.perf_counter() - t0)
+    return statistics.median(times[0]), statistics.median(times[1])
