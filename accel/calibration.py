@@ -189,9 +189,10 @@ def output_accuracy(reference: Graph, modified: Graph,
                     batches: Sequence[tuple[torch.Tensor, ...]]) -> dict[str, float]:
     """End-to-end difference of ``modified`` vs ``reference`` on ``batches`` (float outputs).
 
-    SQNR, cosine and max |diff| over every float output; when the first float output looks
-    like classifier logits ([batch, classes], classes > 1), also ``top1_agreement``: the
-    fraction of rows whose argmax is unchanged — the label-free stand-in for a top-1 drop.
+    SQNR, cosine and max |diff| over every float output; when the first float output is 2-D
+    ([batch, features], features > 1), also ``argmax_agreement``: the fraction of rows whose
+    argmax is unchanged. For classifier logits that is the label-free stand-in for a top-1
+    drop; for other 2-D outputs (embeddings) it carries no meaning.
     """
     sig = noise = dot = n_ref = n_mod = 0.0
     max_abs = 0.0
@@ -220,7 +221,7 @@ def output_accuracy(reference: Graph, modified: Graph,
         "cosine": dot / max(math.sqrt(n_ref * n_mod), 1e-30),
     }
     if rows:
-        out["top1_agreement"] = agree / rows
+        out["argmax_agreement"] = agree / rows
     return out
 
 

@@ -52,10 +52,10 @@ def _time_interleaved(fns: dict[str, Callable], x: torch.Tensor, runs: int,
     times: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
         fn(x)  # warm-up
-    per_round = max(runs // rounds, 1)
-    for _ in range(rounds):
+    per_round = [runs // rounds + (1 if i < runs % rounds else 0) for i in range(rounds)]
+    for count in per_round:
         for name, fn in fns.items():
-            for _ in range(per_round):
+            for _ in range(count):
                 start = time.perf_counter()
                 fn(x)
                 times[name].append((time.perf_counter() - start) * 1e3)
@@ -88,8 +88,10 @@ def _choose_within_drop(rows: list[dict], allowed: Callable[[dict], bool]) -> di
 
 
 def _choose_within_flops(rows: list[dict], allowed: Callable[[dict], bool]) -> dict | None:
-    """Smallest mean validation drop among allowed rows cutting at least MIN_CUT of the FLOPs."""
-    ok = [r for r in rows[1:] if allowed(r) and 1 - r["flops_ratio"] >= MIN_CUT]
+    """Smallest mean validation drop among allowed rows cutting at least MIN_CUT of the FLOPs
+    (None when even that drop exceeds MAX_DROP)."""
+    ok = [r for r in rows[1:] if allowed(r) and 1 - r["flops_ratio"] >= MIN_CUT
+          and r["val_drop"] <= MAX_DROP]
     return min(ok, key=lambda r: (r["val_drop"], r["flops_ratio"])) if ok else None
 
 
@@ -200,11 +202,12 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(2)
-    tasks = [train_digits_vit(seed=seed) for seed in range(args.seeds)]
-    task = tasks[0]
     if args.latency_only and RESULTS.exists():
+        task = train_digits_vit(seed=0)  # latency only needs one model
         result: dict = {"digits": json.loads(RESULTS.read_text())["digits"]}
     else:
+        tasks = [train_digits_vit(seed=seed) for seed in range(args.seeds)]
+        task = tasks[0]
         result = {"digits": digits_accuracy(tasks)}
         _write(result)
     if not args.quick:
@@ -216,7 +219,7 @@ def main() -> None:
         for name, batch, settings in (("vit_s16", 8, args.s16), ("vit_b16", 2, args.b16)):
             model, (x,) = get_model(name, batch_size=batch)
             specs = settings.split(";")
-            result["latency"] += latency_table(name, model, x, specs, max(args.runs // 3, 5))
+            result["latency"] += latency_table(name, model, x, specs, max(args.runs // 2, 6))
             _write(result)
 
 

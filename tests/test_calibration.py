@@ -74,7 +74,23 @@ def test_sqnr_and_output_accuracy() -> None:
     graph = capture(TwoLayer().eval(), (torch.randn(2, 16),))
     same = output_accuracy(graph, graph, [(torch.randn(2, 16),)])
     assert same["max_abs_diff"] == 0 and same["cosine"] == pytest.approx(1.0)
-    assert same["top1_agreement"] == 1.0  # [batch, classes] output: argmax agreement reported
+    assert same["argmax_agreement"] == 1.0  # [batch, classes] output: argmax agreement reported
+
+
+def test_argmax_agreement_counts_flipped_rows() -> None:
+    class Mix(torch.nn.Module):
+        def __init__(self, weight: torch.Tensor) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(weight)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x @ self.weight
+
+    x = torch.tensor([[3.0, 1, 0], [1, 3, 0], [0, 1, 3], [0, 3, 1]])  # argmax 0, 1, 2, 1
+    identity = capture(Mix(torch.eye(3)).eval(), (x,))
+    swap01 = capture(Mix(torch.eye(3)[[1, 0, 2]]).eval(), (x,))  # swaps classes 0 and 1
+    acc = output_accuracy(identity, swap01, [(x,)])
+    assert acc["argmax_agreement"] == 0.25  # only the row whose argmax is class 2 agrees
 
 
 @pytest.mark.parametrize("bad,match", [

@@ -128,6 +128,16 @@ def _to_device(w: Workload, device: str) -> Workload:
                     w.labels)
 
 
+def _executor(lowering: list[str]) -> dict[str, str]:
+    """The executor named in an accel report's lowering notes (short name + the note)."""
+    for note in lowering:
+        head = note.split("(", 1)[0]
+        if "executor" in head:
+            name = head.replace("executor", "").replace(":", "").split()
+            return {"executor": name[0] if name else "?", "executor_note": note}
+    return {}
+
+
 def measure(w: Workload, system_name: str, s: Settings) -> dict[str, Any]:
     """Prepare ``system_name`` on the workload and measure it; never raises."""
     row: dict[str, Any] = {"system": system_name, "status": "ok"}
@@ -153,6 +163,9 @@ def measure(w: Workload, system_name: str, s: Settings) -> dict[str, Any]:
             min_ms=min(times) * 1e3, max_ms=max(times) * 1e3, iters=len(times),
             compile_s=max(0.0, (t_prepared - t0) + first_call - median),
             peak_mem_mb=peak, mem_over_model_mb=max(0.0, peak - base), mem_method=method)
+        report = getattr(fn, "report", None)  # accel systems: the executor the target chose
+        if report is not None:
+            row.update(_executor(report.lowering))
         with torch.no_grad():
             ref = w.model(*w.inputs)
         row.update(_fidelity(out, ref))

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 COLUMNS = ["model", "system", "status", "median_ms", "iqr_ms", "speedup", "compile_s",
-           "peak_mem_mb", "mem_over_model_mb", "cosine", "max_abs", "top1"]
+           "peak_mem_mb", "mem_over_model_mb", "cosine", "max_abs", "top1", "executor"]
 """Markdown table columns (the JSON rows hold these and more)."""
 
 LOSSLESS_PRESET, FASTEST_PRESET = "accel-default", "accel-fastest"

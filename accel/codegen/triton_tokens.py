@@ -28,7 +28,7 @@ import triton.language as tl
 from accel.codegen.fusion import TOKEN_OPS
 from accel.errors import AccelValueError
 from accel.ir.graph import Node
-from accel.ir.ops.tokens import bipartite_match
+from accel.ir.ops.tokens import attentive_select, bipartite_match, prune_fuses
 
 
 @triton.jit
@@ -125,6 +125,28 @@ def _blocks(c: int) -> tuple[int, int]:
     return (16 if _interpreting() else 32), block_c
 
 
+def _size_rows(x: torch.Tensor, size: torch.Tensor | None) -> torch.Tensor:
+    """size broadcast to [B, N, 1]; without sizes, x itself (a placeholder the kernels never
+    read: HAS_SIZE is false)."""
+    return size.expand(x.shape[0], x.shape[1], 1) if size is not None else x
+
+
+def _results(op: str, x: torch.Tensor, n_out: int, out: torch.Tensor | None,
+             out_size: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (tokens, sizes) result buffers: new ones, or the caller's after a shape check
+    (the kernels write through raw pointers, so a wrong buffer would be written out of
+    bounds)."""
+    bsz, _, c = x.shape
+    want = {"out": ((bsz, n_out, c), out), "out_size": ((bsz, n_out, 1), out_size)}
+    for name, (shape, t) in want.items():
+        if t is not None and (tuple(t.shape) != shape or t.dtype != x.dtype
+                              or t.device != x.device):
+            raise AccelValueError(f"{op} kernel: {name} is {tuple(t.shape)} {t.dtype} on "
+                                  f"{t.device}, expected {shape} {x.dtype} on {x.device}")
+    return (x.new_empty((bsz, n_out, c)) if out is None else out,
+            x.new_empty((bsz, n_out, 1)) if out_size is None else out_size)
+
+
 def gather_merge_rows(x: torch.Tensor, size: torch.Tensor | None, base: torch.Tensor,
                       lo: torch.Tensor, hi: torch.Tensor, src: torch.Tensor, first_merged: int,
                       out: torch.Tensor, out_size: torch.Tensor) -> None:
@@ -136,9 +158,7 @@ def gather_merge_rows(x: torch.Tensor, size: torch.Tensor | None, base: torch.Te
     """
     bsz, _, c = x.shape
     n_out, num_src = base.shape[1], src.shape[1]
-    if size is not None:
-        size = size.expand(bsz, x.shape[1], 1)
-    sz = size if size is not None else x
+    sz = _size_rows(x, size)
     block_r, block_c = _blocks(c)
     grid = (bsz, triton.cdiv(n_out, block_r), triton.cdiv(c, block_c))
     _gather_merge_rows[grid](
@@ -175,10 +195,7 @@ def bipartite_merge(x: torch.Tensor, metric: torch.Tensor, size: torch.Tensor | 
     hi = torch.zeros(bsz, n_out, dtype=torch.int32, device=dev)
     lo[:, p + kept:] = hi_b - counts
     hi[:, p + kept:] = hi_b
-    if out is None:
-        out = x.new_empty((bsz, n_out, c))
-    if out_size is None:
-        out_size = x.new_empty((bsz, n_out, 1))
+    out, out_size = _results("bipartite_merge", x, n_out, out, out_size)
     gather_merge_rows(x, size, base.to(torch.int32).contiguous(), lo, hi,
                       src_rows.to(torch.int32).contiguous(), p + kept, out, out_size)
     return out, out_size
@@ -195,24 +212,18 @@ def attentive_prune(x: torch.Tensor, cls_attn: torch.Tensor, size: torch.Tensor 
     """
     bsz, n, c = x.shape
     p, dev = protected, x.device
-    fuse = fuse and n - p > keep
+    fuse = prune_fuses(n, keep, p, fuse)
     n_out = p + keep + (1 if fuse else 0)
-    attn = cls_attn[:, p:]
-    order = attn.argsort(dim=-1, descending=True)
-    keep_idx = order[:, :keep].sort(dim=-1).values
+    keep_idx, drop_idx = attentive_select(cls_attn, keep, p)
     base = torch.cat([torch.arange(p, device=dev).expand(bsz, p), p + keep_idx], dim=1)
     base = base.to(torch.int32).contiguous()
     zeros = torch.zeros_like(base)
-    if out is None:
-        out = x.new_empty((bsz, n_out, c))
-    if out_size is None:
-        out_size = x.new_empty((bsz, n_out, 1))
+    out, out_size = _results("attentive_prune", x, n_out, out, out_size)
     gather_merge_rows(x, size, base, zeros, zeros, base[:, :0], p + keep, out, out_size)
     if fuse:
-        drop_idx = order[:, keep:]
         rows = (p + drop_idx).to(torch.int32).contiguous()
-        w = attn.gather(1, drop_idx).contiguous()
-        sz = size.expand(bsz, n, 1) if size is not None else x
+        w = cls_attn[:, p:].gather(1, drop_idx).contiguous()
+        sz = _size_rows(x, size)
         block_r, block_c = _blocks(c)
         fused, fused_size = out[:, n_out - 1], out_size[:, n_out - 1]
         _weighted_row_sum[(bsz, triton.cdiv(c, block_c))](

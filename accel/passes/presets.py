@@ -15,5 +15,6 @@ register_preset("fast", "default,quantize{mode=int8-dynamic,act=per-tensor}",
 register_preset("fastest",
                 "default,tome{r=13,metric=tokens},quantize{mode=int8-dynamic,act=per-tensor}",
                 "lossy: default + token merging (r=13 per block, ~40% fewer FLOPs on ViT-S/16, "
-                "matched on the tokens: the least accuracy cost measured in benchmarks/tome.py; "
-                "skips models without tokens) + int8 dynamic")
+                "matched on the tokens: the least cost measured on the digits ViT in "
+                "benchmarks/tome.py, not measured on ImageNet ViTs; skips models without "
+                "tokens) + int8 dynamic")

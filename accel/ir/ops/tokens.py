@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from accel.errors import AccelValueError
 from accel.ir.ops.registry import Attr, OpDef, OpKind, register_op
 from accel.ir.types import TensorType
 
@@ -29,6 +30,11 @@ def bipartite_match(metric: torch.Tensor, r: int, protected: int = 1
     (unmerged A positions, ascending), all indexing within their set.
     """
     m = metric[:, protected:]
+    n_a = (m.shape[1] + 1) // 2
+    if not 0 <= r <= n_a:
+        raise AccelValueError(f"bipartite_merge: r={r} must be in [0, {n_a}] for "
+                              f"{metric.shape[1]} tokens with {protected} protected (the tome "
+                              f"pass clamps r; a direct caller must pass a smaller r)")
     m = m / m.norm(dim=-1, keepdim=True)
     scores = m[:, ::2] @ m[:, 1::2].transpose(-1, -2)  # [B, Na, Nb]
     best_score, best_dst = scores.max(dim=-1)  # [B, Na]
@@ -81,6 +87,19 @@ def bipartite_merge(
     return out_x, torch.cat([size[:, :p], a_s.gather(1, keep_idx), merged_s], dim=1)
 
 
+def prune_fuses(n: int, keep: int, protected: int, fuse: bool) -> bool:
+    """Whether `attentive_prune` emits a fused token: asked for, and some tokens are pruned."""
+    return fuse and n - protected > keep
+
+
+def attentive_select(cls_attn: torch.Tensor, keep: int, protected: int = 1
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """EViT's selection: (kept [B, keep] ascending, pruned [B, N - p - keep]) token positions
+    among the non-protected tokens, by descending class-token attention [B, N]."""
+    order = cls_attn[:, protected:].argsort(dim=-1, descending=True)
+    return order[:, :keep].sort(dim=-1).values, order[:, keep:]
+
+
 def attentive_prune(
     x: torch.Tensor,
     cls_attn: torch.Tensor,
@@ -99,14 +118,12 @@ def attentive_prune(
     size = _sizes(x, size)
     p = protected
     rest_x, rest_s, attn = x[:, p:], size[:, p:], cls_attn[:, p:]
-    order = attn.argsort(dim=-1, descending=True)
-    keep_idx = order[:, :keep].sort(dim=-1).values
+    keep_idx, drop_idx = attentive_select(cls_attn, keep, p)
     c = x.shape[-1]
     kept_x = rest_x.gather(1, keep_idx[..., None].expand(-1, -1, c))
     kept_s = rest_s.gather(1, keep_idx[..., None])
     parts_x, parts_s = [x[:, :p], kept_x], [size[:, :p], kept_s]
     if fuse:
-        drop_idx = order[:, keep:]
         w = attn.gather(1, drop_idx)[..., None]  # [B, Nd, 1]
         drop_x = rest_x.gather(1, drop_idx[..., None].expand(-1, -1, c))
         drop_s = rest_s.gather(1, drop_idx[..., None])
@@ -128,7 +145,7 @@ def _merge_infer(i, a):  # noqa: ANN001, ANN202
 
 
 def _prune_out_tokens(n: int, a) -> int:  # noqa: ANN001
-    return a["protected"] + a["keep"] + (1 if a["fuse"] and n - a["protected"] > a["keep"] else 0)
+    return a["protected"] + a["keep"] + int(prune_fuses(n, a["keep"], a["protected"], a["fuse"]))
 
 
 def _prune_infer(i, a):  # noqa: ANN001, ANN202
@@ -148,8 +165,7 @@ def _prune_flops(i, o, a) -> int:  # noqa: ANN001
 
 
 def _prune_ref(x, cls_attn, size=None, *, keep, protected=1, fuse=True):  # noqa: ANN001, ANN202
-    if fuse and x.shape[1] - protected <= keep:
-        fuse = False  # nothing pruned: no fused token
+    fuse = prune_fuses(x.shape[1], keep, protected, fuse)  # nothing pruned: no fused token
     return attentive_prune(x, cls_attn, size, keep=keep, protected=protected, fuse=fuse)
 
 
