@@ -7,7 +7,8 @@ Writes benchmarks/results/tome.json.
     python benchmarks/tome.py                 # everything (several minutes on 2 cores)
     python benchmarks/tome.py --quick         # digits accuracy table only
     python benchmarks/tome.py --runs 21       # timed runs per configuration (median)
-    python benchmarks/tome.py --latency-only  # keep the JSON's accuracy table, redo latency
+    python benchmarks/tome.py --latency-only  # keep the accuracy table, redo latency (the
+                                              # previous latency table moves to latency_history)
 
 Latency: torch.set_num_threads(2); each configuration is timed in `rounds` interleaved rounds
 (baseline and token-reduced alternate, so load from other processes hits both alike); the
@@ -176,10 +177,12 @@ def latency_table(name: str, model: torch.nn.Module, x: torch.Tensor, specs: lis
         base_flops, base_ms = compiled[""].graph.flops(), timed[""]["median_ms"]
         for s, c in compiled.items():
             flops = c.graph.flops()
+            executor = [n for n in c.report.lowering if "executor" in n.split("(")[0]]
             row = {"model": name, "batch": x.shape[0], "target": target,
                    "reduction": s or "none", "gflops": flops / 1e9,
                    "flops_ratio": flops / base_flops, **timed[s],
-                   "speedup": base_ms / timed[s]["median_ms"]}
+                   "speedup": base_ms / timed[s]["median_ms"],
+                   "executor": executor[0] if executor else target}
             rows.append(row)
             print(f"{target:10s} {row['reduction']:36s} {row['gflops']:8.3f} "
                   f"{row['flops_ratio']:6.3f} {row['median_ms']:9.2f} "
@@ -204,7 +207,11 @@ def main() -> None:
     torch.set_num_threads(2)
     if args.latency_only and RESULTS.exists():
         task = train_digits_vit(seed=0)  # latency only needs one model
-        result: dict = {"digits": json.loads(RESULTS.read_text())["digits"]}
+        old = json.loads(RESULTS.read_text())
+        previous = [{"note": f"run before {time.strftime('%Y-%m-%d %H:%M')}",
+                     "rows": old["latency"]}] if "latency" in old else []
+        history = old.get("latency_history", []) + previous
+        result: dict = {"digits": old["digits"], "latency_history": history}
     else:
         tasks = [train_digits_vit(seed=seed) for seed in range(args.seeds)]
         task = tasks[0]
