@@ -10,9 +10,10 @@ Writes benchmarks/results/tome.json.
     python benchmarks/tome.py --latency-only  # keep the accuracy table, redo latency (the
                                               # previous latency table moves to latency_history)
 
-Latency: torch.set_num_threads(2); each configuration is timed in `rounds` interleaved rounds
-(baseline and token-reduced alternate, so load from other processes hits both alike); the
-reported figure is the median over all runs and `spread` is (p90 - p10) / median.
+Latency: torch.set_num_threads(2); every round calls the baseline and each token-reduced model
+once, back to back, so drift of this shared machine hits them alike. `speedup` is the median
+over rounds of baseline / reduced (paired); `median_ms` and `spread` ((p90 - p10) / median) are
+per model; `speedup_of_medians` is the ratio of the medians.
 """
 
 from __future__ import annotations
@@ -47,26 +48,31 @@ def _compile(model: torch.nn.Module, x: torch.Tensor, reduction: str, target: st
     return accel.compile(model, (x,), pipeline=pipeline, target=target)
 
 
-def _time_interleaved(fns: dict[str, Callable], x: torch.Tensor, runs: int,
-                      rounds: int = 3) -> dict[str, dict[str, float]]:
-    """Per name: median ms and relative p10-p90 spread over runs, in interleaved rounds."""
+def _time_interleaved(fns: dict[str, Callable], x: torch.Tensor, runs: int
+                      ) -> dict[str, dict]:
+    """Per name: median ms, relative p10-p90 spread and the per-round times of ``runs`` rounds,
+    each round calling every function once (so drift of the machine hits all of them alike)."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
         fn(x)  # warm-up
-    per_round = [runs // rounds + (1 if i < runs % rounds else 0) for i in range(rounds)]
-    for count in per_round:
+    for _ in range(runs):
         for name, fn in fns.items():
-            for _ in range(count):
-                start = time.perf_counter()
-                fn(x)
-                times[name].append((time.perf_counter() - start) * 1e3)
+            start = time.perf_counter()
+            fn(x)
+            times[name].append((time.perf_counter() - start) * 1e3)
     out = {}
-    for name, t in times.items():
-        t.sort()
+    for name, per_round in times.items():
+        t = sorted(per_round)
         med = statistics.median(t)
         p10, p90 = t[len(t) // 10], t[(len(t) * 9) // 10 - (1 if len(t) % 10 == 0 else 0)]
-        out[name] = {"median_ms": med, "spread": (p90 - p10) / med, "runs": len(t)}
+        out[name] = {"median_ms": med, "spread": (p90 - p10) / med, "runs": len(t),
+                     "per_round_ms": per_round}
     return out
+
+
+def _paired_speedup(base: list[float], other: list[float]) -> float:
+    """Median over rounds of base / other, each pair timed back to back."""
+    return statistics.median(b / o for b, o in zip(base, other, strict=True))
 
 
 def _digits_variants() -> list[str]:
@@ -175,13 +181,16 @@ def latency_table(name: str, model: torch.nn.Module, x: torch.Tensor, specs: lis
         compiled = {s: _compile(model, x, s, target) for s in ["", *specs]}
         timed = _time_interleaved(compiled, x, runs)
         base_flops, base_ms = compiled[""].graph.flops(), timed[""]["median_ms"]
+        base_rounds = timed[""].pop("per_round_ms")
         for s, c in compiled.items():
             flops = c.graph.flops()
             executor = [n for n in c.report.lowering if "executor" in n.split("(")[0]]
+            rounds = timed[s].pop("per_round_ms", base_rounds)
             row = {"model": name, "batch": x.shape[0], "target": target,
                    "reduction": s or "none", "gflops": flops / 1e9,
                    "flops_ratio": flops / base_flops, **timed[s],
-                   "speedup": base_ms / timed[s]["median_ms"],
+                   "speedup": _paired_speedup(base_rounds, rounds),
+                   "speedup_of_medians": base_ms / timed[s]["median_ms"],
                    "executor": executor[0] if executor else target}
             rows.append(row)
             print(f"{target:10s} {row['reduction']:36s} {row['gflops']:8.3f} "
