@@ -1,5 +1,5 @@
 """ONNX lowerings of the token-reduction ops (bipartite_merge, attentive_prune) as standard
-ops: Slice, MatMul, TopK, GatherElements, ScatterElements(reduction=add), Concat, Div."""
+ops: Slice, MatMul, TopK, GatherElements, Equal (one-hot maps), Concat, Div."""
 
 from __future__ import annotations
 
@@ -61,6 +61,8 @@ def lower_bipartite_merge(b: OnnxBuilder, node: Node, inputs: list[str]) -> list
     r, p = node.attrs["r"], node.attrs["protected"]
     na = (n - p + 1) // 2
     m = _slice(b, metric, p, n)
+    if node.inputs[1].dtype != torch.float32:  # match in fp32: TopK has no bf16 kernel
+        m = b.add("Cast", [m], to=b.onnx_dtype(torch.float32))
     sq = b.add("Mul", [m, m])
     norm = b.add("Sqrt", [b.add("ReduceSum", [sq, b.const_i64([-1], "ax")], keepdims=1)])
     m = b.add("Div", [m, norm])
@@ -72,16 +74,20 @@ def lower_bipartite_merge(b: OnnxBuilder, node: Node, inputs: list[str]) -> list
     src_idx = _slice(b, order, 0, r)
     keep_idx = _sorted_indices(b, _slice(b, order, r, na), na - r)
     dst_idx = b.add("GatherElements", [best_dst, src_idx], axis=_TOKEN_AXIS)
-    # Only B tokens change: B' = (x_B s_B + scatter(x_src s_src)) / (s_B + scatter(s_src)).
+    # Only B tokens change: B' = (x_B s_B + Pᵀ (x_src s_src)) / (s_B + Pᵀ s_src), where
+    # P [B, r, Nb] is the one-hot map of each merged source to its destination. Two small
+    # MatMuls replace ScatterElements(add) over an index expanded to [B, r, C]: onnxruntime's
+    # MatMul is far better optimised, and the one-hot products are exact.
+    dtype = b.onnx_dtype(node.inputs[0].dtype)
     a_x, b_x = _slice(b, x, p, n, 2), _slice(b, x, p + 1, n, 2)
     a_s, b_s = _slice(b, size, p, n, 2), _slice(b, size, p + 1, n, 2)
     src_s = b.add("GatherElements", [a_s, src_idx], axis=_TOKEN_AXIS)
     src_x = b.add("Mul", [_gather(b, node, a_x, src_idx, r, c), src_s])
-    merged_s = b.add("ScatterElements", [b_s, dst_idx, src_s], axis=_TOKEN_AXIS,
-                     reduction="add")
-    merged_x = b.add("ScatterElements", [b.add("Mul", [b_x, b_s]),
-                                         _expand_index(b, node, dst_idx, r, c), src_x],
-                     axis=_TOKEN_AXIS, reduction="add")
+    dst_of = b.const_i64(list(range((n - p) // 2)), "dst")  # [Nb], broadcast against [B, r, 1]
+    one_hot = b.add("Cast", [b.add("Equal", [dst_idx, dst_of])], to=dtype)  # [B, r, Nb]
+    one_hot_t = b.add("Transpose", [one_hot], perm=[0, 2, 1])  # [B, Nb, r]
+    merged_s = b.add("Add", [b_s, b.add("MatMul", [one_hot_t, src_s])])
+    merged_x = b.add("Add", [b.add("Mul", [b_x, b_s]), b.add("MatMul", [one_hot_t, src_x])])
     merged_x = b.add("Div", [merged_x, merged_s])
     kept_x = _gather(b, node, a_x, keep_idx, na - r, c)
     kept_s = b.add("GatherElements", [a_s, keep_idx], axis=_TOKEN_AXIS)
