@@ -77,6 +77,7 @@ def compile(  # noqa: A001 - mirrors torch.compile
             report.accuracy = lossy_accuracy(captured, graph, records, calib_b or [args])
             report.passes = records
             report.lowering = lctx.notes
+            report.executor = getattr(executable, "name", type(executable).__name__)
             report.fallbacks = _describe_fallbacks(graph)
         return Specialization(graph, executable)
 
@@ -153,6 +154,7 @@ def compile_graph(gm: torch.fx.GraphModule, args: tuple, frozen: list[bool],
         executable = lower(graph, concrete, lctx)
         if first:
             report.passes, report.lowering = records, lctx.notes
+            report.executor = getattr(executable, "name", type(executable).__name__)
             report.fallbacks = _describe_fallbacks(graph)
         return Specialization(graph, executable)
 

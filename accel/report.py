@@ -60,6 +60,8 @@ class Report:
     """One record per pass run."""
     lowering: list[str] = field(default_factory=list)
     """Notes from lowering for the target (kernel groups, executor choice)."""
+    executor: str = ""
+    """The executor the target lowered to (``aten``, ``onnxruntime``, ``triton``)."""
     fallbacks: list[str] = field(default_factory=list)
     """Nodes run through the ATen fallback, with the reason."""
     graph_breaks: int = 0

@@ -184,14 +184,13 @@ def latency_table(name: str, model: torch.nn.Module, x: torch.Tensor, specs: lis
         base_rounds = timed[""].pop("per_round_ms")
         for s, c in compiled.items():
             flops = c.graph.flops()
-            executor = [n for n in c.report.lowering if "executor" in n.split("(")[0]]
             rounds = timed[s].pop("per_round_ms", base_rounds)
             row = {"model": name, "batch": x.shape[0], "target": target,
                    "reduction": s or "none", "gflops": flops / 1e9,
                    "flops_ratio": flops / base_flops, **timed[s],
                    "speedup": _paired_speedup(base_rounds, rounds),
                    "speedup_of_medians": base_ms / timed[s]["median_ms"],
-                   "executor": executor[0] if executor else target}
+                   "executor": c.report.executor}
             rows.append(row)
             print(f"{target:10s} {row['reduction']:36s} {row['gflops']:8.3f} "
                   f"{row['flops_ratio']:6.3f} {row['median_ms']:9.2f} "

@@ -128,16 +128,6 @@ def _to_device(w: Workload, device: str) -> Workload:
                     w.labels)
 
 
-def _executor(lowering: list[str]) -> dict[str, str]:
-    """The executor named in an accel report's lowering notes (short name + the note)."""
-    for note in lowering:
-        head = note.split("(", 1)[0]
-        if "executor" in head:
-            name = head.replace("executor", "").replace(":", "").split()
-            return {"executor": name[0] if name else "?", "executor_note": note}
-    return {}
-
-
 def measure(w: Workload, system_name: str, s: Settings) -> dict[str, Any]:
     """Prepare ``system_name`` on the workload and measure it; never raises."""
     row: dict[str, Any] = {"system": system_name, "status": "ok"}
@@ -165,7 +155,7 @@ def measure(w: Workload, system_name: str, s: Settings) -> dict[str, Any]:
             peak_mem_mb=peak, mem_over_model_mb=max(0.0, peak - base), mem_method=method)
         report = getattr(fn, "report", None)  # accel systems: the executor the target chose
         if report is not None:
-            row.update(_executor(report.lowering))
+            row["executor"] = report.executor
         with torch.no_grad():
             ref = w.model(*w.inputs)
         row.update(_fidelity(out, ref))

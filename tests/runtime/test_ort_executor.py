@@ -37,6 +37,10 @@ def test_cpu_target_executor_option(vit, executor: str, note: str) -> None:  # n
     model, inputs = vit
     compiled = accel.compile(model, inputs, target="cpu", options={"executor": executor})
     assert any(note in line for line in compiled.report.lowering), compiled.report.lowering
+    chosen = {"ort": ["onnxruntime"], "aten": ["aten"], "auto": ["onnxruntime", "aten"]}
+    assert compiled.report.executor in chosen[executor]
+    if executor == "auto":  # the measured choice names the executor the report records
+        assert f"executor: {compiled.report.executor}" in compiled.report.lowering[0]
     assert_matches_eager(compiled, model, inputs)
     other = tuple(torch.randn(3, *t.shape[1:]) for t in inputs)  # a new specialization
     assert_matches_eager(compiled, model, other)
@@ -48,6 +52,7 @@ def test_cpu_target_falls_back_to_aten_without_lowering(vit, monkeypatch) -> Non
     compiled = accel.compile(model, inputs, target="cpu")
     (line,) = compiled.report.lowering
     assert "aten executor" in line and "without ONNX lowering" in line and "gelu" in line
+    assert compiled.report.executor == "aten"
     assert_matches_eager(compiled, model, inputs)
     with pytest.raises(ExportError, match="executor 'ort' was requested.*gelu"):
         accel.compile(model, inputs, target="cpu", options={"executor": "ort"})
