@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -21,3 +21,21 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
             fn()
             times.append((time.perf_counter() - t0) * 1e3)
     return statistics.median(times)
+
+
+def interleaved_ms(fns: Mapping[str, Callable[[], object]], rounds: int,
+                   pause_s: float = 0.0) -> dict[str, list[float]]:
+    """Per name, the wall times in ms of ``rounds`` rounds that each call every function once,
+    in turn, with autograd off — so drift of a shared machine hits them all alike. With
+    ``pause_s``, sleeps that long before each call (lets another runtime's spinning worker
+    threads go idle)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    with torch.no_grad():
+        for _ in range(rounds):
+            for name, fn in fns.items():
+                if pause_s:
+                    time.sleep(pause_s)
+                t0 = time.perf_counter()
+                fn()
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return times

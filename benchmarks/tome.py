@@ -30,6 +30,7 @@ import torch
 
 import accel
 from accel.models import get_model
+from accel.timing import interleaved_ms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from digits import DEFAULT_OVERRIDES, DigitsTask, train_digits_vit  # noqa: E402
@@ -52,14 +53,9 @@ def _time_interleaved(fns: dict[str, Callable], x: torch.Tensor, runs: int
                       ) -> dict[str, dict]:
     """Per name: median ms, relative p10-p90 spread and the per-round times of ``runs`` rounds,
     each round calling every function once (so drift of the machine hits all of them alike)."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
         fn(x)  # warm-up
-    for _ in range(runs):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn(x)
-            times[name].append((time.perf_counter() - start) * 1e3)
+    times = interleaved_ms({name: (lambda fn=fn: fn(x)) for name, fn in fns.items()}, runs)
     out = {}
     for name, per_round in times.items():
         t = sorted(per_round)

@@ -20,7 +20,7 @@ from accel.errors import AccelValueError, ExportError
 from accel.ir.graph import Graph
 from accel.runtime.executor import AtenExecutor
 from accel.targets import Executable, LowerContext, register_target
-from accel.timing import median_ms
+from accel.timing import interleaved_ms, median_ms
 
 EXECUTORS = ("auto", "ort", "aten")
 TIMED_RUNS = 3
@@ -81,24 +81,12 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
     if t_aten_first > CLEAR_WIN * t_ort_first:  # no need to time aten further
         t_ort, t_aten, how = time_executor(ort_exec, inputs), t_aten_first, "aten: 1 run"
     else:
-        t_ort, t_aten = _interleaved_seconds(ort_exec, aten, inputs, TIMED_RUNS)
+        times = interleaved_ms({"ort": lambda: ort_exec.run(inputs),
+                                "aten": lambda: aten.run(inputs)}, TIMED_RUNS, SWITCH_PAUSE_S)
+        t_ort, t_aten = (statistics.median(times[k]) / 1e3 for k in ("ort", "aten"))
         how = f"interleaved, median of {TIMED_RUNS} each"
-    best, name = (ort_exec, "onnxruntime") if t_ort <= t_aten else (aten, "aten")
-    ctx.note(f"executor: {name} (measured: onnxruntime {t_ort * 1e3:.2f} ms, "
+    best = ort_exec if t_ort <= t_aten else aten
+    ctx.note(f"executor: {best.name} (measured: onnxruntime {t_ort * 1e3:.2f} ms, "
              f"{ort_exec.threads} threads; aten {t_aten * 1e3:.2f} ms; {how})")
     return best
 
-
-def _interleaved_seconds(first: Executable, second: Executable, inputs: Sequence[torch.Tensor],
-                         rounds: int) -> tuple[float, float]:
-    """Median seconds of each executor over ``rounds`` alternating calls, pausing before each
-    call so the other runtime's spinning threads are idle and drift hits both alike."""
-    times: tuple[list[float], list[float]] = ([], [])
-    with torch.no_grad():
-        for _ in range(rounds):
-            for executable, acc in zip((first, second), times, strict=True):
-                time.sleep(SWITCH_PAUSE_S)
-                t0 = time.perf_counter()
-                executable.run(inputs)
-                acc.append(time.perf_counter() - t0)
-    return statistics.median(times[0]), statistics.median(times[1])
