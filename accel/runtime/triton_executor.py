@@ -129,10 +129,9 @@ class TritonExecutor:
                 (node,) = g.nodes
                 fn = (aten_fns or {}).get(node) or bind(node.opdef.ref, node.attrs)
                 ins = tuple(slot[v] if v is not None else None for v in node.inputs)
-            elif g.kind in (GroupKind.INT8_LINEAR, GroupKind.TOKEN):
+            elif g.kind in _NODE_LAUNCHERS:  # one node on a hand-written kernel
                 (node,) = g.nodes
-                fn = (_int8_launcher(node) if g.kind is GroupKind.INT8_LINEAR
-                      else _token_launcher(g))
+                fn = _NODE_LAUNCHERS[g.kind](g)
                 ins = tuple(slot[v] if v is not None else None for v in node.inputs)
             else:
                 source, kernel = kernels[g.name]
@@ -292,8 +291,9 @@ def _attention(group: KernelGroup, src: KernelSource, kernel: object) -> Callabl
     return launch
 
 
-def _int8_launcher(node: Node) -> Callable[[list, list[torch.Tensor]], None]:
-    run = int8_linear_node_fn(node)
+def _int8_launcher(group: KernelGroup) -> Callable[[list, list[torch.Tensor]], None]:
+    """Runs an int8 linear node into its planned output."""
+    run = int8_linear_node_fn(group.nodes[0])
 
     def launch(ins: list, outs: list[torch.Tensor]) -> None:
         run(*ins, out=outs[0])
@@ -312,6 +312,8 @@ def _token_launcher(group: KernelGroup) -> Callable[[list, list[torch.Tensor]], 
     return launch
 
 
+_NODE_LAUNCHERS = {GroupKind.INT8_LINEAR: _int8_launcher, GroupKind.TOKEN: _token_launcher}
+"""Single-node groups on hand-written kernels (inputs are the node's own, None kept)."""
 _LAUNCHERS = {GroupKind.POINTWISE: _pointwise, GroupKind.REDUCTION: _reduction,
               GroupKind.MATMUL: _matmul, GroupKind.ATTENTION: _attention}
 
