@@ -106,6 +106,21 @@ def test_node_fn_rejects_other_ops() -> None:
         triton_tokens.token_node_fn(relu)
 
 
+def test_wrong_output_buffer_is_rejected_before_the_kernel_writes() -> None:
+    x, size = _inputs(2, 11, 8, torch.float32, True)
+    metric = torch.randn(2, 11, 6)
+    bad = torch.empty(2, 11, 8)  # the merge of r=3 returns 8 tokens, not 11
+    with pytest.raises(AccelValueError, match=r"bipartite_merge kernel: out is \(2, 11, 8\)"):
+        triton_tokens.bipartite_merge(x, metric, size, r=3, protected=1, out=bad)
+
+
+@pytest.mark.parametrize("r", [-1, 6])
+def test_r_outside_the_a_set_is_rejected(r: int) -> None:
+    x = torch.randn(1, 11, 8)  # 10 unprotected tokens: 5 in set A
+    with pytest.raises(AccelValueError, match=rf"bipartite_merge: r={r} must be in \[0, 5\]"):
+        tokens.bipartite_merge(x, x, r=r, protected=1)
+
+
 @pytest.mark.parametrize("pipeline,op", [("default,tome{r=2}", "bipartite_merge"),
                                          ("default,prune-tokens{keep=0.5}", "attentive_prune")])
 def test_vit_token_reduction_on_cuda_target_matches_reference(pipeline: str, op: str) -> None:
