@@ -5,7 +5,9 @@
     model = torch.compile(model, backend="accel")              # as a TorchDynamo backend
 """
 
+from accel import debug as debug
 from accel.api import compile  # noqa: A004
+from accel.api import reports as reports
 from accel.errors import (
     AccelError,
     AccelTypeError,
@@ -26,5 +28,5 @@ __version__ = "0.1.0"
 __all__ = [
     "AccelError", "AccelTypeError", "AccelValueError", "CaptureError", "CompiledModel",
     "ExportError", "Graph", "GraphError", "GuardError", "PassError", "PassRecord", "Report",
-    "compile",
+    "compile", "debug", "export_onnx", "reports",
 ]

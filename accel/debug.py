@@ -22,13 +22,13 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten
 
+from accel.backends.aten import AtenExecutor
 from accel.cli import command
 from accel.errors import GraphError
 from accel.frontend import as_module, capture, check_example_inputs
 from accel.ir.graph import Graph, Rewriter, Value
 from accel.passes import PassContext, format_pipeline, parse_pipeline, run_pipeline
 from accel.runtime.compiled import Specialization
-from accel.runtime.executor import AtenExecutor
 from accel.testing import max_errors
 
 

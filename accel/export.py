@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from accel.codegen.onnx.exporter import MIN_OPSET, check_writable, graph_to_onnx, save_model
+from accel.backends.onnx.exporter import MIN_OPSET, check_writable, graph_to_onnx, save_model
 from accel.ir.graph import Graph
 from accel.runtime import CompiledModel
 

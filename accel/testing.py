@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch.utils._pytree import tree_flatten
 
+from accel.backends.aten import AtenExecutor
 from accel.frontend import capture
 from accel.ir.graph import Graph
 from accel.passes import PassContext, parse_pipeline, run_pipeline
 from accel.report import PassRecord
-from accel.runtime.executor import AtenExecutor
 
 
 @dataclass

@@ -31,8 +31,8 @@ import onnxruntime as ort
 import torch
 
 import accel
+from accel.backends.onnx.ort import physical_cores
 from accel.models import get_model
-from accel.runtime.ort_executor import physical_cores
 from accel.timing import median_ms
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cpu_onnx.json"

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import accel  # noqa: E402
-from accel.codegen.onnx.exporter import graph_to_onnx, save_model  # noqa: E402
+from accel.backends.onnx.exporter import graph_to_onnx, save_model  # noqa: E402
 
 SENTENCES = [
     "The cat sat on the mat.", "A dog is running through the park.",

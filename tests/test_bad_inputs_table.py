@@ -130,7 +130,7 @@ def add_one(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
 
 def _cache_module():  # noqa: ANN202
     try:
-        from accel.codegen.triton import cache
+        from accel.backends.triton import cache
     except ModuleNotFoundError:
         pytest.xfail("kernel cache not yet implemented")
     return cache
@@ -198,7 +198,7 @@ def test_unwritable_onnx_path(where: str, tmp_path: Path, monkeypatch: pytest.Mo
         path.parent.mkdir()
         path.parent.chmod(0o555)
         if os.access(path.parent, os.W_OK):  # running as root: emulate a user's view
-            from accel.codegen.onnx import exporter
+            from accel.backends.onnx import exporter
 
             monkeypatch.setattr(exporter.os, "access", lambda p, mode: False)
     with pytest.raises(accel.ExportError, match=f"cannot write ONNX model to {path}"):

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import accel
+from accel.backends.onnx import exporter, registry
 from accel.cli import main
-from accel.codegen.onnx import exporter, registry
 from accel.errors import ExportError
 from accel.ir import Rewriter, TensorType
 from accel.models import get_model

@@ -2,8 +2,11 @@
 
 Dynamo hands over a torch-level fx graph whose parameters and buffers arrive as inputs.
 For inference they are frozen into constants (as TorchInductor's freezing does); the graph
-is then captured, optimized and lowered like ``accel.compile`` does. A graph that needs
-gradients runs eagerly, with a one-time warning. Graph breaks are counted in the report.
+is then captured and compiled by the same driver as ``accel.compile``
+(:mod:`accel.driver`), with the same settings: ``options`` holds ``pipeline``, ``target``,
+``calibration``, ``debug`` and ``dump``, and every other key is a target option. A graph
+that needs gradients runs eagerly, with a one-time warning. Graph breaks are counted in the
+report; ``accel.reports()`` returns the reports.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ from typing import Any
 import torch
 import torch.fx as fx
 
+from accel.driver import CompileConfig, compile_captured, make_config
 from accel.errors import AccelError
 from accel.report import Report
 
 REPORTS: list[Report] = []
-"""Reports of the graphs compiled through torch.compile, oldest first."""
+"""Reports of the graphs compiled through torch.compile, oldest first (``accel.reports()``)."""
 _warned_grad = False
+COMPILE_KEYS = ("pipeline", "target", "calibration", "debug", "dump")
+"""Keys of ``options`` that are compile settings; every other key is a target option."""
 
 
 def _is_weight(node: fx.Node, value: Any) -> bool:
@@ -51,7 +57,16 @@ def accel_backend(gm: fx.GraphModule, example_inputs: list[Any], options: dict |
         return gm.forward
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     frozen = [_is_weight(n, v) for n, v in zip(placeholders, example_inputs, strict=True)]
-    compiled = _DynamoGraph(gm, frozen, opts, index=len(REPORTS))
+    runtime = tuple(a for a, f in zip(example_inputs, frozen, strict=True)
+                    if isinstance(a, torch.Tensor) and not f)
+    settings = {k: opts.pop(k) for k in COMPILE_KEYS if k in opts}
+    name = f"dynamo graph {len(REPORTS)}"
+    config = make_config(name=name, pipeline=settings.get("pipeline", "default"),
+                         target=settings.get("target", "auto"), example_inputs=runtime,
+                         calibration=settings.get("calibration"), options=opts,
+                         debug=settings.get("debug"), dump=settings.get("dump"),
+                         strict_calibration=False)
+    compiled = _DynamoGraph(gm, frozen, config)
     compiled.report.graph_breaks = breaks
     return compiled
 
@@ -59,10 +74,10 @@ def accel_backend(gm: fx.GraphModule, example_inputs: list[Any], options: dict |
 class _DynamoGraph:
     """Compiles lazily on first call (real tensors), once per set of non-tensor arguments."""
 
-    def __init__(self, gm: fx.GraphModule, frozen: list[bool], options: dict, index: int) -> None:
-        self.gm, self.frozen, self.options = gm, frozen, options
+    def __init__(self, gm: fx.GraphModule, frozen: list[bool], config: CompileConfig) -> None:
+        self.gm, self.frozen, self.config = gm, frozen, config
         self.compiled: dict[tuple, Any] = {}
-        self.report = Report(model=f"dynamo graph {index}")
+        self.report = Report(model=config.name, pipeline=config.pipeline, target=config.target)
         REPORTS.append(self.report)
 
     @torch._dynamo.disable  # noqa: SLF001 - compile outside of Dynamo's frame evaluation
@@ -77,10 +92,20 @@ class _DynamoGraph:
         return fn(*runtime)
 
     def _compile(self, args: tuple) -> Any:
-        from accel.api import compile_graph
+        from accel.frontend.capture import capture_fx
+
+        positions = [i for i, (a, f) in enumerate(zip(args, self.frozen, strict=True))
+                     if isinstance(a, torch.Tensor) and not f]
+
+        def capture(runtime: tuple[torch.Tensor, ...]) -> Any:
+            full = list(args)
+            for i, t in zip(positions, runtime, strict=True):
+                full[i] = t
+            return capture_fx(self.gm, full, self.frozen, name="dynamo_graph")
 
         try:
-            compiled = compile_graph(self.gm, args, self.frozen, self.options, self.report)
+            compiled = compile_captured(capture, tuple(args[i] for i in positions),
+                                        self.config, self.report)
         except AccelError as e:
             warnings.warn(f"accel: could not compile a TorchDynamo graph, running it eagerly: "
                           f"{e}", stacklevel=2)

@@ -1,6 +1,7 @@
-"""Runtime: executors of compiled graphs and the ``CompiledModel`` callable."""
+"""Runtime: the one schedule every executor runs on, and the ``CompiledModel`` callable."""
 
-from accel.runtime.compiled import CompiledModel, Specialization
-from accel.runtime.executor import AtenExecutor, Schedule, Step
+from accel.runtime.compiled import CompiledModel, Executable, Specialization
+from accel.runtime.schedule import Arena, BufferPlan, Schedule, Step, Unit
 
-__all__ = ["AtenExecutor", "CompiledModel", "Schedule", "Specialization", "Step"]
+__all__ = ["Arena", "BufferPlan", "CompiledModel", "Executable", "Schedule", "Specialization",
+           "Step", "Unit"]

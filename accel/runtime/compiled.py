@@ -12,7 +12,7 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch.utils._pytree import tree_unflatten
@@ -22,14 +22,25 @@ from accel.ir.graph import Graph
 from accel.report import Report
 
 
+class Executable(Protocol):
+    """What a backend lowers a graph to: ``run(inputs) -> outputs``."""
+
+    name: str
+    """The executor's name in reports (``aten``, ``onnxruntime``, ``triton``)."""
+
+    def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Execute on ``inputs`` (tensors in graph input order)."""
+        ...
+
+
 @dataclass
 class Specialization:
     """One compiled version of the model, for one set of input shapes."""
 
     graph: Graph
     """The optimized graph."""
-    executable: Any
-    """What runs it (``run(inputs) -> outputs``)."""
+    executable: Executable
+    """What runs it."""
 
     def __post_init__(self) -> None:
         # Read the output structure once here, not on every call.

@@ -1,28 +1,25 @@
-"""Lowering targets: what runs after the pass pipeline, chosen by ``target=``.
+"""Lowering targets: which backends run the optimized graph, chosen by ``target=``.
 
-A target turns the optimized graph into an :class:`Executable` (fusion, code generation,
-executor choice) and says what it did in the report. Targets register by name; ``auto``
-picks ``cuda`` for CUDA inputs and ``cpu`` otherwise.
+A target only chooses and combines backends (:mod:`accel.backends`): ``reference`` runs
+aten; ``cpu`` measures onnxruntime against aten and keeps the faster; ``cuda`` runs the
+Triton backend (aten for what it does not fuse). It returns an
+:class:`~accel.runtime.Executable` and says what it did in the report. Targets register by
+name with the options they accept; ``auto`` picks ``cuda`` for CUDA inputs and ``cpu``
+otherwise.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any
 
 import torch
 
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph
-
-
-class Executable(Protocol):
-    """A compiled graph: ``run(inputs) -> outputs``."""
-
-    def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Execute on ``inputs`` (tensors in graph input order)."""
-        ...
+from accel.runtime import Executable
 
 
 @dataclass
@@ -30,11 +27,13 @@ class LowerContext:
     """What lowering may read, and where it reports."""
 
     options: dict[str, Any] = field(default_factory=dict)
-    """Compile options (``cudagraphs``, ``executor``...)."""
+    """Target options (``executor``, ``cudagraphs``...), checked against the target's."""
     notes: list[str] = field(default_factory=list)
     """Report lines: kernel groups, executor choice, what was left to aten."""
     example_inputs: tuple[torch.Tensor, ...] = ()
     """Inputs of this specialization (for measurement-based choices)."""
+    dump_dir: Path | None = None
+    """Where to write generated kernels (``dump=`` / ``ACCEL_DUMP``), if anywhere."""
 
     def note(self, message: str) -> None:
         """Add a line to the report's lowering section."""
@@ -42,14 +41,28 @@ class LowerContext:
 
 
 LowerFn = Callable[[Graph, LowerContext], Executable]
-_TARGETS: dict[str, tuple[LowerFn, str]] = {}
 
 
-def register_target(name: str, doc: str) -> Callable[[LowerFn], LowerFn]:
-    """Register ``lower(graph, ctx) -> Executable`` as target ``name``."""
+@dataclass(frozen=True)
+class TargetInfo:
+    """A registered target."""
+
+    name: str
+    lower: LowerFn
+    doc: str
+    options: Mapping[str, str]
+    """Option name -> one-line description."""
+
+
+_TARGETS: dict[str, TargetInfo] = {}
+
+
+def register_target(name: str, doc: str, options: Mapping[str, str] | None = None
+                    ) -> Callable[[LowerFn], LowerFn]:
+    """Register ``lower(graph, ctx) -> Executable`` as target ``name`` taking ``options``."""
 
     def deco(fn: LowerFn) -> LowerFn:
-        _TARGETS[name] = (fn, doc)
+        _TARGETS[name] = TargetInfo(name, fn, doc, dict(options or {}))
         return fn
 
     return deco
@@ -67,17 +80,27 @@ def resolve_target(name: str, example_inputs: Sequence[torch.Tensor]) -> str:
     return name
 
 
+def check_options(target: str, options: Mapping[str, Any]) -> None:
+    """Raise naming the option unless every key of ``options`` is one ``target`` takes."""
+    _load()
+    known = _TARGETS[target].options
+    for key in options:
+        if key not in known:
+            valid = ", ".join(f"{k} ({d})" for k, d in known.items()) or "none"
+            raise AccelValueError(f"target '{target}' has no option '{key}'; its options: "
+                                  f"{valid}")
+
+
 def lower(graph: Graph, target: str, ctx: LowerContext) -> Executable:
     """Lower ``graph`` for a concrete target."""
     _load()
-    fn, _ = _TARGETS[target]
-    return fn(graph, ctx)
+    return _TARGETS[target].lower(graph, ctx)
 
 
-def all_targets() -> dict[str, str]:
-    """Target names and their one-line descriptions."""
+def all_targets() -> dict[str, TargetInfo]:
+    """Every registered target by name."""
     _load()
-    return {k: doc for k, (_, doc) in _TARGETS.items()}
+    return dict(_TARGETS)
 
 
 def _load() -> None:

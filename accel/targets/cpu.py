@@ -1,10 +1,10 @@
-"""The ``cpu`` target: the fastest CPU executor accel has for the graph.
+"""The ``cpu`` target: the fastest CPU backend accel has for the graph.
 
-Executors: ``aten`` (reference, runs anything) and ``ort`` (the whole graph as one
-onnxruntime session). By default both are built and timed on the example inputs (aten is
-run first, since onnxruntime's spinning threads would slow it) and the faster one is kept;
-the choice and the timings go into the report. A graph with ops that
-have no ONNX lowering runs on aten. ``options={"executor": "ort" | "aten"}`` forces one.
+Backends: aten (reference, runs anything) and onnx (the whole graph as one onnxruntime
+session). By default both are built and timed on the example inputs, in alternation with a
+pause at each switch, and the faster one is kept; the choice and the timings go into the
+report. A graph with ops that have no ONNX lowering runs on aten.
+``options={"executor": "ort" | "aten"}`` forces one.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from collections.abc import Sequence
 
 import torch
 
-from accel.codegen.onnx.exporter import unsupported_nodes
+from accel.backends.aten import AtenExecutor
+from accel.backends.onnx.exporter import unsupported_nodes
 from accel.errors import AccelValueError, ExportError
 from accel.ir.graph import Graph
-from accel.runtime.executor import AtenExecutor
-from accel.targets import Executable, LowerContext, register_target
+from accel.runtime import Executable
+from accel.targets import LowerContext, register_target
 from accel.timing import interleaved_ms, median_ms
 
 EXECUTORS = ("auto", "ort", "aten")
@@ -38,7 +39,11 @@ def time_executor(executable: Executable, inputs: Sequence[torch.Tensor],
     return median_ms(lambda: executable.run(inputs), runs, warmup=int(warmup)) / 1e3
 
 
-@register_target("cpu", "CPU: onnxruntime or the ATen executor, whichever measures faster")
+OPTIONS = {"executor": "'auto' (measure both), 'ort' or 'aten'"}
+
+
+@register_target("cpu", "CPU: onnxruntime or the ATen executor, whichever measures faster",
+                 OPTIONS)
 def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
     """Lower for CPU inference, choosing the executor by measurement."""
     choice = ctx.options.get("executor", "auto")
@@ -58,10 +63,10 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
             raise ExportError(f"cpu target: executor 'ort' was requested but {msg}")
         ctx.note(msg)
         return aten
-    from accel.runtime.ort_executor import OrtExecutor
+    from accel.backends.onnx.ort import lower_onnxruntime
 
     try:
-        ort_exec = OrtExecutor(graph)
+        ort_exec = lower_onnxruntime(graph)
     except ExportError as e:
         if choice == "ort":
             raise

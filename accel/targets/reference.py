@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from accel.backends.aten import AtenExecutor
 from accel.ir.graph import Graph
-from accel.runtime.executor import AtenExecutor
-from accel.targets import Executable, LowerContext, register_target
+from accel.runtime import Executable
+from accel.targets import LowerContext, register_target
 
 
 @register_target("reference", "ATen reference executor, every op as its torch function")

@@ -2,10 +2,10 @@
 
 import torch
 
+from accel.backends.aten import AtenExecutor
 from accel.frontend import capture
 from accel.ir.interpreter import interpret
 from accel.models import get_model
-from accel.runtime.executor import AtenExecutor
 
 
 def test_interpret_matches_executor_and_eager_and_observes_every_output() -> None:

@@ -8,9 +8,10 @@ keep their own tables keyed by op name, so the IR knows nothing of them.
 
 from __future__ import annotations
 
+import difflib
 import enum
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,6 +194,22 @@ def get_op(name: str) -> OpDef:
         raise AccelValueError(
             f"unknown IR op '{name}'; registered ops: {', '.join(sorted(_REGISTRY))}"
         ) from None
+
+
+def check_op_names(names: Iterable[str], where: str) -> frozenset[str]:
+    """``names`` as a frozenset, after checking each is a registered op.
+
+    For tables keyed by op name (lowerings, kernel kinds, patterns): a typo fails at import
+    time with an error naming ``where`` the name was used and the closest registered ops.
+    """
+    names = frozenset(names)
+    for name in sorted(names):
+        if name not in _REGISTRY:
+            close = difflib.get_close_matches(name, list(_REGISTRY), n=3)
+            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise AccelValueError(f"{where}: unknown IR op '{name}'{hint} (registered ops are "
+                                  "listed in docs/ops.md)")
+    return names
 
 
 def all_ops() -> dict[str, OpDef]:

@@ -1,0 +1,176 @@
+"""Graph-level ONNX export: IR graph -> onnx.ModelProto, and atomic writing to disk."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+from onnx import helper, numpy_helper
+
+from accel.backends.onnx.batch import broadcast_constants, infer_batch_axes
+from accel.backends.onnx.builder import OnnxBuilder, onnx_dtype, to_numpy
+from accel.backends.onnx.registry import get_lowering
+from accel.errors import ExportError
+from accel.ir.graph import Graph, Node, Value
+
+MIN_OPSET = 17
+EXTERNAL_DATA_BYTES = 2**31 - 1 - (64 << 20)
+"""Weights beyond this many bytes go to an external data file (protobuf's 2 GB limit)."""
+
+
+def unsupported_nodes(graph: Graph) -> list[Node]:
+    """Nodes whose op has no ONNX lowering."""
+    return [n for n in graph.nodes if get_lowering(n.op) is None]
+
+
+def check_exportable(graph: Graph) -> None:
+    """Raise :class:`ExportError` naming the first node whose op has no ONNX lowering."""
+    missing = unsupported_nodes(graph)
+    if not missing:
+        return
+    n = missing[0]
+    ops = sorted({m.op for m in missing})
+    if n.op == "aten":
+        target = n.attrs.get("target")
+        what = (f"node {n.name} is an 'aten' fallback ({target}): an ATen op accel has no IR op "
+                "for, so it cannot be expressed in ONNX. Add an IR lowering for it in "
+                "accel/frontend/aten_map.py, or run the model with accel.compile instead")
+    else:
+        what = (f"node {n.name} applies op '{n.op}', which has no ONNX lowering. Add one with "
+                "@onnx_lowering in accel/backends/onnx/lowerings/, or drop the pass that "
+                "introduced it from the pipeline")
+    raise ExportError(f"cannot export graph {graph.name} to ONNX: {what} "
+                      f"({len(missing)} node(s) without lowering; ops: {', '.join(ops)})")
+
+
+def _value_info(name: str, v: Value, batch_axis: int | None) -> onnx.ValueInfoProto:
+    dims: list[int | str] = list(v.shape)
+    if batch_axis is not None:
+        dims[batch_axis] = "batch"
+    return helper.make_tensor_value_info(name, onnx_dtype(v.dtype), dims)
+
+
+def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, dynamic_batch: bool = True,
+                  input_names: list[str] | None = None,
+                  output_names: list[str] | None = None) -> onnx.ModelProto:
+    """Lower ``graph`` to a checked standard-op ONNX model (weights as initializers)."""
+    if opset < MIN_OPSET:
+        raise ExportError(f"opset {opset} is too old: accel exports opset {MIN_OPSET} or newer "
+                          "(LayerNormalization)")
+    check_exportable(graph)
+    b = OnnxBuilder(opset, dynamic_batch)
+    b.constants = dict(graph.constants)
+    repeated = broadcast_constants(graph) if dynamic_batch else []
+    axes = infer_batch_axes(graph, repeated) if dynamic_batch else {}
+    for v, ax in axes.items():
+        b.set_batch_axis(v, ax)
+    names: dict[Value, str] = {}
+    in_names = input_names or [f"input{i}" for i in range(len(graph.inputs))]
+    out_names = output_names or [f"output{i}" for i in range(len(graph.outputs))]
+    for n in (*in_names, *out_names):
+        b.reserve(n)
+    inputs = []
+    for v, name in zip(graph.inputs, in_names, strict=True):
+        names[v] = name
+        ax = b.batch_axis(v)
+        inputs.append(_value_info(name, v, ax))
+        if ax is not None:
+            b.set_batch_source(name, ax)
+    for v in graph.constants:
+        names[v] = b.fresh(v.name)
+    for v in repeated:  # one row, expanded to the run-time batch
+        b.current_node = v.name
+        row = b.const(graph.const(v)[:1], f"{v.name}_row")
+        names[v] = b.add("Expand", [row, b.dim_vector(v.shape, 0)])
+    for node in graph.nodes:
+        b.current_node = node.name
+        ins = [names[v] if v is not None else "" for v in node.inputs]
+        try:
+            outs = get_lowering(node.op)(b, node, ins)
+        except ExportError as e:
+            if node.name in str(e):
+                raise
+            raise ExportError(f"node {node.name} (op '{node.op}'): {e}") from e
+        except Exception as e:  # noqa: BLE001 - re-raised naming the node
+            raise ExportError(f"ONNX lowering of node {node.name} (op '{node.op}') failed: "
+                              f"{type(e).__name__}: {e}") from e
+        if len(outs) != len(node.outputs):
+            raise ExportError(f"ONNX lowering of op '{node.op}' returned {len(outs)} values for "
+                              f"node {node.name}, which has {len(node.outputs)} outputs")
+        names.update(zip(node.outputs, outs, strict=True))
+    b.current_node = "output"
+    outputs = []
+    for v, name in zip(graph.outputs, out_names, strict=True):
+        b.nodes.append(helper.make_node("Identity", [names[v]], [name], name=f"n_{name}"))
+        outputs.append(_value_info(name, v, b.batch_axis(v)))
+    used = {i for n in b.nodes for i in n.input}
+    inits = [numpy_helper.from_array(to_numpy(t), names[v])
+             for v, t in graph.constants.items() if names[v] in used and v not in repeated]
+    inits += [t for t in b.initializers if t.name in used]
+    g = helper.make_graph(b.nodes, graph.name, inputs, outputs, initializer=inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)],
+                              producer_name="accel", ir_version=8 if opset <= 17 else 9)
+    if _fits(inits):  # larger models are checked from disk by save_model
+        onnx.checker.check_model(model)
+    return model
+
+
+def _fits(inits: list[onnx.TensorProto]) -> bool:
+    return sum(len(t.raw_data) for t in inits) < EXTERNAL_DATA_BYTES
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """Raise :class:`ExportError` unless a file can be written at ``path``; returns its dir."""
+    path = Path(path)
+    directory = path.parent
+    if path.is_dir():
+        raise ExportError(f"cannot write ONNX model to {path}: it is a directory; give a file "
+                          "path such as model.onnx")
+    if not directory.is_dir():
+        raise ExportError(f"cannot write ONNX model to {path}: directory {directory} does not "
+                          "exist; create it or choose another path")
+    if not os.access(directory, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ExportError(f"cannot write ONNX model to {path}: permission denied; choose a "
+                          "writable path")
+    return directory
+
+
+def save_model(model: onnx.ModelProto, path: str | os.PathLike) -> Path:
+    """Write ``model`` atomically (temp file + os.replace); external data when over 2 GB."""
+    path = Path(path)
+    directory = check_writable(path)
+    large = not _fits(list(model.graph.initializer))
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    os.close(fd)
+    data_name = f"{path.name}.data"
+    tmp_data = directory / f".{data_name}.tmp"
+    try:
+        if large:
+            onnx.save_model(model, tmp, save_as_external_data=True, all_tensors_to_one_file=True,
+                            location=tmp_data.name, size_threshold=1024)
+            onnx.checker.check_model(tmp)
+            _relocate_external_data(tmp, tmp_data.name, data_name)
+            os.replace(tmp_data, directory / data_name)
+        else:
+            onnx.save_model(model, tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ExportError(f"cannot write ONNX model to {path}: {e}") from e
+    finally:
+        for leftover in (Path(tmp), tmp_data):
+            if leftover.exists():
+                leftover.unlink()
+    return path
+
+
+def _relocate_external_data(model_path: str, old: str, new: str) -> None:
+    """Point a saved model's external-data entries from ``old`` to ``new`` (file names)."""
+    m = onnx.load_model(model_path, load_external_data=False)
+    for t in m.graph.initializer:
+        for entry in t.external_data:
+            if entry.key == "location" and entry.value == old:
+                entry.value = new
+    with open(model_path, "wb") as f:
+        f.write(m.SerializeToString())

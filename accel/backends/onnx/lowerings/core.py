@@ -1,0 +1,299 @@
+"""ONNX lowerings of the core IR ops: pointwise, reductions and norms, nn, shape."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from accel.backends.onnx.builder import OnnxBuilder
+from accel.backends.onnx.registry import onnx_lowering
+from accel.ir.graph import Node
+
+# ---- pointwise --------------------------------------------------------------------------------
+_UNARY = {
+    "neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs",
+    "reciprocal": "Reciprocal", "sin": "Sin", "cos": "Cos", "tanh": "Tanh", "erf": "Erf",
+    "sigmoid": "Sigmoid", "hardswish": "HardSwish", "logical_not": "Not",
+}
+_BINARY = {
+    "add": "Add", "sub": "Sub", "mul": "Mul", "pow": "Pow", "maximum": "Max", "minimum": "Min",
+    "eq": "Equal", "lt": "Less", "le": "LessOrEqual", "gt": "Greater",
+    "ge": "GreaterOrEqual", "logical_and": "And", "logical_or": "Or",
+}
+_COMPARE = {"eq", "ne", "lt", "le", "gt", "ge"}
+_LOGICAL = {"logical_and", "logical_or"}
+
+
+def cast_to(b: OnnxBuilder, name: str, src: torch.dtype, dst: torch.dtype) -> str:
+    """``name`` cast to ``dst`` (no node when the dtypes already agree)."""
+    return name if src == dst else b.add("Cast", [name], to=b.onnx_dtype(dst))
+
+
+def _common_dtype(node: Node) -> torch.dtype:
+    metas = [torch.empty(v.shape, dtype=v.dtype, device="meta") for v in node.inputs if v]
+    return torch.result_type(*metas) if len(metas) == 2 else metas[0].dtype
+
+
+def _operands(b: OnnxBuilder, node: Node, inputs: list[str], dtype: torch.dtype) -> list[str]:
+    return [cast_to(b, n, v.dtype, dtype) for n, v in zip(inputs, node.inputs, strict=True)]
+
+
+def _unary(onnx_op: str):  # noqa: ANN202
+    def lower(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+        return [b.add(onnx_op, inputs)]
+    return lower
+
+
+def _binary(op: str, onnx_op: str):  # noqa: ANN202
+    def lower(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+        if op in _LOGICAL:
+            dtype = torch.bool
+        elif op in _COMPARE:
+            dtype = _common_dtype(node)
+        else:
+            dtype = node.outputs[0].dtype
+        return [b.add(onnx_op, _operands(b, node, inputs, dtype))]
+    return lower
+
+
+for _op, _onnx in _UNARY.items():
+    onnx_lowering(_op)(_unary(_onnx))
+for _op, _onnx in _BINARY.items():
+    onnx_lowering(_op)(_binary(_op, _onnx))
+
+
+@onnx_lowering("ne")
+def lower_ne(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """a != b as Not(Equal)."""
+    return [b.add("Not", [b.add("Equal", _operands(b, node, inputs, _common_dtype(node)))])]
+
+
+@onnx_lowering("relu")
+def lower_relu(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Relu; Max(x, 0) for integers (onnxruntime's CPU Relu has no integer kernels)."""
+    dt = node.inputs[0].dtype
+    if dt.is_floating_point:
+        return [b.add("Relu", inputs)]
+    return [b.add("Max", [inputs[0], b.scalar(0, dt, "zero")])]
+
+
+@onnx_lowering("floor")
+def lower_floor(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Floor; the identity on integers (ONNX Floor is float-only)."""
+    if node.inputs[0].dtype.is_floating_point:
+        return [b.add("Floor", inputs)]
+    return [b.add("Identity", inputs)]
+
+
+@onnx_lowering("rsqrt")
+def lower_rsqrt(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """1/sqrt(x)."""
+    return [b.add("Reciprocal", [b.add("Sqrt", inputs)])]
+
+
+@onnx_lowering("silu")
+def lower_silu(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """x * sigmoid(x)."""
+    return [b.add("Mul", [inputs[0], b.add("Sigmoid", inputs)])]
+
+
+@onnx_lowering("hardsigmoid")
+def lower_hardsigmoid(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """relu6(x + 3) / 6 (torch's slope, not ONNX's default 0.2)."""
+    return [b.add("HardSigmoid", inputs, alpha=1.0 / 6.0, beta=0.5)]
+
+
+@onnx_lowering("div")
+def lower_div(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """True, truncating or flooring division."""
+    out_dtype = node.outputs[0].dtype
+    mode = node.attrs["rounding_mode"]
+    if mode is None or out_dtype.is_floating_point:
+        q = b.add("Div", _operands(b, node, inputs, out_dtype))
+        if mode == "floor":
+            q = b.add("Floor", [q])
+        elif mode == "trunc":
+            q = b.add("Mul", [b.add("Sign", [q]), b.add("Floor", [b.add("Abs", [q])])])
+        return [q]
+    if mode == "trunc":  # integer Div truncates toward zero
+        return [b.add("Div", _operands(b, node, inputs, out_dtype))]
+    q = b.add("Floor", [b.add("Div", _operands(b, node, inputs, torch.float64))])
+    return [b.add("Cast", [q], to=b.onnx_dtype(out_dtype))]
+
+
+@onnx_lowering("gelu")
+def lower_gelu(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Exact (erf) or tanh-approximated GELU, in the form onnxruntime fuses into one kernel."""
+    x, dt = inputs[0], node.inputs[0].dtype
+    half = b.scalar(0.5, dt, "half")
+    one = b.scalar(1.0, dt, "one")
+    if node.attrs["approximate"] == "tanh":
+        cube = b.add("Mul", [b.add("Mul", [x, x]), x])
+        inner = b.add("Add", [x, b.add("Mul", [cube, b.scalar(0.044715, dt, "c")])])
+        t = b.add("Tanh", [b.add("Mul", [inner, b.scalar(math.sqrt(2 / math.pi), dt, "c")])])
+        return [b.add("Mul", [b.add("Mul", [x, half]), b.add("Add", [t, one])])]
+    t = b.add("Erf", [b.add("Div", [x, b.scalar(math.sqrt(2), dt, "sqrt2")])])
+    return [b.add("Mul", [b.add("Mul", [x, b.add("Add", [t, one])]), half])]
+
+
+@onnx_lowering("clamp")
+def lower_clamp(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Clip with optional bounds."""
+    dt = node.inputs[0].dtype
+    lo, hi = node.attrs["min"], node.attrs["max"]
+    bounds = ["" if v is None else b.scalar(v, dt, "bound") for v in (lo, hi)]
+    return [b.add("Clip", [inputs[0], *bounds])]
+
+
+@onnx_lowering("leaky_relu")
+def lower_leaky_relu(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """LeakyRelu."""
+    return [b.add("LeakyRelu", inputs, alpha=float(node.attrs["negative_slope"]))]
+
+
+@onnx_lowering("cast")
+def lower_cast(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Cast."""
+    return [b.add("Cast", inputs, to=b.onnx_dtype(node.attrs["dtype"]))]
+
+
+@onnx_lowering("where")
+def lower_where(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Where, with a boolean condition and operands of the output dtype."""
+    cond = cast_to(b, inputs[0], node.inputs[0].dtype, torch.bool)
+    dt = node.outputs[0].dtype
+    a, c = (cast_to(b, n, v.dtype, dt) for n, v in zip(inputs[1:], node.inputs[1:], strict=True))
+    return [b.add("Where", [cond, a, c])]
+
+
+# ---- reductions and norms ----------------------------------------------------------------------
+def reduce(b: OnnxBuilder, onnx_op: str, x: str, axes: list[int], keepdims: bool) -> str:
+    """A Reduce* node over ``axes`` (all dims when empty), for any opset >= 13."""
+    keep = int(keepdims)
+    if not axes:
+        return b.add(onnx_op, [x], keepdims=keep)
+    if onnx_op == "ReduceSum" or b.opset >= 18:
+        return b.add(onnx_op, [x, b.const_i64(axes, "axes")], keepdims=keep)
+    return b.add(onnx_op, [x], axes=list(axes), keepdims=keep)
+
+
+def _dims(node: Node) -> list[int]:
+    rank = node.inputs[0].type.rank
+    return [d % rank for d in node.attrs["dims"]] if rank else []
+
+
+def _reduction(onnx_op: str):  # noqa: ANN202
+    def lower(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+        x = inputs[0]
+        dtype = node.attrs.get("dtype")
+        if dtype is not None:
+            x = cast_to(b, x, node.inputs[0].dtype, dtype)
+        elif node.outputs[0].dtype != node.inputs[0].dtype:  # e.g. sum of bool -> int64
+            x = cast_to(b, x, node.inputs[0].dtype, node.outputs[0].dtype)
+        return [reduce(b, onnx_op, x, _dims(node), node.attrs["keepdim"])]
+    return lower
+
+
+for _op, _onnx in {"sum": "ReduceSum", "mean": "ReduceMean", "amax": "ReduceMax",
+                   "amin": "ReduceMin"}.items():
+    onnx_lowering(_op)(_reduction(_onnx))
+
+
+@onnx_lowering("var")
+def lower_var(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """sum((x - mean)^2) / (n - correction)."""
+    x, dims, dt = inputs[0], _dims(node), node.inputs[0].dtype
+    shape = node.inputs[0].shape
+    n = math.prod(shape[d] for d in (dims or range(len(shape))))
+    centered = b.add("Sub", [x, reduce(b, "ReduceMean", x, dims, True)])
+    ss = reduce(b, "ReduceSum", b.add("Mul", [centered, centered]), dims, node.attrs["keepdim"])
+    denom = max(n - node.attrs["correction"], 0)
+    return [b.add("Div", [ss, b.scalar(float(denom), dt, "n")])]
+
+
+@onnx_lowering("argmax")
+def lower_argmax(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """ArgMax (first occurrence, like torch)."""
+    return [b.add("ArgMax", inputs, axis=node.attrs["dim"], keepdims=int(node.attrs["keepdim"]))]
+
+
+@onnx_lowering("cumsum")
+def lower_cumsum(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """CumSum along dim."""
+    axis = b.const(np.asarray(node.attrs["dim"], dtype=np.int64), "axis")
+    x = cast_to(b, inputs[0], node.inputs[0].dtype, node.outputs[0].dtype)
+    return [b.add("CumSum", [x, axis])]
+
+
+@onnx_lowering("softmax")
+def lower_softmax(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Softmax along dim."""
+    return [b.add("Softmax", inputs, axis=node.attrs["dim"])]
+
+
+@onnx_lowering("log_softmax")
+def lower_log_softmax(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """LogSoftmax along dim."""
+    return [b.add("LogSoftmax", inputs, axis=node.attrs["dim"])]
+
+
+def _ones(b: OnnxBuilder, shape: tuple[int, ...], dt: torch.dtype, value: float) -> str:
+    return b.const(torch.full(shape, value, dtype=dt), "ones" if value else "zeros")
+
+
+@onnx_lowering("layer_norm")
+def lower_layer_norm(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """LayerNormalization (opset 17) over the trailing normalized_shape dims."""
+    norm = tuple(node.attrs["normalized_shape"])
+    dt = node.inputs[0].dtype
+    scale = inputs[1] if len(inputs) > 1 and inputs[1] else _ones(b, norm, dt, 1.0)
+    bias = inputs[2] if len(inputs) > 2 and inputs[2] else ""
+    return [b.add("LayerNormalization", [inputs[0], scale, bias] if bias else [inputs[0], scale],
+                  axis=-len(norm), epsilon=float(node.attrs["eps"]))]
+
+
+@onnx_lowering("rms_norm")
+def lower_rms_norm(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """x / sqrt(mean(x^2) + eps) * weight."""
+    x, dt = inputs[0], node.inputs[0].dtype
+    k = len(node.attrs["normalized_shape"])
+    rank = node.inputs[0].type.rank
+    eps = node.attrs["eps"]
+    eps = torch.finfo(dt).eps if eps is None else eps
+    ms = reduce(b, "ReduceMean", b.add("Mul", [x, x]), list(range(rank - k, rank)), True)
+    rms = b.add("Sqrt", [b.add("Add", [ms, b.scalar(eps, dt, "eps")])])
+    y = b.add("Mul", [x, b.add("Reciprocal", [rms])])
+    if len(inputs) > 1 and inputs[1]:
+        y = b.add("Mul", [y, inputs[1]])
+    return [y]
+
+
+@onnx_lowering("group_norm")
+def lower_group_norm(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Normalize per (sample, group) via a (N, G, -1) view, then per-channel affine."""
+    x, xv, dt = inputs[0], node.inputs[0], node.inputs[0].dtype
+    g, eps = node.attrs["groups"], node.attrs["eps"]
+    grouped = b.add("Reshape", [x, b.const_i64([0, g, -1], "shape")])
+    mean = reduce(b, "ReduceMean", grouped, [2], True)
+    centered = b.add("Sub", [grouped, mean])
+    var = reduce(b, "ReduceMean", b.add("Mul", [centered, centered]), [2], True)
+    inv = b.add("Reciprocal", [b.add("Sqrt", [b.add("Add", [var, b.scalar(eps, dt, "eps")])])])
+    y = b.add("Reshape", [b.add("Mul", [centered, inv]), b.shape_of(x)])
+    per_channel = b.const_i64([xv.shape[1]] + [1] * (xv.type.rank - 2), "shape")
+    if len(inputs) > 1 and inputs[1]:
+        y = b.add("Mul", [y, b.add("Reshape", [inputs[1], per_channel])])
+    if len(inputs) > 2 and inputs[2]:
+        y = b.add("Add", [y, b.add("Reshape", [inputs[2], per_channel])])
+    return [y]
+
+
+@onnx_lowering("batch_norm")
+def lower_batch_norm(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """BatchNormalization with running statistics."""
+    c, dt = node.inputs[0].shape[1], node.inputs[0].dtype
+    scale = inputs[3] if len(inputs) > 3 and inputs[3] else _ones(b, (c,), dt, 1.0)
+    bias = inputs[4] if len(inputs) > 4 and inputs[4] else _ones(b, (c,), dt, 0.0)
+    return [b.add("BatchNormalization", [inputs[0], scale, bias, inputs[1], inputs[2]],
+                  epsilon=float(node.attrs["eps"]))]

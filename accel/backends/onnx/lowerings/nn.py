@@ -1,0 +1,136 @@
+"""ONNX lowerings of the compute ops: linear, matmul, conv, attention, pools, embedding."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from accel.backends.onnx.builder import OnnxBuilder
+from accel.backends.onnx.registry import onnx_lowering
+from accel.errors import ExportError
+from accel.ir.graph import Node
+
+
+def _transposed_weight(b: OnnxBuilder, node: Node, name: str) -> str:
+    """weight.T: a pre-transposed initializer when constant, else a Transpose node."""
+    w = b.constant(node.inputs[1])
+    if w is not None:
+        return b.const(w.t().contiguous(), f"{node.name}_weight_t")
+    return b.add("Transpose", [name], perm=[1, 0])
+
+
+@onnx_lowering("linear")
+def lower_linear(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Gemm for float inputs (higher ranks flattened to 2-d and back, so the bias add stays
+    fused in the Gemm), MatMul(+Add) for integers (onnxruntime has no integer Gemm)."""
+    x, w = inputs[0], inputs[1]
+    bias = inputs[2] if len(inputs) > 2 and inputs[2] else ""
+    x_val, out = node.inputs[0], node.outputs[0]
+    if x_val.dtype.is_floating_point:
+        if x_val.type.rank == 2:
+            return [b.add("Gemm", [x, w, bias] if bias else [x, w], transB=1)]
+        if x_val.type.rank > 2:
+            flat = b.add("Reshape", [x, b.const_i64([-1, x_val.shape[-1]], "flat")])
+            y = b.add("Gemm", [flat, w, bias] if bias else [flat, w], transB=1)
+            shape = list(out.shape)
+            axis = b.batch_axis(out)
+            if axis is not None:
+                shape[axis] = -1
+            return [b.add("Reshape", [y, b.const_i64(shape, "unflat")])]
+    y = b.add("MatMul", [x, _transposed_weight(b, node, w)])
+    return [b.add("Add", [y, bias]) if bias else y]
+
+
+@onnx_lowering("matmul")
+def lower_matmul(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """MatMul (numpy broadcasting semantics, like torch.matmul)."""
+    return [b.add("MatMul", inputs)]
+
+
+@onnx_lowering("conv")
+def lower_conv(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Conv with symmetric padding."""
+    a = node.attrs
+    pads = list(a["padding"])
+    return [b.add("Conv", [i for i in inputs if i], strides=list(a["stride"]),
+                  pads=pads + pads, dilations=list(a["dilation"]), group=a["groups"],
+                  kernel_shape=list(node.inputs[1].shape[2:]))]
+
+
+@onnx_lowering("attention")
+def lower_attention(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """softmax(q * scale @ k^T + bias [+ causal mask]) @ v from standard ops."""
+    q, k, v = inputs[:3]
+    qt, kt = node.inputs[0], node.inputs[1]
+    dt = qt.dtype
+    scale = node.attrs["scale"]
+    scale = 1.0 / math.sqrt(qt.shape[-1]) if scale is None else scale
+    rank = kt.type.rank
+    perm = list(range(rank - 2)) + [rank - 1, rank - 2]
+    k_t = b.add("Transpose", [k], perm=perm)
+    scores = b.add("MatMul", [b.add("Mul", [q, b.scalar(scale, dt, "scale")]), k_t])
+    bias = inputs[3] if len(inputs) > 3 and inputs[3] else ""
+    if bias:
+        if node.inputs[3].dtype == torch.bool:
+            bias = b.add("Where", [bias, b.scalar(0.0, dt, "zero"),
+                                   b.scalar(float("-inf"), dt, "neg_inf")])
+        elif node.inputs[3].dtype != dt:
+            bias = b.add("Cast", [bias], to=b.onnx_dtype(dt))
+        scores = b.add("Add", [scores, bias])
+    if node.attrs["causal"]:
+        lq, lk = qt.shape[-2], kt.shape[-2]
+        keep = torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
+        mask = torch.zeros(lq, lk, dtype=dt).masked_fill(~keep, float("-inf"))
+        scores = b.add("Add", [scores, b.const(mask, f"{node.name}_causal_mask")])
+    probs = b.add("Softmax", [scores], axis=-1)
+    return [b.add("MatMul", [probs, v])]
+
+
+def _pool_attrs(node: Node) -> dict:
+    a = node.attrs
+    pads = list(a["padding"])
+    return {"kernel_shape": list(a["kernel"]), "strides": list(a["stride"]),
+            "pads": pads + pads, "ceil_mode": int(a["ceil_mode"])}
+
+
+@onnx_lowering("max_pool2d")
+def lower_max_pool2d(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """MaxPool."""
+    return [b.add("MaxPool", inputs, dilations=list(node.attrs["dilation"]), **_pool_attrs(node))]
+
+
+@onnx_lowering("avg_pool2d")
+def lower_avg_pool2d(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """AveragePool (a divisor override rescales the padded-count average)."""
+    a = node.attrs
+    divisor = a["divisor_override"]
+    include_pad = 1 if divisor is not None else int(a["count_include_pad"])
+    y = b.add("AveragePool", inputs, count_include_pad=include_pad, **_pool_attrs(node))
+    if divisor is not None:
+        ratio = math.prod(a["kernel"]) / divisor
+        y = b.add("Mul", [y, b.scalar(ratio, node.inputs[0].dtype, "ratio")])
+    return [y]
+
+
+@onnx_lowering("adaptive_avg_pool2d")
+def lower_adaptive_avg_pool2d(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """GlobalAveragePool for (1, 1); AveragePool when the sizes divide evenly."""
+    h, w = node.inputs[0].shape[-2:]
+    oh, ow = node.attrs["output_size"]
+    if (oh, ow) == (1, 1):
+        return [b.add("GlobalAveragePool", inputs)]
+    if h % oh or w % ow:
+        raise ExportError(
+            f"node {node.name} (adaptive_avg_pool2d): input {h}x{w} is not a multiple of the "
+            f"output {oh}x{ow}; ONNX has no adaptive pooling. Use an input size that divides "
+            "evenly or export with another input resolution."
+        )
+    kernel = [h // oh, w // ow]
+    return [b.add("AveragePool", inputs, kernel_shape=kernel, strides=kernel)]
+
+
+@onnx_lowering("embedding")
+def lower_embedding(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Gather rows of the weight (padding_idx only matters for training)."""
+    return [b.add("Gather", [inputs[0], inputs[1]], axis=0)]

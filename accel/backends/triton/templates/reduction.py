@@ -1,0 +1,162 @@
+"""Reduction kind: one program per row of the last dim, with pointwise prologue/epilogue.
+
+Covers softmax, layer_norm, rms_norm, sum and mean over the last dimension. The whole row is
+held in registers (``BLOCK`` = next power of two of the row length).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import triton
+
+from accel.backends.triton.kernel import (
+    CompiledKernel,
+    KernelGroup,
+    KernelKind,
+    KernelSource,
+    is_float,
+)
+from accel.backends.triton.partition import Claims
+from accel.backends.triton.templates import pointwise
+from accel.backends.triton.templates.expr import (
+    Emitter,
+    header,
+    kernel_name,
+    pointwise_chain,
+    reg_name,
+)
+from accel.ir.graph import Graph, Node
+
+
+def _softmax(em: Emitter, node: Node, x: str, n: int) -> list[str]:
+    return [f"xm = tl.where(mask, {x}, float('-inf'))",
+            "row_max = tl.max(xm, 0)",
+            "num = tl.where(mask, tl.exp(xm - row_max), 0.0)",
+            f"{reg_name(node.output)} = num / tl.sum(num, 0)"]
+
+
+def _layer_norm(em: Emitter, node: Node, x: str, n: int) -> list[str]:
+    out, ins, eps = reg_name(node.output), node.inputs, node.attrs["eps"]
+    lines = [f"row_mean = tl.sum(tl.where(mask, {x}, 0.0), 0) / {n}",
+             f"centered = tl.where(mask, {x} - row_mean, 0.0)",
+             f"row_var = tl.sum(centered * centered, 0) / {n}",
+             f"{out} = centered * tl.rsqrt(row_var + {eps!r})"]
+    if len(ins) > 1 and ins[1] is not None:
+        lines.append(f"{out} = {out} * {em.load(ins[1], 'cols', 'mask')}")
+    if len(ins) > 2 and ins[2] is not None:
+        lines.append(f"{out} = {out} + {em.load(ins[2], 'cols', 'mask')}")
+    return lines
+
+
+def _rms_norm(em: Emitter, node: Node, x: str, n: int) -> list[str]:
+    out, ins, eps = reg_name(node.output), node.inputs, node.attrs["eps"]
+    if eps is None:
+        eps = torch.finfo(ins[0].dtype).eps
+    lines = [f"xz = tl.where(mask, {x}, 0.0)",
+             f"{out} = xz * tl.rsqrt(tl.sum(xz * xz, 0) / {n} + {eps!r})"]
+    if len(ins) > 1 and ins[1] is not None:
+        lines.append(f"{out} = {out} * {em.load(ins[1], 'cols', 'mask')}")
+    return lines
+
+
+def _sum(em: Emitter, node: Node, x: str, n: int) -> list[str]:
+    scale = f" / {n}" if node.op == "mean" else ""
+    return [f"{reg_name(node.output)} = tl.sum(tl.where(mask, {x}, 0.0), 0){scale}"]
+
+
+ROW_OPS: dict[str, Callable[[Emitter, Node, str, int], list[str]]] = {
+    "softmax": _softmax, "layer_norm": _layer_norm, "rms_norm": _rms_norm,
+    "sum": _sum, "mean": _sum,
+}
+"""Row reductions the template emits: op -> statements computing it on register ``x``
+(a row of ``n`` elements, masked by ``mask``)."""
+_SCALAR_OUT = frozenset({"sum", "mean"})
+"""Row reductions with one value per row (no epilogue: their output shape differs)."""
+
+
+@dataclass(frozen=True)
+class ReductionLaunch:
+    """Launch facts of a row-reduction kernel."""
+
+    rows: int
+    """Programs: one per row."""
+    block: int
+    """Next power of two of the row length (the whole row is in registers)."""
+    num_warps: int
+
+
+def _fits(node: Node) -> bool:
+    x = node.inputs[0]
+    if not is_float(x) or not x.shape or x.shape[-1] > 16384 or x.shape[-1] == 0:
+        return False
+    rank, a = len(x.shape), node.attrs
+    if node.op == "softmax":
+        return a["dim"] % rank == rank - 1
+    if node.op in ("layer_norm", "rms_norm"):
+        return len(a["normalized_shape"]) == 1
+    return len(a["dims"]) == 1 and a["dims"][0] % rank == rank - 1 and a.get("dtype") is None
+
+
+def claim(claims: Claims, node: Node) -> list[Node] | None:
+    """A last-dim reduction with its pointwise prologue and (norms, softmax) epilogue."""
+    if not _fits(node):
+        return None
+    pro = claims.prologue(node, pointwise.fusible)
+    epi = [] if node.op in _SCALAR_OUT else claims.epilogue(node, pointwise.fusible)
+    return [*pro, node, *epi]
+
+
+def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[ReductionLaunch]:
+    """Triton source for a row-reduction group (prologue, reduction, epilogue)."""
+    name = kernel_name(group.name, "reduction")
+    anchor = group.anchor
+    k = group.nodes.index(anchor)
+    row_shape = anchor.inputs[0].shape
+    n = row_shape[-1]
+    rows = math.prod(row_shape[:-1])
+    args = {v: f"in{i}" for i, v in enumerate(group.inputs)}
+    args.update({v: f"out{i}" for i, v in enumerate(group.outputs)})
+    em = Emitter(args)
+    pointwise_chain(em, group.nodes[:k], row_shape, "idx", "mask")
+    x = anchor.inputs[0]
+    xreg = em.names[x] if x in em.names else em.load(x, "idx", "mask")
+    em.lines.extend(ROW_OPS[anchor.op](em, anchor, xreg, n))
+    em.names[anchor.output] = reg_name(anchor.output)
+    scalar_out = anchor.op in _SCALAR_OUT
+    pointwise_chain(em, group.nodes[k + 1:], anchor.output.shape, "idx", "mask")
+    for v in group.outputs:
+        em.store(v, "row" if scalar_out and v is anchor.output else "idx",
+                 None if scalar_out and v is anchor.output else "mask")
+    params = ", ".join([*args.values(), "BLOCK: tl.constexpr"])
+    src = (header("reduction", group.name, group.nodes, args) + f"""
+
+@triton.jit
+def {name}({params}):
+    row = tl.program_id(0)
+    cols = tl.arange(0, BLOCK)
+    mask = cols < {n}
+    idx = row * {n} + cols
+{em.body()}
+""")
+    block = triton.next_power_of_2(n)
+    num_warps = 1 if interpret else min(16, max(4, block // 512))
+    return KernelSource(name, src, ReductionLaunch(rows, block, num_warps))
+
+
+def launch(graph: Graph, group: KernelGroup, kernel: CompiledKernel | None) -> Callable:
+    """One program per row."""
+    assert kernel is not None
+    facts: ReductionLaunch = kernel.source.launch
+    fn, grid = kernel.fn, (facts.rows,)
+
+    def run(ins: list[torch.Tensor], outs: list[torch.Tensor]) -> None:
+        fn[grid](*[t.contiguous() for t in ins], *outs, BLOCK=facts.block,
+                 num_warps=facts.num_warps)
+    return run
+
+
+KIND = KernelKind("reduction", frozenset(ROW_OPS), claim, launch, emit=emit)

@@ -1,1 +1,0 @@
-"""Code generation from the optimized IR: Triton kernels (triton/) and ONNX (onnx/)."""

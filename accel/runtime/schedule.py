@@ -1,0 +1,229 @@
+"""One schedule for every executor: slots, liveness, the buffer plan and constant outputs.
+
+A backend lowers a graph to a list of :class:`Unit` s in execution order: one node (the aten
+executor) or one kernel group (the Triton executor). :class:`Schedule` numbers every value
+with a slot, computes where each slot is read for the last time (so peak memory follows
+liveness), and plans shared buffers for the outputs of units that write into preallocated
+memory. :meth:`Schedule.bind` pairs units with their step functions, once, at lowering;
+:meth:`Schedule.run` is the one execution loop every executor calls.
+
+Planned buffers are allocated once per device and thread (an :class:`Arena`), not per call:
+graph outputs and the buffers their views alias are never planned, so what a call returns is
+always fresh memory the caller owns.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from accel.ir.graph import Graph, Value
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What one step reads and writes: a node, or a kernel group of nodes."""
+
+    name: str
+    """Node or kernel-group name, for errors and profiles."""
+    inputs: tuple[Value | None, ...]
+    """Values passed to the step function, in order (``None``: an absent optional input)."""
+    outputs: tuple[Value, ...]
+    """Values the step produces, in order."""
+    into_buffers: bool = False
+    """The step writes its outputs into preallocated tensors (``fn(inputs, outputs)``)
+    instead of returning them (``fn(*inputs)``)."""
+    aliases: bool = False
+    """Its outputs may be views of its inputs (shape ops, ATen fallbacks): a planned buffer
+    read through such a view lives as long as the view."""
+
+
+def node_units(graph: Graph) -> list[Unit]:
+    """One returning unit per node, in graph order (the aten executor's schedule)."""
+    return [Unit(n.name, n.inputs, n.outputs) for n in graph.nodes]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One call of a schedule: ``slots[outs] = fn(*slots[ins])``, then clear ``release``."""
+
+    fn: Callable[..., object]
+    """Step function (attributes already bound): ``fn(*inputs) -> output(s)``, or
+    ``fn(inputs, outputs) -> None`` for a unit writing into buffers."""
+    ins: tuple[int, ...]
+    """Input slots; absent optional inputs read the schedule's always-empty slot."""
+    outs: tuple[int, ...]
+    """Output slots."""
+    release: tuple[int, ...]
+    """Slots to clear after this step (their last read)."""
+    name: str
+    """Unit name, for errors and profiles."""
+    into_buffers: bool = False
+    """Called with preallocated outputs (see :class:`Unit`)."""
+
+
+@dataclass(frozen=True)
+class BufferPlan:
+    """Shared buffers for the outputs of buffer-writing units, reused by liveness."""
+
+    buffer_of: dict[Value, int]
+    """Planned buffer of each planned value."""
+    sizes: tuple[tuple[int, torch.dtype], ...]
+    """``(numel, dtype)`` of each buffer."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of all buffers together."""
+        return sum(n * torch.empty((), dtype=d).element_size() for n, d in self.sizes)
+
+
+class Schedule:
+    """Slot assignment, liveness and buffer plan of a graph run as ``units``."""
+
+    def __init__(self, graph: Graph, units: Sequence[Unit] | None = None) -> None:
+        self.graph = graph
+        self.units: tuple[Unit, ...] = tuple(node_units(graph) if units is None else units)
+        self.slot: dict[Value, int] = {}
+        for v in (*graph.inputs, *graph.constants, *(o for u in self.units for o in u.outputs)):
+            self.slot.setdefault(v, len(self.slot))
+        self.empty_slot = len(self.slot)
+        """A slot that is always ``None`` (read for absent optional inputs)."""
+        self.num_slots = self.empty_slot + 1
+        self.input_slots = tuple(self.slot[v] for v in graph.inputs)
+        self.output_slots = tuple(self.slot[v] for v in graph.outputs)
+        self.const_outputs = frozenset(self.slot[v] for v in graph.outputs
+                                       if v in graph.constants)
+        """Output slots holding constants: returned as copies, never the weights themselves."""
+        self._initial: list = [None] * self.num_slots
+        for v, t in graph.constants.items():
+            self._initial[self.slot[v]] = t
+        self.release_after = self._liveness()
+        """Slots each unit reads (or writes) for the last time."""
+        self.plan = self._plan_buffers()
+        """The buffer plan of the outputs of units that write into buffers."""
+        self._arenas = threading.local()
+
+    def _liveness(self) -> list[tuple[int, ...]]:
+        last_use: dict[int, int] = {}
+        for i, u in enumerate(self.units):
+            for v in u.inputs:
+                if v is not None:
+                    last_use[self.slot[v]] = i
+        keep = set(self.output_slots) | {self.slot[v] for v in self.graph.constants}
+        release: list[list[int]] = [[] for _ in self.units]
+        for s, i in last_use.items():
+            if s not in keep:
+                release[i].append(s)
+        for i, u in enumerate(self.units):  # outputs nobody reads are dropped at once
+            for o in u.outputs:
+                s = self.slot[o]
+                if s not in last_use and s not in keep:
+                    release[i].append(s)
+        return [tuple(r) for r in release]
+
+    def _plan_buffers(self) -> BufferPlan:
+        # the planned values each value may alias (itself, or the buffers its views read)
+        roots: dict[Value, frozenset[Value]] = {}
+        for u in self.units:
+            if u.into_buffers:
+                for o in u.outputs:
+                    roots[o] = frozenset({o})
+            elif u.aliases:
+                src = frozenset().union(*(roots.get(v, frozenset()) for v in u.inputs if v))
+                for o in u.outputs:
+                    roots[o] = src
+        pinned = frozenset().union(*(roots.get(v, frozenset()) for v in self.graph.outputs))
+        last_use: dict[Value, int] = {}
+        for i, u in enumerate(self.units):
+            for v in u.inputs:
+                for r in roots.get(v, ()) if v is not None else ():
+                    last_use[r] = i
+        buffer_of: dict[Value, int] = {}
+        sizes: list[tuple[int, torch.dtype]] = []
+        free: list[int] = []
+        frees_at: dict[int, list[int]] = {}
+        for i, u in enumerate(self.units):
+            if u.into_buffers:
+                for v in u.outputs:
+                    if v in pinned:
+                        continue
+                    key = (v.type.numel, v.dtype)
+                    bid = next((b for b in free if sizes[b] == key), None)
+                    if bid is None:
+                        bid = len(sizes)
+                        sizes.append(key)
+                    else:
+                        free.remove(bid)
+                    buffer_of[v] = bid
+                    frees_at.setdefault(max(last_use.get(v, i), i), []).append(bid)
+            free.extend(frees_at.pop(i, []))
+        return BufferPlan(buffer_of, tuple(sizes))
+
+    def bind(self, fns: Sequence[Callable[..., object]]) -> list[Step]:
+        """The steps running each unit with its function (one per unit, in order)."""
+        if len(fns) != len(self.units):
+            raise ValueError(f"schedule of {self.graph.name}: {len(fns)} step functions for "
+                             f"{len(self.units)} units")
+        return [Step(fn, tuple(self.empty_slot if v is None else self.slot[v] for v in u.inputs),
+                     tuple(self.slot[o] for o in u.outputs), self.release_after[i], u.name,
+                     u.into_buffers)
+                for i, (u, fn) in enumerate(zip(self.units, fns, strict=True))]
+
+    def arena(self, device: torch.device) -> Arena:
+        """The planned buffers on ``device`` for the calling thread (allocated on first use)."""
+        arenas: dict[torch.device, Arena] = self._arenas.__dict__.setdefault("by_device", {})
+        arena = arenas.get(device)
+        if arena is None:
+            arena = arenas[device] = Arena(self, device)
+        return arena
+
+    def run(self, steps: Sequence[Step], inputs: Sequence[torch.Tensor],
+            arena: Arena | None = None) -> list[torch.Tensor]:
+        """Execute ``steps`` on ``inputs``; ``arena`` holds the outputs of buffer-writing
+        steps. Returns the graph's outputs."""
+        slots = self._initial.copy()
+        for s, t in zip(self.input_slots, inputs, strict=True):
+            slots[s] = t
+        for i, st in enumerate(steps):
+            args = [slots[j] for j in st.ins]
+            if st.into_buffers:
+                outs = arena.outputs(i)  # type: ignore[union-attr]
+                st.fn(args, outs)
+                for s, o in zip(st.outs, outs, strict=True):
+                    slots[s] = o
+            elif len(st.outs) == 1:
+                slots[st.outs[0]] = st.fn(*args)
+            else:
+                for s, o in zip(st.outs, st.fn(*args), strict=True):
+                    slots[s] = o
+            for s in st.release:
+                slots[s] = None
+        return [slots[s].clone() if s in self.const_outputs else slots[s]
+                for s in self.output_slots]
+
+
+class Arena:
+    """The planned buffers of a schedule on one device, and each step's output tensors."""
+
+    def __init__(self, schedule: Schedule, device: torch.device) -> None:
+        self.device = device
+        self.buffers = [torch.empty(n, dtype=d, device=device) for n, d in schedule.plan.sizes]
+        plan = schedule.plan.buffer_of
+        # per unit: a view of its planned buffer, or the (shape, dtype) of a fresh output
+        self._outs: list[tuple[torch.Tensor | tuple[tuple[int, ...], torch.dtype], ...]] = [
+            tuple(self.buffers[plan[v]][:v.type.numel].view(v.shape) if v in plan
+                  else (v.shape, v.dtype) for v in u.outputs) if u.into_buffers else ()
+            for u in schedule.units]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the buffers."""
+        return sum(b.numel() * b.element_size() for b in self.buffers)
+
+    def outputs(self, index: int) -> list[torch.Tensor]:
+        """Output tensors of unit ``index``: planned views, fresh tensors for graph outputs."""
+        return [o if isinstance(o, torch.Tensor)
+                else torch.empty(o[0], dtype=o[1], device=self.device) for o in self._outs[index]]
