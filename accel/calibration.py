@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import abc
 import math
-import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
 
+from accel import env
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Value
 from accel.ir.interpreter import interpret
@@ -133,7 +133,7 @@ class SampleObserver(Observer):
 
 def progress(iterable: Iterable, total: int | None, desc: str) -> Iterable:
     """``tqdm`` progress bar on a TTY (``ACCEL_PROGRESS=0`` disables it)."""
-    enabled = os.environ.get("ACCEL_PROGRESS", "1") != "0" and sys.stderr.isatty()
+    enabled = env.progress() and sys.stderr.isatty()
     if not enabled:
         return iterable
     from tqdm import tqdm

@@ -19,20 +19,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import accel  # noqa: E402
-from accel.backends.onnx.exporter import graph_to_onnx, save_model  # noqa: E402
+import accel
+from accel.backends.onnx.exporter import graph_to_onnx, save_model
 
 SENTENCES = [
     "The cat sat on the mat.", "A dog is running through the park.",
@@ -199,7 +195,7 @@ def vit(reps: int, tmp: str) -> None:
 
 def digits(reps: int, tmp: str) -> None:
     """Digits ViT: top-1 drops of int8 and 2:4 sparsity; CPU latency of int8."""
-    from digits import train_digits_vit
+    from accel.bench.digits import train_digits_vit
 
     task = train_digits_vit()
     batch = 256

@@ -1,4 +1,7 @@
-"""Run the accel benchmark suite: a thin wrapper over ``accel bench`` (same options).
+"""Run the accel benchmark suite and judge it against this project's targets.
+
+The same options as ``accel bench``; the run's results also get the verdicts of
+benchmarks/targets.py (in bench.json and a "targets" section of bench.md).
 
     python benchmarks/run.py --quick              # smoke run, tiny models, about a minute
     python benchmarks/run.py --list               # models and systems
@@ -17,9 +20,21 @@ from all rows every time):
     python benchmarks/run.py --models hf_resnet50
 """
 
+import argparse
 import sys
 
-from accel.cli import main
+from targets import targets
+
+from accel.bench import add_arguments, run_from_args
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``accel bench`` options, run, judge against the project's targets."""
+    parser = argparse.ArgumentParser(description="accel benchmark suite with the project's "
+                                                 "targets")
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv), verdicts=targets)
+
 
 if __name__ == "__main__":
-    sys.exit(main(["bench", *sys.argv[1:]]))
+    sys.exit(main())

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,11 +28,9 @@ from pathlib import Path
 import torch
 
 import accel
+from accel.bench.digits import DEFAULT_OVERRIDES, DigitsTask, train_digits_vit
 from accel.models import get_model
 from accel.timing import interleaved_ms
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from digits import DEFAULT_OVERRIDES, DigitsTask, train_digits_vit  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "tome.json"
 MAX_DROP = 0.5

@@ -1,7 +1,11 @@
-"""accel bench: the --quick smoke run writes JSON, markdown and a plot with the expected rows,
-columns, metadata and targets section (timings are not asserted)."""
+"""accel bench: the --quick smoke run of benchmarks/run.py writes JSON, markdown and a plot
+with the expected rows, columns, metadata and the project's targets section (timings are not
+asserted); the library itself judges nothing."""
 
+import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,13 +16,23 @@ from accel.bench.systems import SYSTEMS
 from accel.cli import main
 
 QUICK_SYSTEMS = [s.name for s in SYSTEMS.values() if s.quick]
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _project_targets():  # noqa: ANN202
+    spec = importlib.util.spec_from_file_location("project_targets", BENCHMARKS / "targets.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.targets
 
 
 @pytest.fixture(scope="module")
 def quick_results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path]:
     out = tmp_path_factory.mktemp("bench")
-    assert main(["bench", "--quick", "--out", str(out), "--fresh", "--no-progress",
-                 "--time-budget", "0.05"]) == 0
+    subprocess.run([sys.executable, str(BENCHMARKS / "run.py"), "--quick", "--out", str(out),
+                    "--fresh", "--no-progress", "--time-budget", "0.05"], check=True,
+                   cwd=BENCHMARKS.parent)
     return json.loads((out / "bench.json").read_text()), (out / "bench.md").read_text(), out
 
 
@@ -77,9 +91,16 @@ def test_targets_verdicts_from_rows() -> None:
     ]
     report.add_derived(rows)
     assert rows[3]["speedup"] == pytest.approx(100 / 18)
-    got = [(t["target"].split(":")[0], t["verdict"]) for t in report.targets(rows)]
+    got = [(t["target"].split(":")[0], t["verdict"]) for t in _project_targets()(rows)]
     assert got == [("vit_s16", "missed"), ("digits_vit", "n/a"), ("vit_s16 batch 8", "met"),
                    ("digits_vit", "met")]
+
+
+def test_the_library_judges_nothing() -> None:
+    results = {"environment": {"date": "d"}, "settings": {}, "targets": [],
+               "rows": [{"model": "m", "system": "eager", "status": "ok", "median_ms": 1.0}]}
+    md = report.markdown(results)
+    assert "| m | eager | ok |" in md and "## targets" not in md
 
 
 def test_unknown_model_is_a_clear_error(capsys: pytest.CaptureFixture) -> None:

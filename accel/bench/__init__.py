@@ -6,6 +6,8 @@
 
 Rows of earlier runs in the same ``--out`` folder are kept (a re-measured (model, system)
 replaces its old row), so the full suite can be run piecewise; ``--fresh`` starts over.
+The library measures and reports; judging the rows against targets is the caller's
+(``run_benchmark(..., verdicts=fn)``: benchmarks/run.py passes this project's targets).
 """
 
 from __future__ import annotations
@@ -13,25 +15,23 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from accel.bench.measure import Settings, build, measure, measure_isolated
-from accel.bench.report import add_derived, environment, load_rows, targets, write
-from accel.bench.suite import (
-    FULL_CASES,
-    QUICK_CASES,
-    REPO_ROOT,
-    WorkloadUnavailable,
-    get_case,
-)
+from accel.bench.report import add_derived, environment, load_rows, write
+from accel.bench.suite import FULL_CASES, QUICK_CASES, WorkloadUnavailable, get_case
 from accel.bench.systems import SYSTEMS, get_system
 from accel.cli import command
 
-__all__ = ["run_benchmark"]
+__all__ = ["Verdicts", "add_arguments", "run_benchmark", "run_from_args"]
 
-DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
+DEFAULT_OUT = Path("benchmarks") / "results"
+"""Default results folder, relative to the working directory (the repository root)."""
+Verdicts = Callable[[list[dict[str, Any]]], list[dict[str, str]]]
+"""Rows -> ``[{"target", "verdict" (met / missed / n/a), "detail"}]``."""
 QUICK_SETTINGS = dict(warmup=1, min_iters=3, max_iters=10, time_budget_s=0.5)
 FULL_SETTINGS = dict(warmup=2, min_iters=5, max_iters=50, time_budget_s=8.0)
 
@@ -56,8 +56,12 @@ def _prepare_digits(models: list[str]) -> None:
 
 
 def run_benchmark(models: list[str], systems: list[str], settings: Settings,
-                  out: Path, fresh: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Measure every (model, system) pair, write the results files, return the results."""
+                  out: Path, fresh: bool = False, progress: bool = True,
+                  verdicts: Verdicts | None = None) -> dict[str, Any]:
+    """Measure every (model, system) pair, write the results files, return the results.
+
+    ``verdicts`` judges all rows (this run's and the kept ones) against the caller's targets.
+    """
     for name in models:
         get_case(name)
     for name in systems:
@@ -96,7 +100,7 @@ def run_benchmark(models: list[str], systems: list[str], settings: Settings,
         rows = [r for r in load_rows(out) if (r["model"], r["system"]) not in measured] + rows
     add_derived(rows)
     results = {"environment": environment(settings.device), "settings": asdict(settings),
-               "rows": rows, "targets": targets(rows)}
+               "rows": rows, "targets": verdicts(rows) if verdicts else []}
     results["files"] = {k: str(v) for k, v in write(results, out).items()}
     return results
 
@@ -117,7 +121,8 @@ def _print_summary(results: dict[str, Any]) -> None:
         speed = f"{r['speedup']:.2f}x" if r.get("speedup") else "–"
         print(f"{r['model']:<18} {r['system']:<14} {r['median_ms']:>10.2f} {speed:>8} "
               f"{r['compile_s']:>9.1f} {r['peak_mem_mb']:>8.0f}  {fid}")
-    print("\ntargets:")
+    if results["targets"]:
+        print("\ntargets:")
     for t in results["targets"]:
         print(f"  [{t['verdict']}] {t['target']} ({t['detail']})")
     print("\nwrote " + ", ".join(results["files"].values()))
@@ -125,6 +130,11 @@ def _print_summary(results: dict[str, Any]) -> None:
 
 @command("bench", "benchmark models x systems (eager, inductor, onnxruntime, accel presets)")
 def _bench(args: argparse.Namespace) -> int:
+    return run_from_args(args)
+
+
+def run_from_args(args: argparse.Namespace, verdicts: Verdicts | None = None) -> int:
+    """Run the benchmark as the command line (see :func:`add_arguments`) asks."""
     cases = QUICK_CASES if args.quick else FULL_CASES
     models = _split(args.models, [c.name for c in cases])
     systems = _split(args.systems, [s.name for s in SYSTEMS.values()
@@ -144,7 +154,7 @@ def _bench(args: argparse.Namespace) -> int:
                                       if args.time_budget else {})})
     out = Path(args.out) if args.out else DEFAULT_OUT / ("quick" if args.quick else "")
     results = run_benchmark(models, systems, settings, out, fresh=args.fresh,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, verdicts=verdicts)
     _print_summary(results)
     return 0
 
@@ -156,7 +166,8 @@ def _cuda() -> bool:
 
 
 @_bench.args
-def _bench_args(p: argparse.ArgumentParser) -> None:
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command line of ``accel bench``."""
     p.add_argument("--quick", action="store_true", help="smoke run: tiny models, few iterations")
     p.add_argument("--models", help="comma-separated model names (see --list)")
     p.add_argument("--systems", help="comma-separated systems (see --list)")

@@ -6,17 +6,14 @@ a worker subprocess rebuilds exactly the model its parent named.
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from accel.errors import AccelValueError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 """The checkout holding ``benchmarks/`` (accel is installed in editable mode)."""
 
 
@@ -140,20 +137,12 @@ def _minilm(seq: int) -> Workload:
                     [encode(i) for i in range(1, len(SENTENCES))])
 
 
-def load_digits_module() -> object:
-    """``benchmarks/digits.py`` as ``benchmarks.digits`` (importable by workers too)."""
-    if str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-    try:
-        return importlib.import_module("benchmarks.digits")
-    except ImportError as e:
-        raise WorkloadUnavailable(f"benchmarks/digits.py is not available ({e})") from e
-
-
 def _digits() -> Workload:
     """The trained digits ViT (cached after the first training, about a minute on 2 cores):
     timed and scored on the whole test split in one batch."""
-    task = load_digits_module().train_digits_vit()
+    from accel.bench.digits import train_digits_vit
+
+    task = train_digits_vit()
     calib = task.calib_batches(8, 64)
     return Workload(task.model, (task.x_test,), calib, labels=task.y_test)
 
@@ -181,7 +170,7 @@ FULL_CASES: list[ModelCase] = [
     _case("hf_resnet50", "HF ResNetForImageClassification (ResNetConfig defaults = ResNet-50)",
           "convnet", lambda: _hf_vision("ResNetConfig", "ResNetForImageClassification",
                                         num_labels=1000)),
-    _case("digits_vit", "trained digits ViT (benchmarks/digits.py), 360 test images, top-1",
+    _case("digits_vit", "trained digits ViT (accel/bench/digits.py), 360 test images, top-1",
           "vit", _digits),
 ]
 """The full benchmark (run piecewise with --models; see benchmarks/run.py)."""

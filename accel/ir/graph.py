@@ -79,11 +79,6 @@ class Node:
             raise GraphError(f"node {self.name} ({self.op}) has {len(self.outputs)} outputs")
         return self.outputs[0]
 
-    def key(self) -> tuple:
-        """Structural identity: op, inputs and attributes (for CSE)."""
-        return (self.op, tuple(id(i) if i is not None else None for i in self.inputs),
-                tuple(sorted(self.attrs.items(), key=lambda kv: kv[0])))
-
     def flops(self) -> int:
         """FLOPs of one execution, from the op's cost model."""
         ins = [None if v is None else v.type for v in self.inputs]

@@ -1,7 +1,9 @@
 """Graph -> Graph passes, their registry, pipelines and presets.
 
 Every module in this package is imported on first use, so a pass registers itself by
-living here: one pass (or one family of passes) per file.
+living here: one pass (or one family of passes) per file. The infrastructure modules below
+(patterns, registry, pipelines, presets) and the helpers shared by passes
+(:mod:`accel.passes.common`) are not passes.
 """
 
 import importlib
@@ -18,7 +20,7 @@ from accel.passes.pipeline import (
 )
 from accel.passes.registry import PassContext, PassInfo, all_passes, get_pass, register_pass
 
-_INFRA = {"pattern", "pipeline", "registry", "presets"}
+_INFRA = {"common", "pattern", "pipeline", "registry", "presets"}
 for _m in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _m not in _INFRA and not _m.startswith("_"):
         importlib.import_module(f"{__name__}.{_m}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from accel.ir.graph import Graph, Node, Rewriter, Value
+from accel.passes.pattern import Pat, Var, match
 from accel.passes.registry import PassContext, register_pass
 
 
@@ -72,22 +73,23 @@ def _key(rw: Rewriter, graph: Graph, k_t: Value) -> Value:
     return rw.op("permute", k_t, dims=swap)
 
 
+def _softmax_over_last_dim(sm: Node) -> bool:
+    rank = len(sm.outputs[0].shape)
+    return rank >= 3 and sm.attrs["dim"] % rank == rank - 1
+
+
+_ATTENTION = Pat("matmul", Pat("softmax", Var("logits"), name="probs", single_use=True,
+                               where=_softmax_over_last_dim), Var("v"))
+"""``matmul(softmax(logits, dim=-1), v)``; the logits are parsed by :func:`_logits`."""
+
+
 def _match(graph: Graph, node: Node) -> tuple[Scores, Value | None, Value] | None:
     """``node`` as the final ``matmul(softmax(...), v)``: (scores, mask, v)."""
-    if node.op != "matmul":
+    m = match(_ATTENTION, node, graph)
+    if m is None or (parsed := _logits(graph, m["logits"])) is None:
         return None
-    probs, v = node.inputs
-    sm = graph.producer(probs)
-    if sm is None or sm.op != "softmax" or graph.num_uses(probs) != 1:
-        return None
-    rank = len(probs.shape)
-    if rank < 3 or sm.attrs["dim"] % rank != rank - 1:
-        return None
-    parsed = _logits(graph, sm.inputs[0])
-    if parsed is None:
-        return None
-    scores, mask = parsed
-    q, k_t = scores.q, scores.k_t
+    (scores, mask), probs, v = parsed, m["probs"], m["v"]
+    q, k_t, rank = scores.q, scores.k_t, len(probs.shape)
     if not (len(q.shape) == len(k_t.shape) == len(v.shape) == rank
             and q.shape[:-2] == k_t.shape[:-2] == v.shape[:-2] and k_t.shape[-1] == v.shape[-2]
             and q.dtype == v.dtype == probs.dtype and q.dtype.is_floating_point):

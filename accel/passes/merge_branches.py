@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from accel.ir.graph import Graph, Node, Rewriter, Value
-from accel.passes.fold_bn import bn_scale_shift
+from accel.passes.common.batchnorm import bn_scale_shift
 from accel.passes.registry import PassContext, register_pass
 
 

@@ -12,17 +12,25 @@
 A rule returns the value that replaces the matched root's output, or ``None`` to decline
 (the graph is then unchanged by that match). Rules build new nodes with ``rw.op(...)`` and
 constants with ``rw.const(...)``; dead nodes disappear when the rewrite finishes.
+
+Op names in patterns are checked against the IR op registry when the pattern is built (at
+import time of the pass module), so a typo fails loudly. Rules are indexed by their root
+op, and sweeps after the first only revisit what the last rewrite could have changed (see
+:meth:`RewriteRules.apply`).
 """
 
 from __future__ import annotations
 
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from accel.errors import AccelValueError, PassError
 from accel.ir.graph import Graph, Node, Rewriter, Value
+from accel.ir.ops import check_op_names, get_op
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,7 +74,13 @@ class Pat:
         commutative: bool = False,
         partial: bool = False,
     ) -> None:
-        object.__setattr__(self, "op", op if isinstance(op, str) else frozenset(op))
+        ops = check_op_names([op] if isinstance(op, str) else op, "Pat")
+        for key in attrs or {}:
+            for o in sorted(ops):
+                if key not in get_op(o).attrs:
+                    raise AccelValueError(f"Pat: op '{o}' has no attribute '{key}'; its "
+                                          f"attributes: {sorted(get_op(o).attrs) or 'none'}")
+        object.__setattr__(self, "op", op if isinstance(op, str) else ops)
         object.__setattr__(self, "inputs", tuple(inputs))
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "attrs", dict(attrs or {}))
@@ -74,6 +88,16 @@ class Pat:
         object.__setattr__(self, "single_use", single_use)
         object.__setattr__(self, "commutative", commutative)
         object.__setattr__(self, "partial", partial)
+
+    @property
+    def ops(self) -> frozenset[str]:
+        """The op names this pattern's root matches."""
+        return frozenset((self.op,)) if isinstance(self.op, str) else self.op
+
+    @property
+    def depth(self) -> int:
+        """How many producer hops below its root the pattern reaches (0: the root only)."""
+        return max((1 + p.depth for p in self.inputs if isinstance(p, Pat)), default=0)
 
 
 class Match:
@@ -86,6 +110,8 @@ class Match:
         """The node the pattern's root matched."""
         self.values: dict[str, Value] = {}
         self.nodes: dict[str, Node] = {}
+        self.matched: list[Node] = []
+        """Every node the pattern matched, named or not (the root first)."""
 
     def __getitem__(self, name: str) -> Value:
         return self.values[name]
@@ -104,7 +130,7 @@ class Match:
 
     def _copy(self) -> Match:
         m = Match(self.graph, self.root)
-        m.values, m.nodes = dict(self.values), dict(self.nodes)
+        m.values, m.nodes, m.matched = dict(self.values), dict(self.nodes), list(self.matched)
         return m
 
 
@@ -132,14 +158,13 @@ def _match_node(p: Pat, node: Node, g: Graph, m: Match) -> Match | None:
     if p.commutative and len(p.inputs) == 2:
         orders.append((p.inputs[1], p.inputs[0]))
     for order in orders:
-        m2 = m._copy()
-        ok = True
+        m2: Match | None = m._copy()
+        m2.matched.append(node)
         for sub, v in zip(order, node.inputs, strict=False):
             m2 = _match_value(sub, v, g, m2)
             if m2 is None:
-                ok = False
                 break
-        if ok and m2 is not None:
+        if m2 is not None:
             if p.name:
                 m2.nodes[p.name] = node
                 m2.values[p.name] = node.outputs[0]
@@ -168,50 +193,190 @@ def _match_value(p: Pat | Var | None, v: Value | None, g: Graph, m: Match) -> Ma
     return _match_node(p, producer, g, m)
 
 
-Rule = Callable[[Match, Rewriter], "Value | None"]
+RuleFn = Callable[[Match, Rewriter], "Value | None"]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One registered rule: a pattern and the function rewriting its matches."""
+
+    pattern: Pat
+    fn: RuleFn
+
+    @property
+    def name(self) -> str:
+        """The rule's name: its function's name (the key of ``counts``)."""
+        return self.fn.__name__
+
+
+@dataclass
+class SweepStats:
+    """What one sweep of :meth:`RewriteRules.apply` did."""
+
+    visited: list[str] = field(default_factory=list)
+    """Names of the nodes the rules were tried at, in graph order."""
+    attempts: int = 0
+    """Pattern matches tried (node x rule)."""
+    fired: Counter[str] = field(default_factory=Counter)
+    """Rewrites by rule name."""
+    where: dict[str, list[str]] = field(default_factory=dict)
+    """Root node names of the rewrites, by rule name."""
 
 
 class RewriteRules:
-    """A set of pattern rules applied together until nothing matches."""
+    """A set of pattern rules applied together until nothing matches.
 
-    def __init__(self, name: str) -> None:
+    Rules are indexed by the op at their root: a node is only tried against the rules whose
+    root op can match it, in registration order; the first rule that returns a value wins.
+    """
+
+    def __init__(self, name: str, *, max_sweeps: int = 32) -> None:
         self.name = name
-        self.rules: list[tuple[Pat, Rule]] = []
+        """The rule set's name (the pass name in reports and errors)."""
+        self.max_sweeps = max_sweeps
+        """Sweeps allowed before the set is declared non-converging (a PassError)."""
+        self.rules: list[Rule] = []
+        """Every rule, in registration order."""
+        self._by_op: dict[str, list[Rule]] = {}
+        self._depth = 0
 
-    def rule(self, pattern: Pat) -> Callable[[Rule], Rule]:
+    def rule(self, pattern: Pat) -> Callable[[RuleFn], RuleFn]:
         """Decorator adding ``fn(match, rewriter) -> Value | None`` for ``pattern``."""
 
-        def deco(fn: Rule) -> Rule:
-            self.rules.append((pattern, fn))
+        def deco(fn: RuleFn) -> RuleFn:
+            r = Rule(pattern, fn)
+            self.rules.append(r)
+            for op in sorted(pattern.ops):
+                self._by_op.setdefault(op, []).append(r)
+            self._depth = max(self._depth, pattern.depth)
             return fn
 
         return deco
 
-    def apply(self, graph: Graph, max_sweeps: int = 10, counts: dict[str, int] | None = None
-              ) -> Graph:
-        """Rewrite ``graph`` to a fixpoint; ``counts[rule name]`` tallies the rewrites."""
-        for _ in range(max_sweeps):
+    def rules_for(self, op: str) -> list[Rule]:
+        """The rules whose root pattern can match a node applying ``op``, in order."""
+        return self._by_op.get(op, [])
+
+    def apply(self, graph: Graph, max_sweeps: int | None = None,
+              counts: dict[str, int] | None = None, *, worklist: bool = True,
+              stats: list[SweepStats] | None = None) -> Graph:
+        """Rewrite ``graph`` to a fixpoint; ``counts[rule name]`` tallies the rewrites.
+
+        Each sweep visits the nodes in graph order; a node takes part in at most one
+        rewrite per sweep. The first sweep tries every node; with ``worklist`` (the default)
+        later sweeps only try the nodes the last rewrites could have changed: nodes created
+        or rebuilt, nodes within the deepest pattern's reach downstream of them or of a value
+        whose users changed, and nodes a conflicting rewrite made wait. This gives the same
+        result as trying every node every sweep (``worklist=False``) as long as rules decide
+        from their match: the matched nodes, the values they read and define, and those
+        values' users. ``stats``, if given, receives one :class:`SweepStats` per sweep.
+
+        Raises :class:`PassError` naming the rules still firing if the graph has not
+        converged after ``max_sweeps`` sweeps (default: the set's ``max_sweeps``).
+        """
+        limit = self.max_sweeps if max_sweeps is None else max_sweeps
+        todo: set[int] | None = None  # ids of the nodes to try; None: every node
+        last: deque[SweepStats] = deque(maxlen=2)  # for the non-convergence error
+        for _ in range(limit):
             rw = Rewriter(graph, pass_name=self.name)
-            touched: set[int] = set()
-            applied = 0
-            for node in graph.nodes:
-                if id(node) in touched:
-                    continue
-                for pattern, fn in self.rules:
-                    m = match(pattern, node, graph)
-                    if m is None or any(id(n) in touched for n in m.nodes.values()):
-                        continue
-                    new = fn(m, rw)
-                    if new is None:
-                        continue
-                    rw.replace(node.outputs[0], new)
-                    touched.add(id(node))
-                    touched.update(id(n) for n in m.nodes.values())
-                    applied += 1
-                    if counts is not None:
-                        counts[fn.__name__] = counts.get(fn.__name__, 0) + 1
-                    break
-            if not applied:
+            sweep = SweepStats()
+            revisit = self._sweep(graph, rw, todo, sweep)
+            last.append(sweep)
+            if stats is not None:
+                stats.append(sweep)
+            if not sweep.fired:
                 return graph
-            graph = rw.finish()
-        return graph
+            if counts is not None:
+                for k, v in sweep.fired.items():
+                    counts[k] = counts.get(k, 0) + v
+            new = rw.finish()
+            todo = _changed_region(graph, new, revisit, self._depth) if worklist else None
+            graph = new
+        raise PassError(self._not_converged(limit, list(last)))
+
+    def _sweep(self, graph: Graph, rw: Rewriter, todo: set[int] | None,
+               sweep: SweepStats) -> set[int]:
+        """One pass over the graph; returns the ids of the nodes to try again next sweep."""
+        taken: set[int] = set()  # nodes consumed by a rewrite in this sweep
+        waiting: set[int] = set()  # nodes skipped because of a conflicting rewrite
+        for node in graph.nodes:
+            if todo is not None and id(node) not in todo:
+                continue
+            candidates = self._by_op.get(node.op)
+            if not candidates:
+                continue
+            sweep.visited.append(node.name)
+            if id(node) in taken:
+                waiting.add(id(node))
+                continue
+            for r in candidates:
+                sweep.attempts += 1
+                m = match(r.pattern, node, graph)
+                if m is None:
+                    continue
+                if any(id(n) in taken for n in m.matched):
+                    waiting.add(id(node))
+                    continue
+                new = r.fn(m, rw)
+                if new is None or rw.resolve(new) is node.outputs[0]:
+                    continue  # declined, or "replaced" by itself
+                rw.replace(node.outputs[0], new)
+                taken.update(id(n) for n in m.matched)
+                sweep.fired[r.name] += 1
+                sweep.where.setdefault(r.name, []).append(node.name)
+                break
+        return taken | waiting
+
+    def _not_converged(self, limit: int, last: list[SweepStats]) -> str:
+        firing: Counter[str] = Counter()
+        where: dict[str, list[str]] = {}
+        for s in last:
+            firing.update(s.fired)
+            for k, names in s.where.items():
+                where.setdefault(k, []).extend(names)
+        parts = []
+        for k, n in firing.most_common():
+            nodes = list(dict.fromkeys(where[k]))
+            more = f" +{len(nodes) - 3} more" if len(nodes) > 3 else ""
+            parts.append(f"{k} (x{n}, at {', '.join(nodes[:3])}{more})")
+        return (f"rule set '{self.name}' did not converge in {limit} sweeps; rules still "
+                f"firing in the last {len(last)} sweep(s): {'; '.join(parts)}. Rules that "
+                "undo each other never converge: make one of them decline (return None) "
+                "where the other applies, or pass max_sweeps=... if the graph needs more "
+                "sweeps")
+
+
+def _changed_region(old: Graph, new: Graph, revisit: set[int], depth: int) -> set[int]:
+    """Ids of the nodes of ``new`` whose match could differ from what it was in ``old``."""
+    old_ids = {id(n) for n in old.nodes}
+    new_ids = {id(n) for n in new.nodes}
+    seeds: list[Node] = []
+    values: set[Value] = set()  # values whose users (or output uses) changed
+    for n in new.nodes:
+        if id(n) not in old_ids:
+            seeds.append(n)
+            values.update(v for v in n.inputs if v is not None)
+        elif id(n) in revisit:
+            seeds.append(n)
+    for n in old.nodes:
+        if id(n) not in new_ids:
+            values.update(v for v in n.inputs if v is not None)
+    out_old, out_new = Counter(old.outputs), Counter(new.outputs)
+    values.update(v for v in out_old.keys() | out_new.keys() if out_old[v] != out_new[v])
+    for v in values:
+        p = new.producer(v)
+        if p is not None:
+            seeds.append(p)
+        seeds.extend(new.users(v))
+    region = {id(n) for n in seeds}
+    frontier = seeds
+    for _ in range(depth):  # a pattern rooted up to `depth` hops below may see the change
+        nxt = []
+        for n in frontier:
+            for o in n.outputs:
+                for u in new.users(o):
+                    if id(u) not in region:
+                        region.add(id(u))
+                        nxt.append(u)
+        frontier = nxt
+    return region

@@ -14,20 +14,21 @@ by that attention. Training-free; the class (and distillation) tokens stay in fr
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Rewriter, Value
-from accel.passes.registry import PassContext, register_pass
-from accel.passes.vit_blocks import (
+from accel.passes.common.transformer_blocks import (
     TransformerBlock,
     count_prefix_tokens,
     find_blocks,
     reduce_tokens_after_blocks,
 )
+from accel.passes.registry import PassContext, register_pass
 
-SCHEDULES = ("evit", "pyramid")
+PruneSchedule = Literal["evit", "pyramid"]
 
 
 def default_layers(depth: int, stages: int = 3) -> list[int]:
@@ -36,13 +37,10 @@ def default_layers(depth: int, stages: int = 3) -> list[int]:
 
 
 def prune_plan(
-    patches: int, depth: int, keep: float, layers: list[int] | None, schedule: str,
+    patches: int, depth: int, keep: float, layers: list[int] | None, schedule: PruneSchedule,
     keeps: list[float] | None,
 ) -> dict[int, int]:
     """Block index -> patch tokens kept after it."""
-    if schedule not in SCHEDULES:
-        raise AccelValueError(f"pass prune-tokens: unknown schedule {schedule!r}; "
-                              f"use one of {SCHEDULES}")
     if schedule == "pyramid":
         ratios = keeps or [0.5, 0.25, 0.125]
         where = layers or default_layers(depth, len(ratios))
@@ -83,7 +81,7 @@ def prune_tokens(
     *,
     keep: float = 0.7,
     layers: list[int] | None = None,
-    schedule: str = "evit",
+    schedule: PruneSchedule = "evit",
     keeps: list[float] | None = None,
     fuse: bool = True,
     protect: int = -1,

@@ -6,162 +6,35 @@ activations at run time (``int8-dynamic``, per token or ``act=per-tensor``) or p
 from calibration (``int8-static``). Each rewritten linear's output is compared with the
 float linear on the calibration data (per-layer SQNR, worst layers in the report; a collapse warns).
 
-Also home of the helpers the other lossy linear passes share (layer selection, SQNR report).
+The helpers the lossy linear passes share (layer selection, SQNR report) live in
+:mod:`accel.passes.common.linears`.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import math
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
-from accel.calibration import (
-    HistogramObserver,
-    MinMaxObserver,
-    SampleObserver,
-    calibrate,
-    sqnr_db,
-)
-from accel.errors import AccelValueError
+from accel.calibration import HistogramObserver, MinMaxObserver
 from accel.ir.graph import Graph, Node, Rewriter, Value
-from accel.ir.ops import OpKind
 from accel.ir.ops.quant import quantize_grouped, quantize_per_channel, weight_row_sums
+from accel.passes.common.linears import (
+    SQNR_COLLAPSE_DB,
+    LayerTargets,
+    calibration_batches,
+    layer_label,
+    layer_sqnr,
+    report_layer_sqnr,
+    sample_linear_inputs,
+    select_linears,
+)
 from accel.passes.registry import PassContext, register_pass
 
 QuantMode = Literal["int8-dynamic", "int8-static", "int8-weight-only", "int4-weight-only"]
 ObserverKind = Literal["minmax", "percentile", "entropy"]
-LayerTargets = Literal["all", "mlp", "attention"]
 ActGranularity = Literal["per-token", "per-tensor"]
-
-SQNR_COLLAPSE_DB = 10.0
-"""A rewritten layer whose SQNR falls below this many dB triggers a warning."""
-
-
-# ---- shared helpers ----------------------------------------------------------------------
-def matches(node: Node, patterns: Sequence[str]) -> bool:
-    """Whether ``node``'s name, op or source module path matches a glob in ``patterns``."""
-    keys = (node.name, node.op, str(node.meta.get("source", "")))
-    return any(fnmatch.fnmatchcase(k, p) for p in patterns for k in keys if k)
-
-
-def _through_shape_ops(graph: Graph, value: Value, forward: bool, hit: Callable[[Node], bool],
-                       depth: int = 8) -> bool:
-    """Whether ``value`` reaches (forward) / comes from (backward) a node ``hit`` accepts,
-    passing only through data-movement ops."""
-    if depth == 0:
-        return False
-    if forward:
-        for u in graph.users(value):
-            if hit(u) or (u.opdef.kind is OpKind.SHAPE and any(
-                    _through_shape_ops(graph, o, True, hit, depth - 1) for o in u.outputs)):
-                return True
-        return False
-    p = graph.producer(value)
-    if p is None:
-        return False
-    if hit(p):
-        return True
-    return p.opdef.kind is OpKind.SHAPE and p.inputs[0] is not None and \
-        _through_shape_ops(graph, p.inputs[0], False, hit, depth - 1)
-
-
-def is_attention_projection(graph: Graph, node: Node) -> bool:
-    """A linear making q/k/v for attention, or projecting attention's output."""
-    attn = lambda n: n.op == "attention" or (n.op == "matmul" and n is not node)  # noqa: E731
-    return _through_shape_ops(graph, node.output, True, attn) or \
-        _through_shape_ops(graph, node.inputs[0], False, attn)
-
-
-def select_linears(graph: Graph, ctx: PassContext, exclude: Sequence[str],
-                   targets: LayerTargets = "all") -> list[Node]:
-    """Linears with constant 2-d weights (and bias), minus excluded ones; notes what it left."""
-    chosen, skipped = [], []
-    for n in graph.find("linear"):
-        w = n.inputs[1]
-        b = n.inputs[2] if len(n.inputs) > 2 else None
-        if not graph.is_const(w) or w.type.rank != 2 or (b is not None and not graph.is_const(b)):
-            continue
-        if matches(n, exclude):
-            skipped.append(n.name)
-            continue
-        if targets != "all" and is_attention_projection(graph, n) != (targets == "attention"):
-            skipped.append(n.name)
-            continue
-        chosen.append(n)
-    if skipped:
-        ctx.note(f"left {len(skipped)} linear(s) float: {_short(skipped)}")
-    return chosen
-
-
-def _short(names: Sequence[str], k: int = 6) -> str:
-    return ", ".join(names[:k]) + (f" (+{len(names) - k} more)" if len(names) > k else "")
-
-
-def calibration_batches(ctx: PassContext, pass_name: str, required: bool
-                        ) -> list[tuple[torch.Tensor, ...]]:
-    """The calibration batches, or the example inputs when calibration is optional."""
-    if ctx.calibration:
-        return list(ctx.calibration)
-    if required:
-        raise AccelValueError(f"pass '{pass_name}' needs calibration data: call "
-                              "accel.compile(..., calibration=[example inputs, ...])")
-    ctx.note("no calibration data: layer SQNR measured on the example inputs")
-    return [tuple(ctx.example_inputs)]
-
-
-def sample_linear_inputs(graph: Graph, nodes: Sequence[Node],
-                         batches: Sequence[tuple[torch.Tensor, ...]], extra: dict | None = None,
-                         ) -> dict[Value, SampleObserver]:
-    """Run calibration, keeping a sample of each chosen linear's input activations."""
-    observers: dict[Value, list] = {}
-    samples: dict[Value, SampleObserver] = {}
-    for n in nodes:
-        x = n.inputs[0]
-        if x not in samples:
-            samples[x] = SampleObserver()
-            observers[x] = [samples[x]]
-    for v, obs in (extra or {}).items():
-        observers.setdefault(v, []).extend(obs if isinstance(obs, list) else [obs])
-    if observers:
-        calibrate(graph, batches, observers)
-    return samples
-
-
-def layer_label(node: Node) -> str:
-    """``node`` name with its source module path, for reports and warnings."""
-    src = node.meta.get("source")
-    return f"{node.name} ({src})" if src else node.name
-
-
-def report_layer_sqnr(ctx: PassContext, pass_name: str, sqnr: dict[str, float],
-                      warn_below_db: float = SQNR_COLLAPSE_DB) -> None:
-    """Put per-layer SQNR in the pass record (worst layers, min, mean); warn on collapse."""
-    if not sqnr:
-        return
-    worst = sorted(sqnr.items(), key=lambda kv: kv[1])
-    finite = [v for v in sqnr.values() if math.isfinite(v)]
-    ctx.metric("min_layer_sqnr_db", worst[0][1])
-    ctx.metric("mean_layer_sqnr_db", sum(finite) / len(finite) if finite else math.inf)
-    ctx.note("worst layer SQNR: " + ", ".join(f"{k} {v:.1f} dB" for k, v in worst[:3]))
-    collapsed = [f"{k}: {v:.1f} dB" for k, v in worst if v < warn_below_db]
-    if collapsed:
-        warnings.warn(f"accel: pass '{pass_name}': output SQNR of {_short(collapsed)} fell "
-                      f"below {warn_below_db:g} dB; exclude these layers "
-                      f"({pass_name}{{exclude=[...]}}) or use a milder mode", stacklevel=2)
-
-
-def layer_sqnr(node: Node, graph: Graph, x: torch.Tensor,
-               approx: Callable[[torch.Tensor], torch.Tensor]) -> float:
-    """SQNR of ``approx(x)`` against the float linear ``node`` on input rows ``x``."""
-    w = graph.const(node.inputs[1])
-    b = graph.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
-    with torch.no_grad():
-        return sqnr_db(F.linear(x, w, b), approx(x))
 
 
 def largest_divisor(k: int, limit: int) -> int:
@@ -169,7 +42,6 @@ def largest_divisor(k: int, limit: int) -> int:
     return max(d for d in range(1, min(k, max(limit, 1)) + 1) if k % d == 0)
 
 
-# ---- the pass ----------------------------------------------------------------------------
 @register_pass("quantize", lossy=True)
 def quantize(
     graph: Graph,

@@ -5,11 +5,14 @@
         ...
 
 Options are the keyword-only parameters; their annotations give the types used to parse
-pipeline strings (``my-pass{factor=3}``). ``Literal[...]`` restricts a string option.
+pipeline strings (``my-pass{factor=3}``). ``Literal[...]`` restricts an option to fixed
+choices; those are checked on every call, from a pipeline string or from Python, so a pass
+never validates its own choices.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import typing
 from collections.abc import Callable
@@ -82,6 +85,30 @@ class OptionSpec:
         """``name: type = default``."""
         return f"{self.name}: {_type_name(self.type)} = {self.default!r}"
 
+    @property
+    def choices(self) -> tuple[Any, ...] | None:
+        """The allowed values of a ``Literal[...]`` option (``None`` allowed if Optional)."""
+        t, optional = self.type, False
+        if typing.get_origin(t) is typing.Union or "UnionType" in str(typing.get_origin(t)):
+            args = typing.get_args(t)
+            optional = type(None) in args
+            literals = [a for a in args if typing.get_origin(a) is typing.Literal]
+            if len(literals) != 1 or len(args) != len(literals) + optional:
+                return None
+            t = literals[0]
+        if typing.get_origin(t) is not typing.Literal:
+            return None
+        return typing.get_args(t) + ((None,) if optional else ())
+
+    def check_choice(self, value: Any, pass_name: str) -> None:
+        """Raise naming the pass, the option and the choices if ``value`` is not one of them."""
+        choices = self.choices
+        if choices is not None and value not in choices:
+            raise AccelValueError(
+                f"pass '{pass_name}': option {self.name}={value!r} is not a valid "
+                f"{_type_name(self.type)} (choose one of {', '.join(map(str, choices))})"
+            )
+
 
 @dataclass(frozen=True)
 class PassInfo:
@@ -98,10 +125,14 @@ _PASSES: dict[str, PassInfo] = {}
 
 
 def register_pass(name: str, *, lossy: bool = False) -> Callable[[PassFn], PassFn]:
-    """Register ``fn(graph, ctx, **options) -> Graph`` under ``name``."""
+    """Register ``fn(graph, ctx, **options) -> Graph`` under ``name``.
+
+    Returns ``fn``, wrapped to check its ``Literal[...]`` options on every call if it has any.
+    """
 
     def deco(fn: PassFn) -> PassFn:
-        if name in _PASSES and _PASSES[name].fn is not fn:
+        if name in _PASSES and getattr(_PASSES[name].fn, "__wrapped__", _PASSES[name].fn) \
+                is not fn:
             raise AccelValueError(f"a pass named '{name}' is already registered")
         hints = typing.get_type_hints(fn)
         options = {}
@@ -111,10 +142,26 @@ def register_pass(name: str, *, lossy: bool = False) -> Callable[[PassFn], PassF
                     raise AccelValueError(f"pass '{name}': option '{p.name}' needs a default")
                 options[p.name] = OptionSpec(p.name, hints.get(p.name, str), p.default)
         doc = (inspect.getdoc(fn) or "").split("\n\n")[0].replace("\n", " ")
-        _PASSES[name] = PassInfo(name, fn, options, doc, lossy)
-        return fn
+        checked = _checking_choices(fn, name, [o for o in options.values() if o.choices])
+        _PASSES[name] = PassInfo(name, checked, options, doc, lossy)
+        return checked
 
     return deco
+
+
+def _checking_choices(fn: PassFn, name: str, specs: list[OptionSpec]) -> PassFn:
+    """``fn``, checking the options in ``specs`` against their choices first."""
+    if not specs:
+        return fn
+
+    @functools.wraps(fn)
+    def checked(*args: Any, **options: Any) -> Graph:
+        for spec in specs:
+            if spec.name in options:
+                spec.check_choice(options[spec.name], name)
+        return fn(*args, **options)
+
+    return checked
 
 
 def get_pass(name: str) -> PassInfo:

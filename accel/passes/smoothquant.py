@@ -13,7 +13,7 @@ import torch
 
 from accel.calibration import MinMaxObserver, calibrate
 from accel.ir.graph import Graph, Node
-from accel.passes.quantize import calibration_batches, matches
+from accel.passes.common.linears import calibration_batches, matches
 from accel.passes.registry import PassContext, register_pass
 
 

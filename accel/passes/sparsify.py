@@ -4,8 +4,8 @@ In every group of 4 consecutive input weights of a row, the 2 with the lowest sc
 zeroed: ``|W_ij|`` (magnitude) or ``|W_ij|·‖X_j‖₂`` over the calibration inputs (Wanda). The
 pruned weight stays a dense ``linear`` weight annotated ``sparsity="2:4"``: the ``cuda``
 target runs it through ``torch.sparse.to_sparse_semi_structured`` on sm80+ GPUs with
-fp16/bf16 weights (see accel/codegen/sparse.py); every other executor multiplies the masked
-dense weight, and the lowering notes say so.
+fp16/bf16 weights (see accel/backends/triton/kernels/sparse24.py); every other executor
+multiplies the masked dense weight, and the lowering notes say so.
 The record reports density and per-layer SQNR; one-shot 2:4 of a Gaussian weight keeps
 ~89% of a layer's output energy (~9.6 dB), so the collapse warning fires below 5 dB by
 default.
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph
-from accel.passes.quantize import (
+from accel.passes.common.linears import (
     LayerTargets,
     calibration_batches,
     layer_label,

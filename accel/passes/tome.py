@@ -18,24 +18,24 @@ README's token-reduction results).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Rewriter, Value
-from accel.passes.registry import PassContext, register_pass
-from accel.passes.vit_blocks import (
+from accel.passes.common.transformer_blocks import (
     TransformerBlock,
     count_prefix_tokens,
     find_blocks,
     reduce_tokens_after_blocks,
 )
+from accel.passes.registry import PassContext, register_pass
 
-SCHEDULES = ("constant", "decreasing", "list")
-METRICS = ("keys", "tokens")
+TomeSchedule = Literal["constant", "decreasing", "list"]
+TomeMetric = Literal["keys", "tokens"]
 
 
-def tome_schedule(r: int, schedule: str, rs: list[int] | None, depth: int) -> list[int]:
+def tome_schedule(r: int, schedule: TomeSchedule, rs: list[int] | None, depth: int) -> list[int]:
     """Requested tokens merged per block (before clamping to what the token count allows)."""
-    if schedule == "constant":
-        return [r] * depth
     if schedule == "decreasing":  # linear from 2r to 0, same total as constant r
         return [round(2 * r * (depth - 1 - i) / max(depth - 1, 1)) for i in range(depth)]
     if schedule == "list":
@@ -43,7 +43,7 @@ def tome_schedule(r: int, schedule: str, rs: list[int] | None, depth: int) -> li
             raise AccelValueError(f"pass tome: schedule=list needs rs with one r per block "
                                   f"({depth} blocks), got {rs}")
         return list(rs)
-    raise AccelValueError(f"pass tome: unknown schedule {schedule!r}; use one of {SCHEDULES}")
+    return [r] * depth  # constant
 
 
 @register_pass("tome", lossy=True)
@@ -52,15 +52,13 @@ def tome(
     ctx: PassContext,
     *,
     r: int = 8,
-    schedule: str = "constant",
+    schedule: TomeSchedule = "constant",
     rs: list[int] | None = None,
     prop_attn: bool = True,
     protect: int = -1,
-    metric: str = "keys",
+    metric: TomeMetric = "keys",
 ) -> Graph:
     """Merge r tokens per transformer block by bipartite soft matching (protect=-1: auto)."""
-    if metric not in METRICS:
-        raise AccelValueError(f"pass tome: unknown metric {metric!r}; use one of {METRICS}")
     blocks = find_blocks(graph)
     if not blocks:
         ctx.skip("no transformer blocks (attention -> proj -> residual -> MLP) found")

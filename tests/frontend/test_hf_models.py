@@ -13,7 +13,6 @@ import torch
 from torch.utils._pytree import tree_flatten
 
 import accel
-from accel.frontend import dynamo
 from accel.models import get_model
 from accel.testing import max_errors
 
@@ -155,14 +154,14 @@ def test_accel_compile_matches_eager_without_fallbacks(name: str) -> None:
 def test_torch_compile_backend_matches_eager_without_fallbacks(name: str) -> None:
     model, inputs = _load(name)
     torch._dynamo.reset()
-    start = len(dynamo.REPORTS)
+    start = len(accel.reports())
     compiled = torch.compile(model, backend="accel")
     with torch.no_grad():
         ref, out = model(*inputs), compiled(*inputs)
     _assert_same_structure(ref, out)
     abs_err, _ = max_errors(ref, out)
     assert abs_err <= 1e-4 * max(1.0, _scale(ref))
-    reports = dynamo.REPORTS[start:]
+    reports = accel.reports()[start:]
     assert reports, "accel backend was not called"
     for r in reports:
         assert r.fallbacks == [] and r.eager_fallbacks == [], r

@@ -81,6 +81,17 @@ def test_parse_errors_name_the_choices(spec: str, match: str) -> None:
         parse_pipeline(spec)
 
 
+def test_literal_options_are_checked_on_direct_calls_too() -> None:
+    from accel.passes.registry import get_pass
+
+    graph = Graph((), (), (), {})
+    bad = r"pass 'test-options': option mode='c' is not a valid a\|b \(choose one of a, b\)"
+    for fn in (_test_options, get_pass("test-options").fn):
+        with pytest.raises(AccelValueError, match=bad):
+            fn(graph, PassContext(), mode="c")
+        assert fn(graph, PassContext(), mode="b") is graph
+
+
 def test_parse_rejects_non_string() -> None:
     with pytest.raises(AccelValueError, match="pipeline must be a string"):
         parse_pipeline(["dce"])  # type: ignore[arg-type]

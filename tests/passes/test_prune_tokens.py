@@ -8,7 +8,9 @@ import torch.nn.functional as F
 
 from accel.errors import AccelValueError
 from accel.frontend import capture
+from accel.ir.graph import Graph
 from accel.models import get_model
+from accel.passes.pipeline import parse_pipeline
 from accel.passes.prune_tokens import prune_plan, prune_tokens
 from accel.passes.registry import PassContext
 from accel.testing import run_graph
@@ -54,8 +56,13 @@ def test_prune_matches_reference() -> None:
 def test_pyramid_schedule_and_errors() -> None:
     assert prune_plan(64, 12, 0.7, None, "pyramid", None) == {3: 32, 6: 16, 9: 8}
     assert prune_plan(64, 12, 0.5, None, "evit", None) == {3: 32, 6: 16, 9: 8}
-    with pytest.raises(AccelValueError, match="schedule"):
-        prune_plan(64, 12, 0.5, None, "bogus", None)
+    # the registry checks Literal options, called from Python or from a pipeline string
+    bad = (r"pass 'prune-tokens': option schedule='bogus' is not a valid evit\|pyramid "
+           r"\(choose one of evit, pyramid\)")
+    with pytest.raises(AccelValueError, match=bad):
+        prune_tokens(Graph((), (), (), {}), PassContext(), schedule="bogus")  # type: ignore
+    with pytest.raises(AccelValueError, match=bad):
+        parse_pipeline("prune-tokens{schedule=bogus}")
 
 
 def test_no_class_token_or_blocks_skips() -> None:
@@ -70,7 +77,7 @@ def test_no_class_token_or_blocks_skips() -> None:
 def test_prune_exports_to_onnx() -> None:
     import onnxruntime as ort
 
-    from accel.codegen.onnx.exporter import graph_to_onnx
+    from accel.backends.onnx.exporter import graph_to_onnx
 
     model, x = get_model("vit_small_test", batch_size=2, depth=2)
     out = prune_tokens(capture(model, x), PassContext(), keep=0.5, layers=[0, 1])

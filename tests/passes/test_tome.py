@@ -104,7 +104,8 @@ def test_compile_reports_accuracy_cost() -> None:
 
 def test_unknown_metric_is_rejected() -> None:
     model, x = get_model("vit_small_test", batch_size=1)
-    with pytest.raises(AccelValueError, match="tome: unknown metric 'values'"):
+    with pytest.raises(AccelValueError, match=r"pass 'tome': option metric='values' is not a "
+                                              r"valid keys\|tokens \(choose one of keys, tokens\)"):
         tome(capture(model, x), PassContext(), r=2, metric="values")
 
 
@@ -136,7 +137,7 @@ def test_graph_without_blocks_is_skipped() -> None:
 def test_tome_exports_to_onnx_and_runs_any_batch() -> None:
     import onnxruntime as ort
 
-    from accel.codegen.onnx.exporter import graph_to_onnx
+    from accel.backends.onnx.exporter import graph_to_onnx
 
     model, x = get_model("vit_small_test", batch_size=2)
     merged = tome(capture(model, x), PassContext(), r=3)

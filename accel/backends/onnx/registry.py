@@ -43,6 +43,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from accel.errors import AccelValueError
+from accel.ir.ops import check_op_names
 
 if TYPE_CHECKING:
     from accel.backends.onnx.builder import OnnxBuilder
@@ -56,7 +57,9 @@ _loaded = False
 
 
 def onnx_lowering(op_name: str) -> Callable[[OnnxLowering], OnnxLowering]:
-    """Register the decorated function as the ONNX lowering of IR op ``op_name``."""
+    """Register the decorated function as the ONNX lowering of IR op ``op_name`` (which must
+    be a registered op: a typo fails at import)."""
+    check_op_names([op_name], f"ONNX lowering of '{op_name}'")
 
     def deco(fn: OnnxLowering) -> OnnxLowering:
         if op_name in _LOWERINGS and _LOWERINGS[op_name] is not fn:

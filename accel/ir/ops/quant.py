@@ -42,13 +42,6 @@ def int_matmul(a: torch.Tensor, b_t: torch.Tensor) -> torch.Tensor:
         return a.to(torch.int32) @ b_t.t().to(torch.int32)
 
 
-def quantize_rows(x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Symmetric per-row int8 quantization of a 2-d float tensor: ``(int8, scale[M, 1])``."""
-    scale = x2.abs().amax(dim=1, keepdim=True).clamp_min(1e-8) / QMAX
-    q = torch.round(x2 / scale).clamp_(QMIN, QMAX).to(torch.int8)
-    return q, scale
-
-
 def quantize_per_channel(w: torch.Tensor, axis: int = 0, bits: int = 8
                          ) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-channel quantization of ``w`` along ``axis``: ``(int8 values, scales)``."""

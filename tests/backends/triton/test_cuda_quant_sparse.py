@@ -59,6 +59,25 @@ def test_int8_static_node_fn_matches_the_ir_op() -> None:
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-4)
 
 
+def test_int8_launcher_prepares_the_weight_side_once_at_lowering() -> None:
+    """The kind's launcher casts scales and bias and sums the weight rows at lowering: the
+    step then ignores the weight tensors it is handed (here garbage) and still matches."""
+    model = torch.nn.Sequential(torch.nn.Linear(32, 24), torch.nn.GELU()).eval()
+    x = torch.randn(3, 32)
+    compiled = accel.compile(model, x, "default,quantize{mode=int8-dynamic}", target="reference")
+    graph = compiled.graph
+    (group,) = [g for g in partition(graph) if g.kind is BY_NAME["int8_linear"]]
+    step = group.kind.launch(graph, group, None)
+    node = group.nodes[0]
+    ins = [x if v is node.inputs[0] else (None if v is None else torch.zeros_like(graph.const(v)))
+           for v in node.inputs]
+    out = torch.empty(3, 24)
+    step(ins, [out])
+    want = int8_linear_node_fn(node)(x, *(graph.const(v) if v is not None else None
+                                          for v in node.inputs[1:]))
+    torch.testing.assert_close(out, want, rtol=1e-5, atol=1e-5)
+
+
 def _sparse_mlp(dtype: torch.dtype, device: str = "cpu", n: int = 64, k: int = 128
                 ) -> tuple[Graph, tuple[torch.Tensor]]:
     """An MLP whose first linear's weight is 2:4-pruned and annotated like ``sparsify``."""

@@ -57,6 +57,22 @@ def test_memory_plan_reuses_buffers_and_keeps_views_alive() -> None:
                 assert max(readers.get(a, [step_of[a]])) <= step_of[b], (a, b)
 
 
+def test_planned_buffers_are_allocated_once_and_outputs_are_fresh() -> None:
+    model, inputs = get_model("vit_small_test", depth=1)
+    compiled = accel.compile(model, inputs, target="cuda", options={"interpret": True})
+    ex = compiled._first.executable
+    assert isinstance(ex, TritonExecutor) and ex.planned_bytes > 0
+    arena = ex.schedule.arena(inputs[0].device)
+    ptrs = [b.data_ptr() for b in arena.buffers]
+    with torch.no_grad():
+        first, second = compiled(*inputs), compiled(*inputs)
+    assert ex.schedule.arena(inputs[0].device) is arena  # no re-allocation per call
+    assert [b.data_ptr() for b in arena.buffers] == ptrs
+    assert first.data_ptr() != second.data_ptr()  # what a call returns is its own memory
+    torch.testing.assert_close(first, second)
+    assert arena.nbytes == ex.planned_bytes
+
+
 def test_interpret_requires_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     model, inputs = get_model("vit_small_test", depth=1)

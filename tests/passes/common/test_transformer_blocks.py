@@ -6,7 +6,7 @@ import torch
 
 from accel.frontend import capture
 from accel.models import get_model
-from accel.passes.vit_blocks import count_prefix_tokens, find_blocks
+from accel.passes.common.transformer_blocks import count_prefix_tokens, find_blocks
 
 
 def test_builtin_vit_blocks_and_class_token() -> None:

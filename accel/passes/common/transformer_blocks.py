@@ -1,6 +1,7 @@
-"""Structural discovery of pre-norm transformer blocks in a graph, and the shared machinery
-token-reduction passes use to insert a token-reducing op after a block's attention residual
-and re-emit everything downstream with the new (static) token count.
+"""Structural discovery of pre-norm transformer blocks in a graph, and the machinery the
+token-reduction passes (tome, prune-tokens) share to insert a token-reducing op after a
+block's attention residual and re-emit everything downstream with the new (static) token
+count.
 
 A block is: attention -> (permute/reshape) -> proj linear -> (LayerScale mul) -> residual add
 -> layer_norm -> linear -> activation -> linear -> (mul) -> residual add.
@@ -16,9 +17,15 @@ import torch
 
 from accel.errors import AccelError
 from accel.ir.graph import Graph, Node, Rewriter, Value
+from accel.ir.ops import check_op_names
 
-_VIEW_OPS = {"permute", "reshape", "transpose", "contiguous", "clone", "dropout"}
-_SCALE_OPS = {"mul", "dropout", "clone"}
+# The frontend drops dropout, clone and contiguous and turns transposes into permutes, so
+# these are the only ops between a block's parts.
+_VIEW_OPS = check_op_names(("permute", "reshape"), __name__)
+_SCALE_OPS = check_op_names(("mul",), __name__)
+_ADD = check_op_names(("add",), __name__)
+_LINEAR = check_op_names(("linear",), __name__)
+_MLP_INNER_OPS = check_op_names(("gelu", "relu", "silu", "concat"), __name__)
 
 
 class TokenReductionError(AccelError):
@@ -67,7 +74,7 @@ def _follow(graph: Graph, v: Value, through: set[str]) -> Value:
 def _residual_after(graph: Graph, v: Value) -> tuple[Node, Value] | None:
     """(residual add, its skip operand) reached from branch output v via an optional scale."""
     scaled = _follow(graph, v, _SCALE_OPS)
-    add = _single_user(graph, scaled, {"add"})
+    add = _single_user(graph, scaled, _ADD)
     if add is None or len(add.inputs) != 2:
         return None
     skip = add.inputs[1] if add.inputs[0] is scaled else add.inputs[0]
@@ -80,7 +87,7 @@ def find_blocks(graph: Graph) -> list[TransformerBlock]:
     for attn in graph.find("attention"):
         if len(attn.inputs[1].shape) != 4:
             continue
-        proj = _single_user(graph, _follow(graph, attn.outputs[0], _VIEW_OPS), {"linear"})
+        proj = _single_user(graph, _follow(graph, attn.outputs[0], _VIEW_OPS), _LINEAR)
         if proj is None:
             continue
         found = _residual_after(graph, proj.outputs[0])
@@ -100,14 +107,14 @@ def _mlp_residual(graph: Graph, res1: Node) -> Node | None:
     for user in graph.users(h):
         if user.op != "layer_norm":
             continue
-        fc1 = _single_user(graph, user.outputs[0], {"linear"})
+        fc1 = _single_user(graph, user.outputs[0], _LINEAR)
         if fc1 is None:
             continue
         act = graph.users(fc1.outputs[0])
         if len(act) != 1:
             continue
-        fc2 = _follow(graph, act[0].outputs[0], {"gelu", "relu", "silu", "dropout", "concat"})
-        fc2_node = _single_user(graph, fc2, {"linear"})
+        fc2 = _follow(graph, act[0].outputs[0], _MLP_INNER_OPS)
+        fc2_node = _single_user(graph, fc2, _LINEAR)
         if fc2_node is None:
             continue
         found = _residual_after(graph, fc2_node.outputs[0])
