@@ -115,6 +115,23 @@ def test_invalid_pipeline_string(spec: object, message: str) -> None:
         accel.compile(model, (x,), pipeline=spec)
 
 
+# ---- targets and the environment ------------------------------------------------------------
+def test_unknown_target_option() -> None:
+    model, x = _mlp()
+    with pytest.raises(AccelValueError, match=r"target 'cpu' has no option 'executr'; its "
+                                              r"options: executor \("):
+        accel.compile(model, x, target="cpu", options={"executr": "ort"})
+
+
+@pytest.mark.parametrize("name", ["ACCEL_DEBUG", "ACCEL_PROGRESS"])
+def test_bad_environment_flag(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    model, x = _mlp()
+    monkeypatch.setenv(name, "maybe")
+    with pytest.raises(AccelValueError, match=f"environment variable {name}='maybe' is not a "
+                                              "flag: use 1/0, true/false"):
+        accel.compile(model, x, "default,quantize", target="reference")
+
+
 # ---- the kernel cache -----------------------------------------------------------------------
 _KERNEL = '''import triton
 import triton.language as tl
