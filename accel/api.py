@@ -62,7 +62,7 @@ def reports() -> list[Report]:
     One per TorchDynamo graph (graph breaks make several), including graphs that ran eagerly
     (with the reason in ``eager_fallbacks``).
     """
-    from accel.frontend.dynamo import REPORTS
+    from accel.torch_compile import REPORTS
 
     return list(REPORTS)
 

@@ -23,7 +23,9 @@ import torch
 from torch.utils._pytree import tree_flatten
 
 from accel.backends.aten import AtenExecutor
+from accel.calibration import rebatch
 from accel.cli import command
+from accel.driver import check_calibration
 from accel.errors import GraphError
 from accel.frontend import as_module, capture, check_example_inputs
 from accel.ir.graph import Graph, Rewriter, Value
@@ -101,8 +103,8 @@ def bisect(
     if error > allowed:
         return BisectResult("capture", -1, error, allowed, "", graph.python(),
                             step_errors=history)
-    calib = [(c,) if isinstance(c, torch.Tensor) else tuple(c) for c in calibration] \
-        if calibration is not None else None
+    calib = (rebatch(check_calibration(calibration, inputs), inputs)
+             if calibration is not None else None)
     ctx = PassContext(example_inputs=inputs, calibration=calib, debug=True)
     for i, step in enumerate(steps):
         new, _ = run_pipeline(graph, [step], ctx)

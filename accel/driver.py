@@ -11,9 +11,10 @@ measured on the calibration data either way.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -40,8 +41,8 @@ class CompileConfig:
     """The parsed pipeline, presets expanded."""
     target: str
     """The concrete lowering target."""
-    options: dict[str, Any] = field(default_factory=dict)
-    """Target options (checked against the target's)."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+    """Target options (checked against the target's; read-only, copied per compile)."""
     calibration: list[Batch] | None = None
     """Checked calibration batches, or ``None``."""
     debug: bool = False
@@ -80,11 +81,14 @@ def make_config(*, name: str, pipeline: str, target: str, example_inputs: Batch,
         else:
             try:
                 calib = check_calibration(calibration, example_inputs)
+                notes = (f"calibration data used for this graph: {len(calib)} item(s) fit "
+                         "its inputs",)
             except AccelTypeError as e:
                 notes = (f"calibration data not used for this graph ({e}); lossy passes "
                          "calibrate on its example inputs",)
     return CompileConfig(
-        name=name, steps=steps, target=concrete, options=opts, calibration=calib,
+        name=name, steps=steps, target=concrete, options=MappingProxyType(opts),
+        calibration=calib,
         debug=env.debug() if debug is None else bool(debug),
         dump=Path(dump) if dump is not None else env.dump_dir(), notes=notes)
 
@@ -95,22 +99,25 @@ def compile_captured(capture: Callable[[Batch], Graph], example_inputs: Batch,
     lowered as ``config`` says; the first one fills ``report``."""
     report = report if report is not None else Report(model=config.name)
     report.pipeline, report.target = config.pipeline, config.target
+    reported = bool(report.lowering)  # the first specialization fills the report and dumps
 
     def specialize(args: Batch) -> Specialization:
-        first = not report.passes
+        nonlocal reported
+        first = not reported
         graph = capture(args)
         calib = rebatch(config.calibration, args) if config.calibration is not None else None
         ctx = PassContext(example_inputs=args, calibration=calib, target=config.target,
-                          debug=config.debug, options=config.options)
+                          debug=config.debug, options=dict(config.options))
         if config.debug:
             graph.verify()
         captured = graph
         graph, records = run_pipeline(graph, list(config.steps), ctx,
                                       dump_dir=config.dump if first else None)
-        lctx = LowerContext(options=config.options, example_inputs=args,
+        lctx = LowerContext(options=dict(config.options), example_inputs=args,
                             dump_dir=config.dump)
         executable = lower(graph, config.target, lctx)
         if first:
+            reported = True
             report.accuracy = lossy_accuracy(captured, graph, records, calib or [args])
             report.passes = records
             report.lowering = [*config.notes, *lctx.notes]

@@ -8,8 +8,8 @@
 | ``ACCEL_PROGRESS`` | progress bars for long work on a terminal (flag, default on) |
 | ``TRITON_INTERPRET`` | Triton runs kernels in its CPU interpreter (flag; read by Triton too) |
 
-Flags accept ``1/0``, ``true/false``, ``yes/no`` and ``on/off`` in any case; unset or empty
-means the default. Anything else raises :class:`~accel.errors.AccelValueError` naming the
+Flags accept ``1/0``, ``true/false``, ``yes/no`` and ``on/off`` in any case (no surrounding
+spaces: Triton would read ``" 1"`` as off); unset or empty means the default. Anything else raises :class:`~accel.errors.AccelValueError` naming the
 variable, rather than being read one way here and another way elsewhere. Values are read
 at each call, so a test or a user may change them at run time.
 """
@@ -27,10 +27,10 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 
 def flag(name: str, default: bool = False) -> bool:
     """The boolean environment variable ``name``."""
-    raw = os.environ.get(name, "").strip()
+    raw = os.environ.get(name, "")
     if not raw:
         return default
-    low = raw.lower()
+    low = raw.lower()  # no strip: Triton reads " 1" as off, so accel must not read it as on
     if low in _TRUE:
         return True
     if low in _FALSE:

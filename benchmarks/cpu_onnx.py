@@ -31,7 +31,7 @@ import onnxruntime as ort
 import torch
 
 import accel
-from accel.backends.onnx.ort import physical_cores
+from accel.host import physical_cores
 from accel.models import get_model
 from accel.timing import median_ms
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import accel
+from accel import torch_compile
 from accel.errors import AccelTypeError, AccelValueError, CaptureError
-from accel.frontend import dynamo
 
 
 class DataDependent(torch.nn.Module):
@@ -95,7 +95,7 @@ def test_unknown_target() -> None:
 
 def test_training_graph_runs_eagerly_with_one_warning() -> None:
     torch._dynamo.reset()
-    dynamo._warned_grad = False
+    torch_compile._warned.discard("grad")
     model = torch.nn.Linear(4, 2)
     compiled = torch.compile(model, backend="accel")
     x = torch.randn(3, 4)

@@ -123,6 +123,28 @@ def test_unknown_target_option() -> None:
         accel.compile(model, x, target="cpu", options={"executr": "ort"})
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"pipeline": "defualt"}, "unknown pass 'defualt'"), ({"target": "tpu"}, "unknown target"),
+    ({"target": "cpu", "executr": "ort"}, "target 'cpu' has no option 'executr'")])
+def test_bad_torch_compile_settings(options: dict, message: str) -> None:
+    model, x = _mlp()
+    torch._dynamo.reset()
+    with pytest.raises(Exception, match=message), torch.no_grad():
+        torch.compile(model, backend="accel", options=options)(x)
+
+
+def test_torch_compile_mode() -> None:
+    from accel import torch_compile
+
+    model, x = _mlp()
+    torch._dynamo.reset()
+    torch_compile._warned.discard("mode")
+    with pytest.warns(UserWarning, match="mode='reduce-overhead' has no meaning"), \
+            torch.no_grad():
+        out = torch.compile(model, backend="accel", mode="reduce-overhead")(x)
+    torch.testing.assert_close(out, model(x))
+
+
 @pytest.mark.parametrize("name", ["ACCEL_DEBUG", "ACCEL_PROGRESS"])
 def test_bad_environment_flag(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     model, x = _mlp()

@@ -14,20 +14,11 @@ from typing import Any
 
 import torch
 
+from accel.host import cpu_model
+
 COLUMNS = ["model", "system", "status", "median_ms", "iqr_ms", "speedup", "compile_s",
            "peak_mem_mb", "mem_over_model_mb", "cosine", "max_abs", "top1", "executor"]
 """Markdown table columns (the JSON rows hold these and more)."""
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
 
 def environment(device: str) -> dict[str, Any]:
     """Date, device and versions: written into every results file."""
@@ -41,7 +32,7 @@ def environment(device: str) -> dict[str, Any]:
     env = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "device": device,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from accel import env
 from accel.errors import AccelError, AccelValueError, PassError
 from accel.ir.graph import Graph
 from accel.passes.registry import PassContext, get_pass
@@ -149,7 +148,7 @@ def run_pipeline(
     dump_dir: str | os.PathLike | None = None,
 ) -> tuple[Graph, list[PassRecord]]:
     """Run ``steps`` in order; returns the final graph and one record per pass."""
-    dump = Path(dump_dir) if dump_dir else env.dump_dir()
+    dump = Path(dump_dir) if dump_dir else None
     if dump is not None:
         dump.mkdir(parents=True, exist_ok=True)
         (dump / "00_captured.py").write_text(graph.python())

@@ -7,9 +7,12 @@ liveness), and plans shared buffers for the outputs of units that write into pre
 memory. :meth:`Schedule.bind` pairs units with their step functions, once, at lowering;
 :meth:`Schedule.run` is the one execution loop every executor calls.
 
-Planned buffers are allocated once per device and thread (an :class:`Arena`), not per call:
-graph outputs and the buffers their views alias are never planned, so what a call returns is
-always fresh memory the caller owns.
+Planned buffers are allocated once per device and thread (an :class:`Arena`), not per call,
+and held for the life of the executor (one arena per thread that calls it). Graph outputs,
+and the buffers that reach an output through ops that may alias (views, pass-throughs:
+``OpDef.may_alias``), are never planned, so what a call returns is never overwritten by a
+later call. The arena is not per CUDA stream: calls of one executor from one thread on two
+streams must be synchronised.
 """
 
 from __future__ import annotations
@@ -182,8 +185,8 @@ class Schedule:
 
     def run(self, steps: Sequence[Step], inputs: Sequence[torch.Tensor],
             arena: Arena | None = None) -> list[torch.Tensor]:
-        """Execute ``steps`` on ``inputs``; ``arena`` holds the outputs of buffer-writing
-        steps. Returns the graph's outputs."""
+        """Execute ``steps`` (from :meth:`bind`, one per unit in order) on ``inputs``; ``arena``
+        holds the outputs of buffer-writing steps. Returns the graph's outputs."""
         slots = self._initial.copy()
         for s, t in zip(self.input_slots, inputs, strict=True):
             slots[s] = t
@@ -212,11 +215,15 @@ class Arena:
         self.device = device
         self.buffers = [torch.empty(n, dtype=d, device=device) for n, d in schedule.plan.sizes]
         plan = schedule.plan.buffer_of
-        # per unit: a view of its planned buffer, or the (shape, dtype) of a fresh output
-        self._outs: list[tuple[torch.Tensor | tuple[tuple[int, ...], torch.dtype], ...]] = [
-            tuple(self.buffers[plan[v]][:v.type.numel].view(v.shape) if v in plan
-                  else (v.shape, v.dtype) for v in u.outputs) if u.into_buffers else ()
-            for u in schedule.units]
+        # per unit: views of its planned buffers, and where fresh outputs (graph outputs) go
+        self._views: list[list[torch.Tensor | None]] = []
+        self._fresh: list[tuple[tuple[int, tuple[int, ...], torch.dtype], ...]] = []
+        for u in schedule.units:
+            outs = u.outputs if u.into_buffers else ()
+            self._views.append([self.buffers[plan[v]][:v.type.numel].view(v.shape)
+                                if v in plan else None for v in outs])
+            self._fresh.append(tuple((i, v.shape, v.dtype) for i, v in enumerate(outs)
+                                     if v not in plan))
 
     @property
     def nbytes(self) -> int:
@@ -225,5 +232,10 @@ class Arena:
 
     def outputs(self, index: int) -> list[torch.Tensor]:
         """Output tensors of unit ``index``: planned views, fresh tensors for graph outputs."""
-        return [o if isinstance(o, torch.Tensor)
-                else torch.empty(o[0], dtype=o[1], device=self.device) for o in self._outs[index]]
+        fresh = self._fresh[index]
+        if not fresh:
+            return self._views[index]  # type: ignore[return-value]
+        outs = list(self._views[index])
+        for i, shape, dtype in fresh:
+            outs[i] = torch.empty(shape, dtype=dtype, device=self.device)
+        return outs  # type: ignore[return-value]

@@ -80,3 +80,25 @@ def test_target_options_reach_the_target(vit) -> None:  # noqa: ANN001
     _, (report,) = _torch_compile(model, inputs, target="cpu", executor="aten")
     assert report.executor == "aten"
     assert any("forced by options" in line for line in report.lowering)
+
+
+def test_torch_compile_mode_is_ignored_with_a_warning(vit) -> None:  # noqa: ANN001
+    from accel import torch_compile
+
+    model, inputs, _ = vit
+    torch._dynamo.reset()
+    torch_compile._warned.discard("mode")
+    compiled = torch.compile(model, backend="accel", mode="max-autotune")
+    with pytest.warns(UserWarning, match="mode='max-autotune' has no meaning for accel"):
+        with torch.no_grad():
+            out = compiled(*inputs)
+    with torch.no_grad():
+        torch.testing.assert_close(out, model(*inputs), atol=1e-4, rtol=1e-4)
+
+
+def test_bad_settings_raise_at_once(vit) -> None:  # noqa: ANN001
+    """A typo in the pipeline is the user's to fix: it raises (through Dynamo's
+    BackendCompilerFailed), it does not run the model eagerly behind their back."""
+    model, inputs, _ = vit
+    with pytest.raises(Exception, match="unknown pass 'defualt'"):
+        _torch_compile(model, inputs, pipeline="defualt")

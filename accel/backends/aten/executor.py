@@ -12,22 +12,19 @@ from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
-from accel.ir.graph import Graph, Node
+from accel.ir.graph import Graph
 from accel.runtime.schedule import Schedule
 
 
 class AtenExecutor:
-    """Runs every node with its op's reference implementation (or a function given for it)."""
+    """Runs every node with its op's reference implementation."""
 
     name = "aten"
 
-    def __init__(self, graph: Graph,
-                 fns: Mapping[Node, Callable[..., object]] | None = None) -> None:
+    def __init__(self, graph: Graph) -> None:
         self.graph = graph
         self.schedule = Schedule(graph)
-        fns = fns or {}
-        self.steps = self.schedule.bind([fns.get(n) or bind(n.opdef.ref, n.attrs)
-                                         for n in graph.nodes])
+        self.steps = self.schedule.bind([bind(n.opdef.ref, n.attrs) for n in graph.nodes])
 
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Execute the graph on ``inputs``; returns the output tensors."""

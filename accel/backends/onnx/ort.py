@@ -17,32 +17,10 @@ import torch
 
 from accel.backends.onnx.exporter import graph_to_onnx, save_model
 from accel.errors import GuardError
+from accel.host import physical_cores
 from accel.ir.graph import Graph
 
 _LARGE_MODEL_BYTES = 1 << 30
-
-
-def physical_cores() -> int:
-    """Physical CPU cores this process may run on (hyper-threads counted once)."""
-    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    cores: set[tuple[str, str]] = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            proc = phys = None
-            for line in f:
-                key, _, val = (s.strip() for s in line.partition(":"))
-                if key == "processor":
-                    proc, phys = int(val), "0"
-                elif key == "physical id":
-                    phys = val
-                elif key == "core id" and proc is not None:
-                    if allowed is None or proc in allowed:
-                        cores.add((phys or "0", val))
-    except OSError:
-        pass
-    if cores:
-        return len(cores)
-    return len(allowed) if allowed else (os.cpu_count() or 1)
 
 
 def lower_onnxruntime(graph: Graph, *, threads: int | None = None) -> OrtExecutor:

@@ -29,11 +29,6 @@ _LOCK = threading.Lock()
 _MODULES: dict[Path, ModuleType] = {}
 
 
-def cache_dir() -> Path:
-    """The cache root: ``$ACCEL_CACHE_DIR`` or ``~/.cache/accel``."""
-    return env.cache_dir()
-
-
 def device_name(interpret: bool) -> str:
     """Name of the device kernels are built for (part of the cache key)."""
     if interpret or not torch.cuda.is_available():
@@ -68,7 +63,7 @@ def _atomic_write(path: Path, text: str) -> None:
 def kernel_path(name: str, source: str, *, interpret: bool = False) -> Path:
     """Path of the verified module file for ``source``, writing it when missing or corrupt."""
     key = cache_key(source, device_name(interpret))
-    directory = cache_dir() / "triton" / key
+    directory = env.cache_dir() / "triton" / key
     path = directory / f"{name}.py"
     check = directory / f"{name}.py.sha256"
     want = _digest(source)
@@ -81,14 +76,14 @@ def kernel_path(name: str, source: str, *, interpret: bool = False) -> Path:
         return _write_entry(directory, name, source, want)
     except OSError as e:
         fallback = _fallback_dir() / "triton" / key
-        warnings.warn(f"accel: kernel cache {cache_dir()} is not writable ({e}); using "
+        warnings.warn(f"accel: kernel cache {env.cache_dir()} is not writable ({e}); using "
                       f"{fallback} for this process. Set ACCEL_CACHE_DIR to a writable "
                       "directory to keep kernels across runs", stacklevel=3)
         try:
             return _write_entry(fallback, name, source, want)
         except OSError as e2:
             raise AccelError(f"cannot write Triton kernel {name!r}: the kernel cache "
-                             f"{cache_dir()} and the fallback {fallback} are not writable "
+                             f"{env.cache_dir()} and the fallback {fallback} are not writable "
                              f"({e2}); set ACCEL_CACHE_DIR to a writable directory") from e2
 
 

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 import torch
 
 from accel.backends.triton.kernel import Args, KernelGroup
-from accel.backends.triton.partition import aliases
 from accel.ir.graph import Graph
 from accel.runtime.schedule import Schedule, Unit
 
@@ -27,7 +26,7 @@ def group_unit(group: KernelGroup) -> Unit:
     inputs = node.inputs if kind.args is Args.NODE else group.inputs
     outputs = group.outputs if kind.into_buffers else node.outputs
     return Unit(group.name, tuple(inputs), tuple(outputs), into_buffers=kind.into_buffers,
-                aliases=not kind.into_buffers and aliases(node))
+                aliases=not kind.into_buffers and node.opdef.may_alias)
 
 
 class TritonExecutor:

@@ -98,6 +98,8 @@ class KernelKind:
     select: Callable[[Graph, Device], tuple[Collection[Node], str | None]] | None = None
     """A whole-graph choice made before claiming (nodes this kind may take, and a lowering
     note), for kinds that depend on the device (2:4 sparse kernels)."""
+    runs_on: str = "triton"
+    """What runs the kernel, for reports: ``triton``, a library (``torch.sparse``), ``aten``."""
 
     def __post_init__(self) -> None:
         if self.ops is not None:

@@ -36,7 +36,8 @@ def _launch_aten(graph: Graph, group: KernelGroup, kernel: CompiledKernel | None
     return bind(node.opdef.ref, node.attrs)
 
 
-ATEN = KernelKind("aten", None, _claim_any, _launch_aten, args=Args.NODE, into_buffers=False)
+ATEN = KernelKind("aten", None, _claim_any, _launch_aten, args=Args.NODE, into_buffers=False,
+                  runs_on="aten")
 """The catch-all: a node no kernel kind claimed runs its reference implementation."""
 
 KINDS: tuple[KernelKind, ...] = (

@@ -40,11 +40,14 @@ def lower_triton(graph: Graph, device: Device, *, cudagraphs: bool = False,
     for g in groups:
         fns.append(g.kind.launch(graph, g, build_kernel(g, device, dump_dir)))
         if g.kind is not ATEN:
-            note(f"triton {g.describe()}")
+            note(f"{g.kind.runs_on} {g.describe()}")
     aten = Counter(g.nodes[0].op for g in groups if g.kind is ATEN)
     if aten:
         note("left to aten: " + ", ".join(f"{op} x{c}" for op, c in sorted(aten.items())))
-    fused = Counter(g.kind.name for g in groups if g.kind is not ATEN)
-    note(f"triton executor: {sum(fused.values())} kernels ({dict(fused)}), "
-         f"{sum(aten.values())} aten steps, cudagraphs={'on' if cudagraphs else 'off'}")
+    kernels = Counter(g.kind.name for g in groups if g.kind.runs_on == "triton")
+    library = Counter(f"{g.kind.name} ({g.kind.runs_on})" for g in groups
+                      if g.kind.runs_on not in ("triton", "aten"))
+    note(f"triton executor: {sum(kernels.values())} Triton kernels ({dict(kernels)})"
+         + (f", library kernels {dict(library)}" if library else "")
+         + f", {sum(aten.values())} aten steps, cudagraphs={'on' if cudagraphs else 'off'}")
     return TritonExecutor(graph, groups, fns, cudagraphs=cudagraphs)

@@ -15,7 +15,6 @@ from collections.abc import Callable, Collection, Sequence
 
 from accel.backends.triton.kernel import Device, KernelGroup, KernelKind
 from accel.ir.graph import Graph, Node, Value
-from accel.ir.ops.registry import OpKind
 
 
 class Claims:
@@ -83,15 +82,13 @@ def broadcasts_to(v: Value, shape: tuple[int, ...]) -> bool:
     return all(a in (1, b) for a, b in zip(reversed(v.shape), reversed(shape), strict=False))
 
 
-def partition(graph: Graph, kinds: Sequence[KernelKind] | None = None,
-              device: Device | None = None, note: Callable[[str], None] = lambda _: None
-              ) -> list[KernelGroup]:
+def partition(graph: Graph, kinds: Sequence[KernelKind], device: Device | None = None,
+              note: Callable[[str], None] = lambda _: None) -> list[KernelGroup]:
     """Split ``graph`` into kernel groups in execution order (``note`` gets report lines).
 
-    ``kinds`` defaults to the backend's table; one kind must claim every op (aten).
+    ``kinds`` is the table (:data:`~accel.backends.triton.kinds.KINDS`); one kind must
+    claim every op (aten).
     """
-    if kinds is None:
-        from accel.backends.triton.kinds import KINDS as kinds
     device = device or Device()
     selected: dict[KernelKind, Collection[Node]] = {}
     for kind in kinds:
@@ -136,8 +133,3 @@ def _make_group(graph: Graph, kind: KernelKind, nodes: list[Node]) -> KernelGrou
     outputs = [o for n in nodes for o in n.outputs
                if o in graph_outs or any(u not in members for u in graph.users(o))]
     return KernelGroup(kind, tuple(nodes), tuple(inputs), tuple(outputs))
-
-
-def aliases(node: Node) -> bool:
-    """Whether ``node``'s outputs may be views of its inputs (ATen shape ops, fallbacks)."""
-    return node.opdef.kind in (OpKind.SHAPE, OpKind.FALLBACK)

@@ -108,5 +108,6 @@ register_op(OpDef(
     attrs={"dtype": Attr(torch.dtype, doc="target dtype")},
     flops=lambda i, o, a: 0,
     doc="convert to another dtype",
+    aliases=True,  # x.to(x.dtype) is x
 ))
 register_op(OpDef("where", ("cond", "a", "b"), _where, _P, doc="cond ? a : b"))

@@ -90,6 +90,15 @@ class OpDef:
     """Number of output values."""
     doc: str = ""
     """One-line description."""
+    aliases: bool = False
+    """The reference may return an input itself (``cast`` to the same dtype); shape ops and
+    fallbacks may anyway (see :attr:`may_alias`)."""
+
+    @property
+    def may_alias(self) -> bool:
+        """Whether an output may share memory with an input (views, pass-throughs): an
+        executor reusing buffers must keep an input's buffer alive as long as the output."""
+        return self.aliases or self.kind in (OpKind.SHAPE, OpKind.FALLBACK)
 
     @property
     def variadic(self) -> bool:

@@ -197,6 +197,27 @@ def test_onnx_lowering_matches_reference(op: str) -> None:
                                    err_msg=f"{op} {attrs}")
 
 
+def _shares_memory(out: object, tensors: list) -> bool:
+    outs = out if isinstance(out, tuple | list) else (out,)
+    ptrs = {t.untyped_storage().data_ptr() for t in tensors
+            if isinstance(t, torch.Tensor) and t.numel()}
+    return any(isinstance(o, torch.Tensor) and o.numel()
+               and o.untyped_storage().data_ptr() in ptrs for o in outs)
+
+
+@pytest.mark.parametrize("op", sorted(all_ops()))
+def test_ops_whose_reference_returns_input_memory_say_so(op: str) -> None:
+    """An executor that reuses buffers across calls trusts ``may_alias``: an op whose
+    reference hands back an input (or a view of one) must declare it."""
+    cases = list(cases_for(op))
+    if op == "cast":
+        cases.append(([rand(*X)], {"dtype": torch.float32}))  # same dtype: returns x itself
+    for inputs, attrs in cases:
+        _, _, tensors, node = one_node_graph(op, inputs, attrs)
+        if _shares_memory(get_op(op).ref(*tensors, **node.attrs), tensors):
+            assert get_op(op).may_alias, f"{op} {attrs} returns input memory"
+
+
 def test_every_registered_op_has_an_onnx_lowering() -> None:
     missing = sorted(op for op in all_ops() if op != "aten" and not has_lowering(op))
     assert not missing, (

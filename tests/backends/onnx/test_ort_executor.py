@@ -7,8 +7,9 @@ import torch
 
 import accel
 from accel.backends.onnx import registry
-from accel.backends.onnx.ort import lower_onnxruntime, physical_cores
+from accel.backends.onnx.ort import lower_onnxruntime
 from accel.errors import AccelValueError, ExportError
+from accel.host import physical_cores
 from accel.models import get_model
 from accel.testing import assert_matches_eager
 

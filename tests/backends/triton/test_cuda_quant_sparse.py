@@ -14,7 +14,7 @@ from accel.backends.triton.kernels.sparse24 import (
     semi_structured_plan,
     sparse_linear_fn,
 )
-from accel.backends.triton.kinds import BY_NAME
+from accel.backends.triton.kinds import BY_NAME, KINDS
 from accel.backends.triton.partition import partition
 from accel.frontend import capture
 from accel.ir.graph import Graph, Node, Value
@@ -31,7 +31,7 @@ def test_int8_dynamic_vit_runs_int8_kernels_and_matches_reference() -> None:
     graph = compiled.graph
     int8_nodes = [n for n in graph.nodes if n.op == "linear_int8_dynamic"]
     assert int8_nodes
-    groups = partition(graph)
+    groups = partition(graph, KINDS)
     assert sum(g.kind is BY_NAME["int8_linear"] for g in groups) == len(int8_nodes)
     with torch.no_grad():
         out = compiled(*inputs)
@@ -66,7 +66,7 @@ def test_int8_launcher_prepares_the_weight_side_once_at_lowering() -> None:
     x = torch.randn(3, 32)
     compiled = accel.compile(model, x, "default,quantize{mode=int8-dynamic}", target="reference")
     graph = compiled.graph
-    (group,) = [g for g in partition(graph) if g.kind is BY_NAME["int8_linear"]]
+    (group,) = [g for g in partition(graph, KINDS) if g.kind is BY_NAME["int8_linear"]]
     step = group.kind.launch(graph, group, None)
     node = group.nodes[0]
     ins = [x if v is node.inputs[0] else (None if v is None else torch.zeros_like(graph.const(v)))

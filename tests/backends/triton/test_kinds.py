@@ -47,7 +47,7 @@ def test_the_first_kind_in_table_order_claims_a_node() -> None:
     w = rw.const(torch.randn(16, 8), "w")
     rw.set_outputs([rw.op("gelu", rw.op("linear", x, w))])
     graph = rw.finish()
-    (group,) = partition(graph)
+    (group,) = partition(graph, KINDS)
     assert group.kind is BY_NAME["matmul"] and [n.op for n in group.nodes] == ["linear", "gelu"]
     without = [k for k in KINDS if k is not BY_NAME["matmul"]]
     kinds = [g.kind.name for g in partition(graph, without)]

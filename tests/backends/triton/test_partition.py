@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from accel.backends.triton.kinds import BY_NAME
+from accel.backends.triton.kinds import BY_NAME, KINDS
 from accel.backends.triton.partition import partition
 from accel.frontend import capture
 from accel.ir.graph import Graph, Rewriter
@@ -19,7 +19,7 @@ def _vit_graph() -> Graph:
 
 def test_vit_block_groups() -> None:
     g = _vit_graph()
-    groups = partition(g)
+    groups = partition(g, KINDS)
     fused = [gr.describe() for gr in groups if gr.kind is not BY_NAME["aten"]]
     assert fused == [
         "pointwise add: add",
@@ -39,7 +39,7 @@ def test_vit_block_groups() -> None:
 
 def test_partition_covers_every_node_once_in_executable_order() -> None:
     g = _vit_graph()
-    groups = partition(g)
+    groups = partition(g, KINDS)
     nodes = [n for gr in groups for n in gr.nodes]
     assert sorted(n.name for n in nodes) == sorted(n.name for n in g.nodes)
     ready = set(g.inputs) | set(g.constants)
@@ -61,7 +61,7 @@ def test_multi_use_value_ends_a_chain() -> None:
         y = rw.op("relu", rw.op("neg", x))
         return [rw.op("sigmoid", rw.op("exp", y)), rw.op("softmax", y, dim=-1)]
 
-    groups = partition(_build(build, {"x": (4, 8)}))
+    groups = partition(_build(build, {"x": (4, 8)}), KINDS)
     assert [(g.kind, [n.op for n in g.nodes]) for g in groups] == [
         (BY_NAME["pointwise"], ["neg", "relu"]),
         (BY_NAME["pointwise"], ["exp", "sigmoid"]),
@@ -75,7 +75,7 @@ def test_reduction_takes_single_use_prologue_and_not_other_dims() -> None:
         s = rw.op("softmax", rw.op("mul", x, y), dim=-1)
         return [rw.op("sum", s, dims=(0,)), rw.op("mean", x, dims=(-1,))]
 
-    groups = partition(_build(build, {"x": (4, 8), "y": (8,)}))
+    groups = partition(_build(build, {"x": (4, 8), "y": (8,)}), KINDS)
     kinds = [(g.kind, tuple(n.op for n in g.nodes)) for g in groups]
     assert (BY_NAME["reduction"], ("mul", "softmax")) in kinds
     assert (BY_NAME["aten"], ("sum",)) in kinds  # not over the last dim
@@ -91,7 +91,7 @@ def test_epilogue_stops_at_shape_change_and_bool_attention_bias_goes_to_aten() -
         return [z, att]
 
     g = _build(build, {"x": (2, 3, 4), "w": (4, 4), "q": (1, 2, 5, 8), "m": (1, 1, 5, 5)})
-    groups = partition(g)
+    groups = partition(g, KINDS)
     mm = next(gr for gr in groups if gr.kind is BY_NAME["matmul"])
     # the add reads a value computed after the matmul: it cannot join the epilogue
     assert [n.op for n in mm.nodes] == ["matmul", "relu"]

@@ -10,7 +10,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from accel.backends.triton.kinds import BY_NAME
+from accel.backends.triton.kinds import BY_NAME, KINDS
 from accel.backends.triton.partition import partition
 
 GPU_BENCH = Path(__file__).resolve().parents[3] / "benchmarks" / "gpu.py"
@@ -29,7 +29,7 @@ def test_template_cases_fuse_into_one_kernel_of_their_kind() -> None:
     bench = _load()
     for case in bench.template_cases():
         graph, inputs = case.build(torch.device("cpu"), torch.float32, 256)
-        groups = partition(graph)
+        groups = partition(graph, KINDS)
         assert [g.kind for g in groups] == [BY_NAME[case.kind]], case.name
         flops, nbytes = bench.traffic(graph)
         assert nbytes >= sum(t.numel() * t.element_size() for t in inputs)

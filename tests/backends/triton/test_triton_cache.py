@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from accel import env
 from accel.backends.triton import cache
 
 SOURCE = '''import triton
@@ -26,7 +27,7 @@ def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_env_overrides_cache_dir(tmp_path: Path) -> None:
-    assert cache.cache_dir() == tmp_path / "cache"
+    assert env.cache_dir() == tmp_path / "cache"
     path = cache.kernel_path("double_kernel", SOURCE, interpret=True)
     assert path.is_relative_to(tmp_path / "cache") and path.read_text() == SOURCE
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from accel.backends.triton.kernels.int8 import int8_linear, int8_matmul_dequant
+from accel.backends.triton.kernels.int8 import int8_linear_node_fn, int8_matmul_dequant
+from accel.ir.graph import Node, Value
 from accel.ir.ops.quant import linear_int8_dynamic, quantize_per_channel
+from accel.ir.types import TensorType
 
 
 @pytest.mark.parametrize("m,n,k", [(5, 24, 40), (17, 16, 32)])
@@ -25,11 +27,17 @@ def test_fused_dequant_matches_integer_reference(m: int, n: int, k: int) -> None
                                rtol=1e-5, atol=1e-3)
 
 
-def test_int8_linear_matches_the_ir_op() -> None:
+@pytest.mark.parametrize("act", ["per-token", "per-tensor"])
+def test_int8_dynamic_node_fn_matches_the_ir_op(act: str) -> None:
     torch.manual_seed(0)
     x, w, b = torch.randn(2, 3, 32), torch.randn(16, 32), torch.randn(16)
     w_q, s_w = quantize_per_channel(w)
-    torch.testing.assert_close(int8_linear(x, w_q, s_w, b), linear_int8_dynamic(x, w_q, s_w, b),
+    vals = tuple(Value(nm, TensorType(t.shape, t.dtype, "cpu"))
+                 for nm, t in (("x", x), ("w_q", w_q), ("s_w", s_w), ("b", b)))
+    node = Node("linear_int8_dynamic", vals, {"act": act, "symmetric": False},
+                (Value("y", TensorType((2, 3, 16), torch.float32, "cpu")),), "fc", {})
+    torch.testing.assert_close(int8_linear_node_fn(node)(x, w_q, s_w, b),
+                               linear_int8_dynamic(x, w_q, s_w, b, act=act),
                                rtol=1e-5, atol=1e-4)
 
 

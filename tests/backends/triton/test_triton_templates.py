@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from accel.backends.triton.kinds import BY_NAME
+from accel.backends.triton.kinds import BY_NAME, KINDS
 from accel.backends.triton.partition import partition
 from accel.ir.graph import Graph, Rewriter
 from accel.ir.types import TensorType
@@ -28,7 +28,7 @@ def _check(graph: Graph, dtype: torch.dtype, kinds: set, **inputs_scale: float
            ) -> LowerContext:
     inputs = tuple(torch.randn(v.shape).to(dtype) * inputs_scale.get(v.name, 1.0)
                    for v in graph.inputs)
-    assert {g.kind for g in partition(graph)} == kinds
+    assert {g.kind for g in partition(graph, KINDS)} == kinds
     ctx = LowerContext(options={"interpret": True})
     out = lower(graph, "cuda", ctx).run(inputs)
     ref = run_graph(graph, inputs)
@@ -76,7 +76,7 @@ def test_reduction_last_dim(op: str, dtype: torch.dtype) -> None:
 
     g = _graph(build, {"x": (2, 5, 24), "r": (2, 5, 24)}, dtype)
     _check(g, dtype, {BY_NAME["reduction"]})
-    assert len(partition(g)) == 1
+    assert len(partition(g, KINDS)) == 1
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
@@ -92,7 +92,7 @@ def test_linear_with_bias_activation_scale_residual(dtype: torch.dtype) -> None:
 
     g = _graph(build, {"x": (2, 19, 24), "res": (2, 19, 40)}, dtype)
     _check(g, dtype, {BY_NAME["matmul"]})
-    assert len(partition(g)) == 1
+    assert len(partition(g, KINDS)) == 1
 
 
 def test_batched_matmul_and_shared_rhs() -> None:

@@ -9,7 +9,7 @@ import torch
 import accel
 from accel.backends.triton.executor import TritonExecutor
 from accel.backends.triton.kernels import tokens as triton_tokens
-from accel.backends.triton.kinds import BY_NAME
+from accel.backends.triton.kinds import BY_NAME, KINDS
 from accel.backends.triton.partition import partition
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Rewriter
@@ -88,7 +88,7 @@ def _merge_graph(dtype: torch.dtype) -> Graph:
 
 def test_partition_claims_float_token_ops_and_executor_runs_them() -> None:
     graph = _merge_graph(torch.float32)
-    (group,) = partition(graph)
+    (group,) = partition(graph, KINDS)
     assert group.kind is BY_NAME["token"] and group.outputs == (graph.outputs[0],)
     x, metric = torch.randn(2, 9, 8), torch.randn(2, 9, 4)
     size = torch.randint(1, 4, (2, 9, 1)).float()
@@ -96,7 +96,7 @@ def test_partition_claims_float_token_ops_and_executor_runs_them() -> None:
     (out,) = TritonExecutor(graph, [group], [step]).run([x, metric, size])  # sizes to scratch
     want, _ = tokens.bipartite_merge(x, metric, size, r=3, protected=1)
     torch.testing.assert_close(out, want, rtol=1e-6, atol=1e-6)
-    assert [g.kind for g in partition(_merge_graph(torch.int32))] == [BY_NAME["aten"]]
+    assert [g.kind for g in partition(_merge_graph(torch.int32), KINDS)] == [BY_NAME["aten"]]
 
 
 def test_node_fn_rejects_other_ops() -> None:
@@ -135,7 +135,7 @@ def test_vit_token_reduction_on_cuda_target_matches_reference(pipeline: str, op:
     torch.testing.assert_close(out, want, rtol=1e-4, atol=1e-4)
     nodes = compiled.graph.find(op)
     assert nodes
-    token_groups = [g for g in partition(compiled.graph) if g.kind is BY_NAME["token"]]
+    token_groups = [g for g in partition(compiled.graph, KINDS) if g.kind is BY_NAME["token"]]
     assert sorted(g.nodes[0].name for g in token_groups) == sorted(n.name for n in nodes)
     lines = compiled.report.lowering
     assert sum(line.startswith("triton token ") and line.endswith(f": {op}")

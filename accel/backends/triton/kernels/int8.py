@@ -25,7 +25,7 @@ from accel.backends.triton.kernel import Args, CompiledKernel, KernelGroup, Kern
 from accel.backends.triton.partition import Claims
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Node
-from accel.ir.ops.quant import quantize_activation, quantize_rows_asymmetric
+from accel.ir.ops.quant import quantize_activation
 
 
 @triton.jit
@@ -126,15 +126,6 @@ def int8_matmul_dequant(x_q: torch.Tensor, w_q: torch.Tensor, x_scale: torch.Ten
     w = WeightOperands.prepare(w_q, w_scale, bias, w_sum, x_zero_point is not None)
     _launch(x_q, x_scale, x_zero_point, w, out, _blocks())
     return out
-
-
-def int8_linear(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``linear_int8_dynamic`` on the Triton kernel: per-token quantization, fused dequant."""
-    lead, k = x.shape[:-1], x.shape[-1]
-    xq, s_x, zp = quantize_rows_asymmetric(x.reshape(-1, k).float())
-    out = int8_matmul_dequant(xq, w_q, s_x, w_scale, bias, zp)
-    return out.to(x.dtype).reshape(*lead, w_q.shape[0])
 
 
 Quantizer = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]

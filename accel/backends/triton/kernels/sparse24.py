@@ -90,4 +90,4 @@ def launch(graph: Graph, group: KernelGroup, kernel: CompiledKernel | None) -> C
 
 
 KIND = KernelKind("sparse24", frozenset({"linear"}), claim, launch, args=Args.NODE,
-                  into_buffers=False, select=_select)
+                  into_buffers=False, select=_select, runs_on="torch.sparse")
