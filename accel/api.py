@@ -26,6 +26,7 @@ def compile(  # noqa: A001 - mirrors torch.compile
     debug: bool | None = None,
     dump: str | os.PathLike | None = None,
     name: str | None = None,
+    dynamic_shapes: Any = None,
 ) -> CompiledModel:
     """Compile ``model`` for inference on inputs like ``example_inputs``.
 
@@ -40,6 +41,11 @@ def compile(  # noqa: A001 - mirrors torch.compile
         debug: verify the graph after every pass (default: ``ACCEL_DEBUG`` env var).
         dump: directory to write the graph after every pass (or ``ACCEL_DUMP``).
         name: model name for reports.
+        dynamic_shapes: symbolic dims, as ``torch.export.export(dynamic_shapes=...)`` takes
+            them (per input, ``{axis: torch.export.Dim}``), or ``"auto"`` (dim 0 of every
+            input, dim 1 of integer inputs). One compile then serves every size in range.
+            Without it, the first compile is static and the first call with another shape
+            compiles once more with the dims that changed made symbolic.
 
     Returns:
         A :class:`CompiledModel`, callable like the model, with ``.report`` and ``.graph``.
@@ -48,12 +54,14 @@ def compile(  # noqa: A001 - mirrors torch.compile
     inputs = check_example_inputs(example_inputs)
     name = name or type(module).__name__
     config = make_config(name=name, pipeline=pipeline, target=target, example_inputs=inputs,
-                         calibration=calibration, options=options, debug=debug, dump=dump)
+                         calibration=calibration, options=options, debug=debug, dump=dump,
+                         dynamic_shapes=dynamic_shapes)
     if _in_training_mode(module):
         warnings.warn(f"accel: {name} is in training mode; accel compiles for inference, so "
                       "call model.eval() first (dropout and BatchNorm statistics differ)",
                       stacklevel=2)
-    return compile_captured(lambda args: capture(module, args, name), inputs, config)
+    return compile_captured(lambda args, dynamic: capture(module, args, name, dynamic),
+                            inputs, config)
 
 
 def reports() -> list[Report]:

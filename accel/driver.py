@@ -22,10 +22,11 @@ import torch
 from accel import env
 from accel.calibration import lossy_accuracy, rebatch
 from accel.errors import AccelTypeError
+from accel.frontend.dynamic import axes_spec, normalize_spec
 from accel.ir.graph import Graph
 from accel.passes import PassContext, PassStep, format_pipeline, parse_pipeline, run_pipeline
 from accel.report import Report
-from accel.runtime import CompiledModel, Specialization
+from accel.runtime import AutoDynamic, CompiledModel, Specialization
 from accel.targets import LowerContext, check_options, lower, resolve_target
 
 Batch = tuple[torch.Tensor, ...]
@@ -49,6 +50,8 @@ class CompileConfig:
     """Verify the graph after capture and after every pass."""
     dump: Path | None = None
     """Where to write the graph after every pass and the generated kernels."""
+    dynamic_shapes: Any = None
+    """The user's ``dynamic_shapes`` (``None``: automatic dynamic, static first)."""
     notes: tuple[str, ...] = ()
     """Lines for the report's lowering section about the settings (calibration not used...)."""
 
@@ -61,8 +64,8 @@ class CompileConfig:
 def make_config(*, name: str, pipeline: str, target: str, example_inputs: Batch,
                 calibration: Iterable[Any] | None = None,
                 options: dict[str, Any] | None = None, debug: bool | None = None,
-                dump: str | os.PathLike | None = None, strict_calibration: bool = True
-                ) -> CompileConfig:
+                dump: str | os.PathLike | None = None, strict_calibration: bool = True,
+                dynamic_shapes: Any = None) -> CompileConfig:
     """Parse and check every setting; errors name the bad one.
 
     With ``strict_calibration=False`` (torch.compile graphs, whose inputs need not be the
@@ -90,22 +93,31 @@ def make_config(*, name: str, pipeline: str, target: str, example_inputs: Batch,
         name=name, steps=steps, target=concrete, options=MappingProxyType(opts),
         calibration=calib,
         debug=env.debug() if debug is None else bool(debug),
-        dump=Path(dump) if dump is not None else env.dump_dir(), notes=notes)
+        dump=Path(dump) if dump is not None else env.dump_dir(), notes=notes,
+        dynamic_shapes=normalize_spec(dynamic_shapes, example_inputs))
 
 
-def compile_captured(capture: Callable[[Batch], Graph], example_inputs: Batch,
+def compile_captured(capture: Callable[[Batch, Any], Graph], example_inputs: Batch,
                      config: CompileConfig, report: Report | None = None) -> CompiledModel:
-    """A :class:`CompiledModel` whose specializations are ``capture(inputs)`` optimized and
-    lowered as ``config`` says; the first one fills ``report``."""
+    """A :class:`CompiledModel` whose specializations are ``capture(inputs, dynamic_shapes)``
+    optimized and lowered as ``config`` says; the first one fills ``report``.
+
+    ``dynamic_shapes`` is torch.export's specification (``None``: static): the user's for the
+    first specialization, the dims automatic dynamic found changing for later ones.
+    """
     report = report if report is not None else Report(model=config.name)
     report.pipeline, report.target = config.pipeline, config.target
     reported = bool(report.lowering)  # the first specialization fills the report and dumps
 
-    def specialize(args: Batch) -> Specialization:
+    def specialize(args: Batch, dynamic: Any) -> Specialization:
         nonlocal reported
         first = not reported
-        graph = capture(args)
-        calib = rebatch(config.calibration, args) if config.calibration is not None else None
+        if isinstance(dynamic, AutoDynamic):
+            dynamic = axes_spec(dynamic.axes, len(args))
+        graph = capture(args, dynamic)
+        calib = None
+        if config.calibration is not None:
+            calib = config.calibration if graph.is_dynamic else rebatch(config.calibration, args)
         ctx = PassContext(example_inputs=args, calibration=calib, target=config.target,
                           debug=config.debug, options=dict(config.options))
         if config.debug:
@@ -125,7 +137,8 @@ def compile_captured(capture: Callable[[Batch], Graph], example_inputs: Batch,
             report.fallbacks = describe_fallbacks(graph)
         return Specialization(graph, executable)
 
-    return CompiledModel(config.name, specialize, example_inputs, report)
+    return CompiledModel(config.name, specialize, example_inputs, report,
+                         dynamic_shapes=config.dynamic_shapes)
 
 
 def describe_fallbacks(graph: Graph) -> list[str]:

@@ -9,8 +9,9 @@
 | ``TRITON_INTERPRET`` | Triton runs kernels in its CPU interpreter (flag; read by Triton too) |
 
 Flags accept ``1/0``, ``true/false``, ``yes/no`` and ``on/off`` in any case (no surrounding
-spaces: Triton would read ``" 1"`` as off); unset or empty means the default. Anything else raises :class:`~accel.errors.AccelValueError` naming the
-variable, rather than being read one way here and another way elsewhere. Values are read
+spaces: Triton would read ``" 1"`` as off); unset or empty means the default. Anything
+else raises :class:`~accel.errors.AccelValueError` naming the variable, rather than being
+read one way here and another way elsewhere. Values are read
 at each call, so a test or a user may change them at run time.
 """
 

@@ -14,10 +14,12 @@ def _export(args: argparse.Namespace) -> int:
 
     model, inputs = get_model(args.model, batch_size=args.batch_size)
     path = export_onnx(model, inputs, args.output, pipeline=args.pipeline, opset=args.opset,
-                       dynamic_batch=not args.static_batch)
+                       dynamic_batch=not args.static_batch,
+                       dynamic_shapes="auto" if args.dynamic == "auto" else None)
     size_mb = path.stat().st_size / 2**20
-    print(f"wrote {path} ({size_mb:.1f} MiB, opset {args.opset}, "
-          f"{'static' if args.static_batch else 'dynamic'} batch)")
+    kind = ("static" if args.static_batch else "dynamic batch") if args.dynamic != "auto" \
+        else "dynamic batch and sequence"
+    print(f"wrote {path} ({size_mb:.1f} MiB, opset {args.opset}, {kind})")
     return 0
 
 
@@ -29,3 +31,5 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--static-batch", action="store_true", help="do not mark dim 0 symbolic")
+    p.add_argument("--dynamic", choices=["batch", "auto"], default="batch",
+                   help="dynamic axes: batch (dim 0), or auto (also dim 1 of token inputs)")

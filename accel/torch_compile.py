@@ -86,7 +86,7 @@ class _Compiled:
 
     def _compile(self, args: tuple) -> Any:
         try:
-            compiled = compile_captured(lambda runtime: self.graph.capture(args, runtime),
+            compiled = compile_captured(lambda runtime, _: self.graph.capture(args, runtime),
                                         self.graph.runtime_inputs(args), self.config,
                                         self.report)
         except AccelError as e:

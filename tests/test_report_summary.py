@@ -54,9 +54,10 @@ def test_summary_counts_recompilations() -> None:
     model, x = _mlp()
     compiled = accel.compile(model, (x,))
     with torch.no_grad():
-        compiled(torch.randn(5, 4))  # new batch size: a new specialization
+        compiled(torch.randn(5, 4))  # new batch size: a specialization with a symbolic batch
         compiled(torch.randn(5, 4))  # cached
-        compiled(torch.randn(7, 4))
+        compiled(torch.randn(7, 4))  # served by the symbolic one
+        compiled(torch.randn(1, 4))  # size 1: torch keeps it out of symbolic ranges
     assert compiled.report.recompilations == 2
     assert "2 recompilation(s)" in compiled.report.summary()
 

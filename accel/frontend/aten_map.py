@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from accel.ir.graph import Rewriter, Value
+from accel.ir.shapes import is_symbolic
 
 aten = torch.ops.aten
 Handler = Callable[..., Any]
@@ -30,6 +31,21 @@ class ImportContext:
 
     def __init__(self, rw: Rewriter) -> None:
         self.rw = rw
+        self.out_shapes: tuple[tuple[Any, ...], ...] | None = None
+        """The output shapes torch traced for the call being imported (symbolic dims as
+        accel expressions), when it traced with symbolic sizes."""
+
+    def out_shape(self) -> tuple[Any, ...] | None:
+        """The first output's traced shape, for graphs traced with symbolic sizes."""
+        return self.out_shapes[0] if self.out_shapes else None
+
+    def filled(self, shape: tuple[Any, ...], value: Any, dtype: torch.dtype) -> Value:
+        """A tensor of ``shape`` filled with ``value``: a constant for a static shape, a
+        0-d constant expanded to a symbolic one."""
+        if not is_symbolic(shape):
+            return self.rw.const(torch.full(tuple(shape), value, dtype=dtype), "full")
+        return self.op("expand", self.rw.const(torch.tensor(value, dtype=dtype), "fill"),
+                       shape=tuple(shape))
 
     def op(self, op: str, *inputs: Value | None, **attrs: Any) -> Value:
         """Add an IR node; returns its output."""
@@ -458,7 +474,13 @@ def resolve_shape(shape: Any, numel: int) -> tuple[int, ...]:
 def _reshape(c: ImportContext, x: Value, shape: Any) -> Value:
     if isinstance(shape, torch.dtype):
         raise Unsupported("view as another dtype")
-    shape = resolve_shape(shape, x.type.numel)
+    if is_symbolic(shape) or not x.type.is_static:
+        shape = c.out_shape() or shape  # torch resolved the -1 symbolically
+        if -1 in shape:
+            raise Unsupported("reshape with -1 of a symbolic tensor outside a traced graph")
+    else:
+        shape = resolve_shape(shape, x.type.numel)
+    shape = tuple(shape)
     return x if shape == x.shape else c.op("reshape", x, shape=shape)
 
 
@@ -494,7 +516,8 @@ def _permute(c: ImportContext, x: Value, dims: Any) -> Value:
 @handles(aten.expand)
 def _expand(c: ImportContext, x: Value, shape: Any, implicit: bool = False) -> Value:
     pad = len(shape) - x.type.rank
-    full = tuple(x.shape[i - pad] if s == -1 else int(s) for i, s in enumerate(shape))
+    full = tuple(x.shape[i - pad] if (isinstance(s, int) and s == -1) else
+                 (s if is_symbolic(s) else int(s)) for i, s in enumerate(shape))
     return x if full == x.shape else c.op("expand", x, shape=full)
 
 
@@ -503,12 +526,25 @@ def _expand_as(c: ImportContext, x: Value, other: Value) -> Value:
     return _expand(c, x, other.shape)
 
 
+_TO_END = 2**62
+"""Slice ends at or past this mean "to the end" (torch passes sys.maxsize)."""
+
+
 @handles(aten.slice)
 def _slice(c: ImportContext, x: Value, dim: int = 0, start: Any = None, end: Any = None,
            step: int = 1) -> Value:
     dim = dim % x.type.rank
-    start, end, _ = slice(start, end, step).indices(x.shape[dim])
-    if start == 0 and end >= x.shape[dim] and step == 1:
+    size = x.shape[dim]
+    if is_symbolic((size, start, end)):
+        start = 0 if start is None else start
+        to_end = end is None or (isinstance(end, int) and end >= _TO_END) or end == size
+        if (isinstance(start, int) and start < 0) or (isinstance(end, int) and end < 0):
+            raise Unsupported("negative slice bounds of a symbolic dim")
+        if start == 0 and to_end and step == 1:
+            return x
+        return c.op("slice", x, dim=dim, start=start, end=size if to_end else end, step=step)
+    start, end, _ = slice(start, end, step).indices(size)
+    if start == 0 and end >= size and step == 1:
         return x
     return c.op("slice", x, dim=dim, start=start, end=max(end, start), step=step)
 
@@ -516,7 +552,11 @@ def _slice(c: ImportContext, x: Value, dim: int = 0, start: Any = None, end: Any
 @handles(aten.select)
 def _select(c: ImportContext, x: Value, dim: int, index: int) -> Value:
     dim = dim % x.type.rank
-    return c.op("select", x, dim=dim, index=index % x.shape[dim])
+    size = x.shape[dim]
+    if is_symbolic((size, index)):
+        return c.op("select", x, dim=dim, index=size + index
+                    if isinstance(index, int) and index < 0 else index)
+    return c.op("select", x, dim=dim, index=index % size)
 
 
 @handles(aten.narrow)
@@ -526,7 +566,7 @@ def _narrow(c: ImportContext, x: Value, dim: int, start: int, length: int) -> Va
 
 @handles(aten.cat, aten.concat, aten.concatenate)
 def _cat(c: ImportContext, xs: Any, dim: int = 0) -> Value:
-    xs = [x for x in xs if x.type.numel > 0 or x.type.rank > 1]
+    xs = [x for x in xs if not x.type.is_static or x.type.numel > 0 or x.type.rank > 1]
     if len(xs) == 1:
         return xs[0]
     return c.op("concat", *xs, dim=dim % xs[0].type.rank)
@@ -543,6 +583,9 @@ def _split_at(c: ImportContext, x: Value, sizes: list[int], dim: int) -> list[Va
 @handles(aten.split.Tensor, aten.split_with_sizes, aten.split.sizes)
 def _split(c: ImportContext, x: Value, size: Any, dim: int = 0) -> list[Value]:
     n = x.shape[dim % x.type.rank]
+    if is_symbolic((n, size)):
+        if not isinstance(size, list | tuple) or is_symbolic(tuple(size)):
+            raise Unsupported("split of a symbolic dim into pieces of symbolic count")
     sizes = [size] * (n // size) + ([n % size] if n % size else []) if isinstance(size, int) \
         else list(size)
     return _split_at(c, x, sizes, dim)
@@ -551,6 +594,8 @@ def _split(c: ImportContext, x: Value, size: Any, dim: int = 0) -> list[Value]:
 @handles(aten.chunk)
 def _chunk(c: ImportContext, x: Value, chunks: int, dim: int = 0) -> list[Value]:
     n = x.shape[dim % x.type.rank]
+    if is_symbolic(n):
+        raise Unsupported("chunk of a symbolic dim")
     size = -(-n // chunks)
     return _split(c, x, size, dim)
 
@@ -558,6 +603,8 @@ def _chunk(c: ImportContext, x: Value, chunks: int, dim: int = 0) -> list[Value]
 @handles(aten.unbind)
 def _unbind(c: ImportContext, x: Value, dim: int = 0) -> list[Value]:
     dim = dim % x.type.rank
+    if is_symbolic(x.shape[dim]):
+        raise Unsupported("unbind along a symbolic dim")
     return [c.op("select", x, dim=dim, index=i) for i in range(x.shape[dim])]
 
 
@@ -582,7 +629,7 @@ def _like(fill: Any) -> Handler:
     def handler(c: ImportContext, x: Value, *args: Any, **kw: Any) -> Value:
         value = (args[0] if args else kw.get("fill_value", 0)) if fill is None else fill
         dtype = kw.get("dtype") or x.dtype
-        return c.rw.const(torch.full(x.shape, value, dtype=dtype), "full")
+        return c.filled(x.shape, value, dtype)
     return handler
 
 
@@ -595,7 +642,7 @@ def _new_filled(fill: Any) -> Handler:
     def handler(c: ImportContext, x: Value, size: Any, *args: Any, **kw: Any) -> Value:
         value = (args[0] if args else kw.get("fill_value", 0)) if fill is None else fill
         dtype = kw.get("dtype") or x.dtype
-        return c.rw.const(torch.full(tuple(size), value, dtype=dtype), "full")
+        return c.filled(tuple(size), value, dtype)
     return handler
 
 
@@ -604,15 +651,47 @@ handles(aten.new_ones)(_new_filled(1))
 handles(aten.new_full)(_new_filled(None))
 
 
+@handles(aten.arange)
+def _arange(c: ImportContext, *args: Any, dtype: Any = None, device: Any = None, **_: Any
+            ) -> Value:
+    """``arange`` with a symbolic bound (a static one is evaluated at capture instead)."""
+    if not is_symbolic(args) or not all(isinstance(a, int) or is_symbolic(a) for a in args):
+        raise Unsupported("arange of non-integer bounds")
+    start, end, step = (0, args[0], 1) if len(args) == 1 else (*args[:2], args[2] if
+                                                               len(args) > 2 else 1)
+    dev = torch.device(device).type if device is not None else "cpu"
+    return c.op("arange", start=start, end=end, step=step, dtype=dtype or torch.int64,
+                device=dev)
+
+
+def _factory(fill: Any) -> Handler:
+    """``zeros``/``ones``/``full``/``empty`` of a symbolic size (static ones fold at capture)."""
+    def handler(c: ImportContext, size: Any, *args: Any, dtype: Any = None, **_: Any) -> Value:
+        value = args[0] if fill is None else fill
+        if not isinstance(value, bool | int | float):
+            raise Unsupported("fill value that is not a Python scalar")
+        dt = dtype or (torch.get_default_dtype() if isinstance(value, float) or fill is not None
+                       else torch.tensor(value).dtype)
+        return c.filled(tuple(size), value, dt)
+    return handler
+
+
+handles(aten.zeros, aten.empty.memory_format)(_factory(0))
+handles(aten.ones)(_factory(1))
+handles(aten.full)(_factory(None))
+
+
 @handles(aten.fill.Scalar)
 def _fill(c: ImportContext, x: Value, value: Any) -> Value:
-    return c.rw.const(torch.full(x.shape, value, dtype=x.dtype), "full")
+    return c.filled(x.shape, value, x.dtype)
 
 
 def _triangle(lower: bool) -> Handler:
     def handler(c: ImportContext, x: Value, diagonal: int = 0) -> Value:
         if x.type.rank < 2:
             raise Unsupported("tril/triu of a tensor with fewer than 2 dims")
+        if is_symbolic(x.shape[-2:]):
+            raise Unsupported("tril/triu over symbolic dims")
         ones = torch.ones(x.shape[-2:], dtype=torch.bool)
         keep = ones.tril(diagonal) if lower else ones.triu(diagonal)
         return c.op("where", c.rw.const(keep, "tri_mask"), x, c.tensor(0, x))
@@ -638,8 +717,25 @@ def _wrap_negative(c: ImportContext, index: Value, size: int) -> Value:
     """``index`` with negative entries counted from the end (no-op for constants >= 0)."""
     if c.is_const(index) and bool((c.rw.constants[index] >= 0).all()):
         return index
+    if _nonnegative(c, index):
+        return index
+    if is_symbolic(size):
+        raise Unsupported("indexing a symbolic dim with possibly negative indices")
     negative = c.op("cast", c.op("lt", index, c.tensor(0, index)), dtype=index.dtype)
     return c.op("add", index, c.op("mul", negative, c.tensor(size, index)))
+
+
+def _nonnegative(c: ImportContext, v: Value) -> bool:
+    """Whether ``v`` is an ``arange`` with a non-negative start and step (seen through
+    reshapes and expands): indices that need no wrapping."""
+    producer = {o: n for n in c.rw.nodes for o in n.outputs}
+    node = producer.get(v)
+    while node is not None and node.op in ("reshape", "expand"):
+        node = producer.get(node.inputs[0])
+    if node is None or node.op != "arange":
+        return False
+    start, step = node.attrs["start"], node.attrs["step"]
+    return (not isinstance(start, int) or start >= 0) and isinstance(step, int) and step > 0
 
 
 @handles(aten.index.Tensor)
@@ -683,5 +779,5 @@ def _diff(c: ImportContext, x: Value, n: int = 1, dim: int = -1, prepend: Any = 
         raise Unsupported("diff with n > 1, prepend or append")
     dim, size = dim % x.type.rank, x.shape[dim % x.type.rank]
     hi = c.op("slice", x, dim=dim, start=1, end=size)
-    lo = c.op("slice", x, dim=dim, start=0, end=max(size - 1, 0))
+    lo = c.op("slice", x, dim=dim, start=0, end=size - 1 if is_symbolic(size) else max(size - 1, 0))
     return c.op("ne" if x.dtype == torch.bool else "sub", hi, lo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import traceback
 from collections.abc import Sequence
@@ -12,6 +13,7 @@ import torch.fx as fx
 from torch.export.graph_signature import InputKind
 
 from accel.errors import AccelTypeError, CaptureError
+from accel.frontend.dynamic import DynamicShapes, name_symbols, normalize_spec, widen_examples
 from accel.frontend.importer import import_fx
 from accel.ir.graph import Graph
 
@@ -58,24 +60,37 @@ def check_example_inputs(example_inputs: Any) -> tuple[torch.Tensor, ...]:
     return tuple(example_inputs)
 
 
-def capture(model: Any, example_inputs: Sequence[torch.Tensor], name: str | None = None) -> Graph:
-    """Export ``model`` on ``example_inputs`` and import it as an IR graph."""
+def capture(model: Any, example_inputs: Sequence[torch.Tensor], name: str | None = None,
+            dynamic_shapes: DynamicShapes = None) -> Graph:
+    """Export ``model`` on ``example_inputs`` and import it as an IR graph.
+
+    ``dynamic_shapes`` (``"auto"`` or torch.export's specification) makes dims symbolic;
+    the graph's ``symbols`` then hold their ranges and example values.
+    """
     module = as_module(model)
     inputs = check_example_inputs(example_inputs)
     name = name or type(getattr(module, "fn", module)).__name__
-    ep = _export_program(module, inputs, name)
+    spec = normalize_spec(dynamic_shapes, inputs)
+    inputs = widen_examples(inputs, spec)
+    ep = _export_program(module, inputs, name, _for_signature(module, spec))
     bindings: dict[str, tuple[str, Any]] = {}
     user = iter(inputs)
     state = {**ep.state_dict, **ep.constants}
-    for spec in ep.graph_signature.input_specs:
-        placeholder = spec.arg.name
-        if spec.kind == InputKind.USER_INPUT:
+    placeholders = {n.name: n for n in ep.graph_module.graph.nodes if n.op == "placeholder"}
+    vals = []
+    for s in ep.graph_signature.input_specs:
+        placeholder = s.arg.name
+        if s.kind == InputKind.USER_INPUT:
             bindings[placeholder] = ("input", next(user))
-        elif spec.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
-            bindings[placeholder] = ("const", state[spec.target], spec.target)
+            vals.append(placeholders[placeholder].meta.get("val"))
+        elif s.kind in (InputKind.PARAMETER, InputKind.BUFFER, InputKind.CONSTANT_TENSOR):
+            bindings[placeholder] = ("const", state[s.target], s.target)
         else:
-            raise CaptureError(f"{name}: unsupported exported input kind {spec.kind}")
-    return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec)
+            raise CaptureError(f"{name}: unsupported exported input kind {s.kind}")
+    rename, symbols = (name_symbols(vals, inputs, spec, ep.range_constraints) if spec is not None
+                       else ({}, {}))
+    return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec,
+                     rename=rename, symbols=symbols)
 
 
 def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequence[bool],
@@ -103,12 +118,24 @@ def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequen
     return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec)
 
 
-def _export_program(module: torch.nn.Module, inputs: tuple[Any, ...],
-                    name: str) -> torch.export.ExportedProgram:
+def _for_signature(module: torch.nn.Module, spec: Any) -> Any:
+    """torch.export wants one spec entry per forward parameter: ``forward(self, *args)``
+    takes all inputs as one (a tuple)."""
+    if not isinstance(spec, tuple):
+        return spec
+    params = list(inspect.signature(module.forward).parameters.values())
+    if params and params[0].kind is inspect.Parameter.VAR_POSITIONAL:
+        return (spec,)
+    return spec
+
+
+def _export_program(module: torch.nn.Module, inputs: tuple[Any, ...], name: str,
+                    dynamic_shapes: Any = None) -> torch.export.ExportedProgram:
     """torch.export ``module`` (functionalised if it mutates), failures explained."""
     try:
         with _EXPORT_LOCK, torch.no_grad():
-            ep = torch.export.export(module, inputs, strict=False)
+            ep = torch.export.export(module, inputs, strict=False,
+                                     dynamic_shapes=dynamic_shapes)
     except Exception as e:  # noqa: BLE001 - re-raised with the failing source line
         raise CaptureError(_explain_export_failure(name, e)) from e
     if _has_mutation(ep.graph_module):

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
+import sympy
 import torch
 import torch.fx as fx
 from torch.utils._pytree import tree_flatten, tree_map
 
 from accel.errors import CaptureError
 from accel.frontend import aten_map
+from accel.frontend.dynamic import to_dim
 from accel.ir.graph import Graph, Rewriter, Value
 from accel.ir.ops.fallback import TensorArg
 from accel.ir.ops.registry import freeze
+from accel.ir.shapes import SymbolInfo, is_symbolic
 from accel.ir.types import TensorType
 
 _SKIP = {
@@ -36,20 +40,32 @@ def import_fx(
     bindings: Mapping[str, tuple[str, Any]],
     name: str = "graph",
     output_structure: Any = None,
+    rename: Mapping[sympy.Symbol, sympy.Symbol] | None = None,
+    symbols: Mapping[str, SymbolInfo] | None = None,
 ) -> Graph:
     """Import ``gm``. ``bindings[placeholder] = ("input", example) | ("const", tensor)``.
 
     A third element names a constant (its parameter path). ``("value", obj)`` binds a
-    non-tensor placeholder (an int, a None) to a Python value.
+    non-tensor placeholder (an int, a None) to a Python value. For a graph traced with
+    symbolic sizes, ``rename`` maps torch's size symbols to accel's and ``symbols`` is the
+    symbol table: inputs get symbolic types, and size computations (``sym_size``, arithmetic
+    on sizes) become expressions in the attributes of the nodes that use them.
     """
     rw = Rewriter()
+    rename = dict(rename or {})
+    if symbols:
+        rw.meta["symbols"] = MappingProxyType(dict(symbols))
     ctx = aten_map.ImportContext(rw)
     env: dict[fx.Node, Any] = {}
     for node in gm.graph.nodes:
+        val = node.meta.get("val")
         if node.op == "placeholder":
             kind, obj, *label = bindings[node.name]
             if kind == "input":
-                env[node] = rw.add_input(node.name, TensorType.of(obj))
+                t = TensorType.of(obj)
+                if rename and isinstance(val, torch.Tensor):
+                    t = t.with_shape(tuple(to_dim(d, rename) for d in val.shape))
+                env[node] = rw.add_input(node.name, t)
             elif kind == "const":
                 env[node] = rw.const(obj, label[0] if label else node.name)
             else:
@@ -57,8 +73,12 @@ def import_fx(
         elif node.op == "get_attr":
             obj = _fetch_attr(gm, node.target)
             env[node] = rw.const(obj, node.target) if isinstance(obj, torch.Tensor) else obj
+        elif node.op == "call_function" and isinstance(val, torch.SymInt):
+            env[node] = to_dim(val, rename)  # a size computation: an expression of symbols
+        elif node.op == "call_function" and isinstance(val, torch.SymBool | torch.SymFloat):
+            env[node] = None  # only read by runtime assertions on sizes (the guards' job)
         elif node.op == "call_function":
-            env[node] = _import_call(ctx, node, env)
+            env[node] = _import_call(ctx, node, env, rename)
         elif node.op == "output":
             flat, _ = tree_flatten(tree_map(lambda n: env[n] if isinstance(n, fx.Node) else n,
                                             node.args[0]))
@@ -86,7 +106,19 @@ def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
     return obj
 
 
-def _import_call(ctx: aten_map.ImportContext, node: fx.Node, env: dict[fx.Node, Any]) -> Any:
+def _traced_shapes(node: fx.Node, rename: Mapping[sympy.Symbol, sympy.Symbol]
+                   ) -> tuple[tuple[Any, ...], ...] | None:
+    """The output shapes torch traced for ``node``, when traced with symbolic sizes."""
+    if not rename:
+        return None
+    val = node.meta.get("val")
+    vals = val if isinstance(val, list | tuple) else (val,)
+    return tuple(tuple(to_dim(d, rename) for d in v.shape) for v in vals
+                 if isinstance(v, torch.Tensor))
+
+
+def _import_call(ctx: aten_map.ImportContext, node: fx.Node, env: dict[fx.Node, Any],
+                 rename: Mapping[sympy.Symbol, sympy.Symbol]) -> Any:
     target = node.target
     args = tree_map(lambda n: env[n] if isinstance(n, fx.Node) else n, node.args)
     kwargs = tree_map(lambda n: env[n] if isinstance(n, fx.Node) else n, dict(node.kwargs))
@@ -104,11 +136,13 @@ def _import_call(ctx: aten_map.ImportContext, node: fx.Node, env: dict[fx.Node, 
                            "with accel.compile or torch.export first")
     meta = _source_meta(node)
     flat, _ = tree_flatten((args, kwargs))
-    if not any(isinstance(a, Value) for a in flat) and _deterministic(target):
+    if (not any(isinstance(a, Value) for a in flat) and _deterministic(target)
+            and not is_symbolic(tuple(flat))):
         return _evaluate_constant(ctx, node, target, args, kwargs)
     handler = aten_map.lookup(target)
     if handler is not None:
         mark = len(ctx.rw.nodes)
+        ctx.out_shapes = _traced_shapes(node, rename)
         try:
             result = handler(ctx, *args, **kwargs)
         except aten_map.Unsupported as e:

@@ -15,11 +15,13 @@ from functools import cached_property
 from types import MappingProxyType
 from typing import Any
 
+import sympy
 import torch
 
 from accel.errors import GraphError
 from accel.ir.ops import get_op
 from accel.ir.ops.registry import OpDef, OpKind
+from accel.ir.shapes import SymbolInfo, at_hints, symbol
 from accel.ir.types import TensorType
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -79,8 +81,9 @@ class Node:
             raise GraphError(f"node {self.name} ({self.op}) has {len(self.outputs)} outputs")
         return self.outputs[0]
 
-    def flops(self) -> int:
-        """FLOPs of one execution, from the op's cost model."""
+    def flops(self) -> Any:
+        """FLOPs of one execution, from the op's cost model (an expression for symbolic
+        shapes; :meth:`Graph.flops` evaluates it at the example sizes)."""
         ins = [None if v is None else v.type for v in self.inputs]
         return self.opdef.count_flops(ins, [o.type for o in self.outputs], self.attrs)
 
@@ -171,10 +174,32 @@ class Graph:
     def __len__(self) -> int:
         return len(self.nodes)
 
+    # ---- symbolic shapes ----------------------------------------------------------------
+    @property
+    def symbols(self) -> Mapping[str, SymbolInfo]:
+        """The size symbols of symbolic dims, with their ranges and example values."""
+        return self.meta.get("symbols", _EMPTY)
+
+    @property
+    def is_dynamic(self) -> bool:
+        """Whether any input has a symbolic dim."""
+        return any(not v.type.is_static for v in self.inputs)
+
+    def symbol_sources(self) -> dict[str, tuple[int, int]]:
+        """For each size symbol, the first (input index, axis) whose dim is that symbol: where
+        a call's inputs give its value."""
+        out: dict[str, tuple[int, int]] = {}
+        for i, v in enumerate(self.inputs):
+            for axis, d in enumerate(v.type.shape):
+                if isinstance(d, sympy.Symbol) and d.name not in out:
+                    out[d.name] = (i, axis)
+        return out
+
     # ---- statistics ---------------------------------------------------------------------
     def flops(self) -> int:
-        """Total FLOPs of one execution, from the op cost models."""
-        return sum(n.flops() for n in self.nodes)
+        """Total FLOPs of one execution, from the op cost models (symbolic dims at their
+        example values)."""
+        return int(at_hints(sum(n.flops() for n in self.nodes), self.symbols))
 
     def num_params(self) -> int:
         """Number of elements in constant tensors (weights)."""
@@ -274,6 +299,16 @@ class Rewriter:
         return name
 
     # ---- building -----------------------------------------------------------------------
+    def add_symbol(self, name: str, *, hint: int, lo: int = 2, hi: int | None = None
+                   ) -> sympy.Symbol:
+        """Declare the size symbol ``name`` (range ``[lo, hi]``, example value ``hint``) for
+        symbolic dims of inputs; returns the symbol to use in shapes."""
+        table = dict(self.meta.get("symbols", {}))
+        table[name] = SymbolInfo(name, lo, hi, hint)
+        self.meta["symbols"] = MappingProxyType(table)
+        self.changed = True
+        return symbol(name)
+
     def add_input(self, name: str, type_: TensorType) -> Value:
         """Append a runtime input."""
         v = Value(self.fresh_name(name), type_)
@@ -317,7 +352,8 @@ class Rewriter:
             inputs = inputs[:-1]
         opdef.check_inputs(len(inputs), node_name)
         attrs = opdef.normalize_attrs(attrs, node_name)
-        types = opdef.infer_types([v.type if v is not None else None for v in inputs], attrs)
+        types = opdef.infer_types([v.type if v is not None else None for v in inputs], attrs,
+                                  self.meta.get("symbols"))
         if len(types) == 1:
             outs = (Value(node_name, types[0]),)
         else:

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from accel.ir.graph import Graph, Value
+from accel.ir.shapes import evaluate, is_symbolic, symbol
 
 Observe = Callable[[Value, torch.Tensor], None]
 
@@ -27,9 +28,13 @@ def interpret(graph: Graph, inputs: Sequence[torch.Tensor],
     keep = set(graph.outputs) | set(graph.constants)
     env: dict[Value, torch.Tensor] = dict(graph.constants)
     env.update(zip(graph.inputs, inputs, strict=True))
+    sizes = {symbol(name): inputs[i].shape[a]
+             for name, (i, a) in graph.symbol_sources().items()}
     with torch.no_grad():
         for i, n in enumerate(graph.nodes):
-            out = n.opdef.ref(*[env[v] if v is not None else None for v in n.inputs], **n.attrs)
+            attrs = ({k: evaluate(v, sizes) for k, v in n.attrs.items()}
+                     if sizes and is_symbolic(tuple(n.attrs.values())) else n.attrs)
+            out = n.opdef.ref(*[env[v] if v is not None else None for v in n.inputs], **attrs)
             for v, t in zip(n.outputs, out if len(n.outputs) > 1 else (out,), strict=True):
                 env[v] = t
                 if observe is not None:

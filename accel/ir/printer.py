@@ -15,6 +15,7 @@ import enum
 import re
 from typing import TYPE_CHECKING, Any
 
+import sympy
 import torch
 
 from accel.ir.ops import all_ops
@@ -37,6 +38,10 @@ ops = _Ops()
 
 def format_attr(value: Any) -> str:
     """Python source for an attribute value."""
+    if isinstance(value, sympy.Basic):  # a symbolic size, computed from the bound symbols
+        from torch.utils._sympy.printers import PythonPrinter
+
+        return PythonPrinter().doprint(value)
     if isinstance(value, torch.dtype):
         return str(value)  # torch.float32
     if isinstance(value, TensorArg):
@@ -64,6 +69,10 @@ def print_graph(graph: Graph) -> str:
         f"{graph.num_params():,} parameters, {graph.flops():,} FLOPs",
         f"def {graph.name if graph.name.isidentifier() else 'graph'}({sig}):",
     ]
+    for name, (i, axis) in graph.symbol_sources().items():
+        v = graph.inputs[i]
+        lines.append(f"    {name} = {v.name}.shape[{axis}]  # {graph.symbols[name].describe()}"
+                     if name in graph.symbols else f"    {name} = {v.name}.shape[{axis}]")
     for n in graph.nodes:
         args = [v.name if v is not None else "None" for v in n.inputs]
         args += [f"{k}={format_attr(v)}" for k, v in n.attrs.items()]
@@ -78,7 +87,8 @@ def print_graph(graph: Graph) -> str:
 
 def exec_printed(source: str) -> Any:
     """Compile printed graph source and return the function it defines."""
-    namespace: dict[str, Any] = {"ops": ops, "torch": torch, "TensorArg": TensorArg}
+    namespace: dict[str, Any] = {"ops": ops, "torch": torch, "TensorArg": TensorArg,
+                                 "math": __import__("math")}
     exec(compile(source, "<accel graph>", "exec"), namespace)  # noqa: S102
     match = re.search(r"^def (\w+)\(", source, re.MULTILINE)
     if match is None:

@@ -1,4 +1,7 @@
-"""Tensor types: the static shape, dtype and device every IR value carries."""
+"""Tensor types: the shape, dtype and device every IR value carries.
+
+A dim is an ``int`` or a symbolic expression of size symbols (:mod:`accel.ir.shapes`).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+from accel.ir.shapes import Dim, canon_shape, format_dim, is_symbolic
 
 _SHORT_DTYPE = {
     torch.float32: "f32",
@@ -23,10 +28,10 @@ _SHORT_DTYPE = {
 
 @dataclass(frozen=True)
 class TensorType:
-    """The static type of a tensor value: shape, dtype and device."""
+    """The type of a tensor value: shape, dtype and device."""
 
-    shape: tuple[int, ...]
-    """Size of each dimension; static (a new shape recompiles)."""
+    shape: tuple[Dim, ...]
+    """Size of each dimension: an ``int``, or a sympy expression of size symbols."""
     dtype: torch.dtype
     """Element type, a ``torch.dtype``."""
     device: str = "cpu"
@@ -37,14 +42,22 @@ class TensorType:
         """The type of a concrete tensor."""
         return TensorType(tuple(int(s) for s in t.shape), t.dtype, t.device.type)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", canon_shape(self.shape))
+
+    @property
+    def is_static(self) -> bool:
+        """Whether every dim is an ``int``."""
+        return not is_symbolic(self.shape)
+
     @property
     def rank(self) -> int:
         """Number of dimensions."""
         return len(self.shape)
 
     @property
-    def numel(self) -> int:
-        """Number of elements."""
+    def numel(self) -> Dim:
+        """Number of elements (an expression for a symbolic shape)."""
         return math.prod(self.shape)
 
     @property
@@ -53,8 +66,8 @@ class TensorType:
         return torch.empty((), dtype=self.dtype).element_size()
 
     @property
-    def nbytes(self) -> int:
-        """Bytes of the whole tensor."""
+    def nbytes(self) -> Dim:
+        """Bytes of the whole tensor (an expression for a symbolic shape)."""
         return self.numel * self.itemsize
 
     @property
@@ -62,7 +75,7 @@ class TensorType:
         """Whether the dtype is a floating-point type."""
         return self.dtype.is_floating_point
 
-    def with_shape(self, shape: tuple[int, ...]) -> TensorType:
+    def with_shape(self, shape: tuple[Dim, ...]) -> TensorType:
         """This type with another shape."""
         return TensorType(tuple(shape), self.dtype, self.device)
 
@@ -71,11 +84,11 @@ class TensorType:
         return TensorType(self.shape, dtype, self.device)
 
     def meta(self) -> torch.Tensor:
-        """An empty meta tensor of this type, for shape inference."""
-        return torch.empty(self.shape, dtype=self.dtype, device="meta")
+        """An empty meta tensor of this (static) type, for shape inference."""
+        return torch.empty(self.shape, dtype=self.dtype, device="meta")  # type: ignore[arg-type]
 
     def __str__(self) -> str:
-        return f"{short_dtype(self.dtype)}[{','.join(map(str, self.shape))}]"
+        return f"{short_dtype(self.dtype)}[{','.join(format_dim(d) for d in self.shape)}]"
 
 
 def short_dtype(dtype: torch.dtype) -> str:

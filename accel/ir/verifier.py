@@ -53,7 +53,7 @@ def verify(graph: Graph, *, check_types: bool = True) -> None:
                 raise GraphError(f"{where}: input %{v.name} is used before it is defined")
         if check_types:
             ins = [v.type if v is not None else None for v in n.inputs]
-            expected = opdef.infer_types(ins, n.attrs)
+            expected = opdef.infer_types(ins, n.attrs, graph.symbols)
             got = tuple(o.type for o in n.outputs)
             if [(t.shape, t.dtype) for t in expected] != [(t.shape, t.dtype) for t in got]:
                 raise GraphError(f"{where}: outputs typed {[str(t) for t in got]} but the op "

@@ -22,6 +22,8 @@ def fold_constants(graph: Graph, ctx: PassContext, *, max_elements: int = 1 << 2
     for n in graph.nodes:
         if any(v is not None and v not in values for v in n.inputs):
             continue
+        if any(not o.type.is_static for o in n.outputs):
+            continue  # a symbolic shape (a fill expanded to the batch): no single value
         if n.opdef.kind is OpKind.FALLBACK and torch.Tag.nondeterministic_seeded in getattr(
                 n.attrs.get("target"), "tags", ()):
             continue

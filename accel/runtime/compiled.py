@@ -1,8 +1,10 @@
 """``CompiledModel``: the callable ``accel.compile`` returns.
 
-It guards each call on the inputs' count, rank, dtype and device. A new *shape* (same rank,
-dtype and device) compiles a new specialization, kept in a bounded LRU cache and counted
-in the report; anything else is a :class:`GuardError` that says what was expected.
+It guards each call on the inputs' count, rank, dtype and device, and on their sizes
+against each specialization's guard (static sizes, or symbolic dims and their ranges). A
+call no specialization accepts compiles a new one (automatic dynamic: the dims that changed
+become symbolic), kept in a bounded cache and counted in the report; a wrong count, rank,
+dtype or device is a :class:`GuardError` that says what was expected.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch.utils._pytree import tree_unflatten
 from accel.errors import GuardError
 from accel.ir.graph import Graph
 from accel.report import Report
+from accel.runtime.guards import Guard, Kind, Mismatch
 
 
 class Executable(Protocol):
@@ -46,6 +49,8 @@ class Specialization:
         # Read the output structure once here, not on every call.
         self._leaves = self.graph.meta.get("output_leaves")
         self._spec = self.graph.meta.get("output_structure")
+        self.guard = Guard(self.graph)
+        """The calls this specialization accepts."""
 
     def call(self, args: Sequence[torch.Tensor]) -> Any:
         """Run and rebuild the model's output structure."""
@@ -61,64 +66,129 @@ def _signature(args: Sequence[Any]) -> tuple:
                  for a in args)
 
 
+@dataclass(frozen=True)
+class AutoDynamic:
+    """Automatic dynamic's recompile request: make these dims of these inputs symbolic."""
+
+    axes: dict[int, frozenset[int]]
+    """Input index -> axes."""
+
+
+Specialize = Callable[[tuple[torch.Tensor, ...], Any], Specialization]
+"""``specialize(inputs, dynamic) -> Specialization``: capture, optimize and lower; ``dynamic``
+is ``None`` (static), the user's ``dynamic_shapes``, or an :class:`AutoDynamic`."""
+
+
 class CompiledModel:
-    """A compiled model: call it like the module. ``.report``, ``.graph``."""
+    """A compiled model: call it like the module. ``.report``, ``.graph``.
+
+    Each specialization serves every call its :class:`~accel.runtime.guards.Guard` accepts:
+    one shape for a static graph, every size in range for a graph with symbolic dims. A call
+    no specialization accepts compiles a new one, as torch.compile's automatic dynamic does:
+    the dims that differ from the first example are made symbolic (``Dim.AUTO``), so later
+    sizes reuse it; if even that one does not accept the call (a size torch.export keeps
+    static, or 0/1), a static specialization for the call's shape. A dim the user declared
+    dynamic (``dynamic_shapes=``) called with a size outside its range is a
+    :class:`GuardError` naming the input, the dim, the value and the range.
+    """
 
     def __init__(
         self,
         name: str,
-        specialize: Callable[[tuple[torch.Tensor, ...]], Specialization],
+        specialize: Specialize,
         example_inputs: tuple[torch.Tensor, ...],
         report: Report,
         cache_size: int = 8,
+        dynamic_shapes: Any = None,
     ) -> None:
         self.name = name
         self.report = report
         """What compilation did; see :class:`accel.report.Report`."""
         self._specialize = specialize
         self._cache_size = cache_size
+        self._explicit = dynamic_shapes is not None
+        self._example = tuple(example_inputs)
         self._ranks = tuple((t.dim(), t.dtype, t.device.type) for t in example_inputs)
+        self._dynamic_axes: dict[int, set[int]] = {}
         t0 = time.perf_counter()
-        first = specialize(example_inputs)
+        first = specialize(self._example, dynamic_shapes)
         report.compile_seconds = time.perf_counter() - t0
         self._first = first
-        self._cache: OrderedDict[tuple, Specialization] = OrderedDict()
-        self._cache[_signature(example_inputs)] = first
+        self._specs: list[Specialization] = [first]
+        """Specializations, most recently used first (at most ``cache_size``)."""
+        self._by_signature: OrderedDict[tuple, Specialization] = OrderedDict()
+        """Exact input signatures already dispatched, to skip the guards on repeat shapes."""
 
     @property
     def graph(self) -> Graph:
         """The optimized graph of the first specialization."""
         return self._first.graph
 
+    def specialize(self, dynamic: AutoDynamic) -> Specialization:
+        """A new specialization at the first example's shapes with ``dynamic``'s dims
+        symbolic, compiled like the others (for export with dynamic axes); not cached."""
+        return self._specialize(self._example, dynamic)
+
     @property
     def specializations(self) -> int:
-        """How many shape specializations are cached."""
-        return len(self._cache)
+        """How many specializations are cached."""
+        return len(self._specs)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs:
             raise GuardError(f"{self.name}: keyword arguments are not supported by the "
                              f"compiled model; pass inputs positionally")
         key = _signature(args)
-        spec = self._cache.get(key)
+        spec = self._by_signature.get(key)
         if spec is None:
-            spec = self._recompile(args, key)
-        else:
-            self._cache.move_to_end(key)
+            spec = self._dispatch(args, key)
         return spec.call(args)
 
-    def _recompile(self, args: tuple, key: tuple) -> Specialization:
+    def _dispatch(self, args: tuple, key: tuple) -> Specialization:
+        """The specialization for a new input signature: the first whose guard accepts it,
+        else a new one."""
         self._check(args)
+        mismatches = []
+        for spec in self._specs:
+            m = spec.guard.check(args)
+            if m is None:
+                break
+            mismatches.append(m)
+        else:
+            spec = self._recompile(args, mismatches)
+        self._specs.remove(spec) if spec in self._specs else None
+        self._specs.insert(0, spec)
+        del self._specs[self._cache_size:]
+        self._by_signature[key] = spec
+        if len(self._by_signature) > 16 * self._cache_size:
+            self._by_signature.popitem(last=False)
+        return spec
+
+    def _recompile(self, args: tuple, mismatches: list[Mismatch]) -> Specialization:
+        first = mismatches[0]
+        zero_one = first.kind is Kind.RANGE and first.got in (0, 1)  # torch's 0/1 specialization
+        if self._explicit and first.kind is Kind.RANGE and not zero_one:
+            raise GuardError(first.describe(self.name) + "; it was declared dynamic with that "
+                             "range (dynamic_shapes=...): widen the range or compile again")
         self.report.recompilations += 1
         if self.report.recompilations in (self._cache_size, 4 * self._cache_size):
             warnings.warn(f"accel: {self.name} recompiled {self.report.recompilations} times "
-                          "for new input shapes; pad inputs to a few fixed shapes to avoid "
-                          "recompilation", stacklevel=3)
-        spec = self._specialize(tuple(args))
-        self._cache[key] = spec
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return spec
+                          "for new input shapes; pass dynamic_shapes=... (or pad inputs to a "
+                          "few fixed shapes) to avoid recompilation", stacklevel=4)
+        changed = {i: {a for a, (x, y) in enumerate(zip(t.shape, e.shape, strict=True))
+                       if x != y}
+                   for i, (t, e) in enumerate(zip(args, self._example, strict=True))}
+        grew = False
+        for i, axes in changed.items():
+            if axes - self._dynamic_axes.get(i, set()):
+                self._dynamic_axes.setdefault(i, set()).update(axes)
+                grew = True
+        if grew and not self._explicit:
+            axes = {i: frozenset(a) for i, a in self._dynamic_axes.items()}
+            spec = self._specialize(tuple(args), AutoDynamic(axes))
+            if spec.guard.check(args) is None and spec.guard.dynamic:
+                return spec
+        return self._specialize(tuple(args), None)  # a size only a static graph takes
 
     def _check(self, args: tuple) -> None:
         if len(args) != len(self._ranks):
@@ -140,5 +210,6 @@ class CompiledModel:
                                  f"{device}; move it with .to('{device}') or compile again")
 
     def __repr__(self) -> str:
+        dyn = " (dynamic)" if self._first.guard.dynamic else ""
         return (f"<CompiledModel {self.name}: {len(self.graph)} nodes, target="
-                f"{self.report.target}, {self.specializations} specialization(s)>")
+                f"{self.report.target}, {self.specializations} specialization(s){dyn}>")

@@ -8,7 +8,10 @@ memory. :meth:`Schedule.bind` pairs units with their step functions, once, at lo
 :meth:`Schedule.run` is the one execution loop every executor calls.
 
 Planned buffers are allocated once per device and thread (an :class:`Arena`), not per call,
-and held for the life of the executor (one arena per thread that calls it). Graph outputs,
+and held for the life of the executor (one arena per thread that calls it). For a graph
+with symbolic dims the schedule reads each size symbol from the call's inputs
+(:meth:`Schedule.sizes`); steps that need sizes (symbolic attributes, kernels with size
+arguments) get them, and the arena's buffers grow to the largest call seen. Graph outputs,
 and the buffers that reach an output through ops that may alias (views, pass-throughs:
 ``OpDef.may_alias``), are never planned, so what a call returns is never overwritten by a
 later call. The arena is not per CUDA stream: calls of one executor from one thread on two
@@ -20,10 +23,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from accel.errors import GraphError
 from accel.ir.graph import Graph, Value
+from accel.ir.shapes import Dim, compile_exprs, is_symbolic
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,12 @@ class Unit:
     aliases: bool = False
     """Its outputs may be views of its inputs (shape ops, ATen fallbacks): a planned buffer
     read through such a view lives as long as the view."""
+
+
+def sized(fn: Callable[..., object]) -> Callable[..., object]:
+    """Mark a step function as taking the call's symbol sizes first (see :class:`Step`)."""
+    fn.sized = True  # type: ignore[attr-defined]
+    return fn
 
 
 def node_units(graph: Graph) -> list[Unit]:
@@ -66,6 +78,9 @@ class Step:
     """Unit name, for errors and profiles."""
     into_buffers: bool = False
     """Called with preallocated outputs (see :class:`Unit`)."""
+    sized: bool = False
+    """Called with the call's symbol sizes first: ``fn(sizes, *inputs)`` /
+    ``fn(sizes, inputs, outputs)`` (see :meth:`Schedule.sizes`)."""
 
 
 @dataclass(frozen=True)
@@ -74,12 +89,12 @@ class BufferPlan:
 
     buffer_of: dict[Value, int]
     """Planned buffer of each planned value."""
-    sizes: tuple[tuple[int, torch.dtype], ...]
-    """``(numel, dtype)`` of each buffer."""
+    sizes: tuple[tuple[Dim, torch.dtype], ...]
+    """``(numel, dtype)`` of each buffer (numel an expression for symbolic shapes)."""
 
     @property
-    def nbytes(self) -> int:
-        """Bytes of all buffers together."""
+    def nbytes(self) -> Dim:
+        """Bytes of all buffers together (an expression for symbolic shapes)."""
         return sum(n * torch.empty((), dtype=d).element_size() for n, d in self.sizes)
 
 
@@ -108,6 +123,23 @@ class Schedule:
         self.plan = self._plan_buffers()
         """The buffer plan of the outputs of units that write into buffers."""
         self._arenas = threading.local()
+        self.size_names: tuple[str, ...] = tuple(sorted(graph.symbols))
+        """The size symbols, in the order of :meth:`sizes`."""
+        sources = graph.symbol_sources()
+        missing = [n for n in self.size_names if n not in sources]
+        if missing:
+            raise GraphError(f"graph {graph.name}: size symbol(s) {', '.join(missing)} are not "
+                             "a dim of any input, so a call cannot tell their value")
+        self._sources = tuple(sources[n] for n in self.size_names)
+
+    @property
+    def dynamic(self) -> bool:
+        """Whether the graph has size symbols (read from each call's inputs)."""
+        return bool(self._sources)
+
+    def sizes(self, inputs: Sequence[torch.Tensor]) -> tuple[int, ...]:
+        """The value of each size symbol (:attr:`size_names` order) in a call's inputs."""
+        return tuple(inputs[i].shape[a] for i, a in self._sources)
 
     def _liveness(self) -> list[tuple[int, ...]]:
         last_use: dict[int, int] = {}
@@ -172,8 +204,12 @@ class Schedule:
                              f"{len(self.units)} units")
         return [Step(fn, tuple(self.empty_slot if v is None else self.slot[v] for v in u.inputs),
                      tuple(self.slot[o] for o in u.outputs), self.release_after[i], u.name,
-                     u.into_buffers)
-                for i, (u, fn) in enumerate(zip(self.units, fns, strict=True))]
+                     u.into_buffers, sized)
+                for i, (u, fn, sized) in enumerate(zip(self.units, fns, self._sized(fns),
+                                                      strict=True))]
+
+    def _sized(self, fns: Sequence[Callable[..., object]]) -> list[bool]:
+        return [bool(getattr(fn, "sized", False)) for fn in fns]
 
     def arena(self, device: torch.device) -> Arena:
         """The planned buffers on ``device`` for the calling thread (allocated on first use)."""
@@ -190,18 +226,27 @@ class Schedule:
         slots = self._initial.copy()
         for s, t in zip(self.input_slots, inputs, strict=True):
             slots[s] = t
+        sizes = self.sizes(inputs) if self._sources else ()
+        if arena is not None and sizes:
+            arena.fit(sizes)
         for i, st in enumerate(steps):
             args = [slots[j] for j in st.ins]
             if st.into_buffers:
-                outs = arena.outputs(i)  # type: ignore[union-attr]
-                st.fn(args, outs)
+                outs = arena.outputs(i, sizes)  # type: ignore[union-attr]
+                if st.sized:
+                    st.fn(sizes, args, outs)
+                else:
+                    st.fn(args, outs)
                 for s, o in zip(st.outs, outs, strict=True):
                     slots[s] = o
-            elif len(st.outs) == 1:
-                slots[st.outs[0]] = st.fn(*args)
+                out = None
             else:
-                for s, o in zip(st.outs, st.fn(*args), strict=True):
-                    slots[s] = o
+                out = st.fn(sizes, *args) if st.sized else st.fn(*args)
+                if len(st.outs) == 1:
+                    slots[st.outs[0]] = out
+                else:
+                    for s, o in zip(st.outs, out, strict=True):
+                        slots[s] = o
             for s in st.release:
                 slots[s] = None
         return [slots[s].clone() if s in self.const_outputs else slots[s]
@@ -209,33 +254,73 @@ class Schedule:
 
 
 class Arena:
-    """The planned buffers of a schedule on one device, and each step's output tensors."""
+    """The planned buffers of a schedule on one device, and each step's output tensors.
+
+    Static shapes: buffers and views are made once. Symbolic shapes: each buffer grows to
+    the largest call seen (never shrinks) and views are cut per call.
+    """
 
     def __init__(self, schedule: Schedule, device: torch.device) -> None:
         self.device = device
-        self.buffers = [torch.empty(n, dtype=d, device=device) for n, d in schedule.plan.sizes]
-        plan = schedule.plan.buffer_of
-        # per unit: views of its planned buffers, and where fresh outputs (graph outputs) go
+        plan, names = schedule.plan.buffer_of, schedule.size_names
+        self._dynamic = is_symbolic(tuple(n for n, _ in schedule.plan.sizes)) or any(
+            is_symbolic(o.shape) for u in schedule.units if u.into_buffers for o in u.outputs)
+        self._dtypes = [d for _, d in schedule.plan.sizes]
+        self._numels = compile_exprs([n for n, _ in schedule.plan.sizes], names)
+        self.buffers: list[torch.Tensor] = (
+            [] if self._dynamic else
+            [torch.empty(n, dtype=d, device=device) for n, d in schedule.plan.sizes])
+        # per unit: (output index, planned buffer or None, shape) of each output
+        self._outs: list[tuple[tuple[int, int | None, Any, torch.dtype], ...]] = []
         self._views: list[list[torch.Tensor | None]] = []
         self._fresh: list[tuple[tuple[int, tuple[int, ...], torch.dtype], ...]] = []
         for u in schedule.units:
             outs = u.outputs if u.into_buffers else ()
-            self._views.append([self.buffers[plan[v]][:v.type.numel].view(v.shape)
-                                if v in plan else None for v in outs])
-            self._fresh.append(tuple((i, v.shape, v.dtype) for i, v in enumerate(outs)
-                                     if v not in plan))
+            self._outs.append(tuple((i, plan.get(v), v.shape, v.dtype)
+                                    for i, v in enumerate(outs)))
+            if not self._dynamic:
+                self._views.append([self.buffers[plan[v]][:v.type.numel].view(v.shape)
+                                    if v in plan else None for v in outs])
+                self._fresh.append(tuple((i, v.shape, v.dtype) for i, v in enumerate(outs)
+                                         if v not in plan))
+        self._shapes = compile_exprs([tuple(o[2] for o in outs) for outs in self._outs], names)
+        self._at: tuple[tuple, ...] = ()
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the buffers."""
         return sum(b.numel() * b.element_size() for b in self.buffers)
 
-    def outputs(self, index: int) -> list[torch.Tensor]:
+    def fit(self, sizes: tuple[int, ...]) -> None:
+        """Grow the buffers for a call with these symbol sizes (symbolic schedules)."""
+        if not self._dynamic:
+            return
+        need = self._numels(*sizes)
+        if not self.buffers:
+            self.buffers = [torch.empty(0, dtype=d, device=self.device) for d in self._dtypes]
+        for b, (n, d) in enumerate(zip(need, self._dtypes, strict=True)):
+            if self.buffers[b].numel() < n:
+                self.buffers[b] = torch.empty(n, dtype=d, device=self.device)
+        self._at = self._shapes(*sizes)
+
+    def outputs(self, index: int, sizes: tuple[int, ...] = ()) -> list[torch.Tensor]:
         """Output tensors of unit ``index``: planned views, fresh tensors for graph outputs."""
-        fresh = self._fresh[index]
-        if not fresh:
-            return self._views[index]  # type: ignore[return-value]
-        outs = list(self._views[index])
-        for i, shape, dtype in fresh:
-            outs[i] = torch.empty(shape, dtype=dtype, device=self.device)
-        return outs  # type: ignore[return-value]
+        if not self._dynamic:
+            fresh = self._fresh[index]
+            if not fresh:
+                return self._views[index]  # type: ignore[return-value]
+            outs = list(self._views[index])
+            for i, shape, dtype in fresh:
+                outs[i] = torch.empty(shape, dtype=dtype, device=self.device)
+            return outs  # type: ignore[return-value]
+        shapes = self._at[index]
+        out = []
+        for (_, b, _, dtype), shape in zip(self._outs[index], shapes, strict=True):
+            if b is None:
+                out.append(torch.empty(shape, dtype=dtype, device=self.device))
+            else:
+                n = 1
+                for d in shape:
+                    n *= d
+                out.append(self.buffers[b][:n].view(shape))
+        return out

@@ -43,14 +43,33 @@ def test_new_shape_recompiles_and_is_cached(compiled: accel.CompiledModel) -> No
     assert "1 recompilation(s)" in compiled.report.summary()
 
 
-def test_cache_is_bounded_and_warns(compiled: accel.CompiledModel) -> None:
+def test_automatic_dynamic_compiles_once_for_every_batch(compiled: accel.CompiledModel) -> None:
+    """The first new batch size makes the batch symbolic: later sizes reuse that compile."""
+    for b in range(3, 13):
+        out = compiled(torch.randn(b, 8), torch.randn(3))
+        assert out["h"].shape == (b, 4)
+    assert compiled.report.recompilations == 1 and compiled.specializations == 2
+    dyn = next(s for s in compiled._specs if s.guard.dynamic)  # noqa: SLF001
+    assert str(dyn.graph.inputs[0].type) == "f32[batch,8]"
+    assert "batch in [2, inf]" in dyn.guard.describe()
+
+
+class StaticOnly(torch.nn.Module):
+    """Reads its batch size as a Python number: torch.export keeps that dim static."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * float(x.shape[0])
+
+
+def test_cache_is_bounded_and_warns() -> None:
+    compiled = accel.compile(StaticOnly(), torch.randn(2, 8), target="reference")
     with pytest.warns(UserWarning, match="recompiled 8 times"):
         for b in range(3, 13):
-            out = compiled(torch.randn(b, 8), torch.randn(3))
-            assert out["h"].shape == (b, 4)
+            torch.testing.assert_close(compiled(torch.randn(b, 8)).sum() * 0, torch.tensor(0.0))
     assert compiled.report.recompilations == 10
     assert compiled.specializations == 8  # least recently used evicted
-    compiled(torch.randn(2, 8), torch.randn(3))  # evicted: compiles again
+    assert not any(s.guard.dynamic for s in compiled._specs)  # noqa: SLF001
+    compiled(torch.randn(2, 8))  # evicted: compiles again
     assert compiled.report.recompilations == 11
 
 

@@ -7,10 +7,12 @@ from typing import Any
 
 import numpy as np
 import onnx
+import sympy
 import torch
 from onnx import helper, numpy_helper
 
 from accel.errors import ExportError
+from accel.ir.shapes import is_symbolic
 
 _ONNX_DTYPE = {
     torch.float32: onnx.TensorProto.FLOAT,
@@ -48,17 +50,14 @@ def to_numpy(value: Any) -> np.ndarray:
 class OnnxBuilder:
     """Collects nodes, initializers and fresh names for one ONNX graph (see registry docs)."""
 
-    def __init__(self, opset: int = 17, dynamic_batch: bool = True) -> None:
+    def __init__(self, opset: int = 17) -> None:
         self.opset = opset
         """ONNX opset of the default domain."""
-        self.dynamic_batch = dynamic_batch
-        """Whether dim 0 of inputs/outputs is the symbolic ``batch`` dim."""
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._names: set[str] = set()
-        self._batch_axes: dict[Any, int | None] = {}
-        self._batch_source: tuple[str, int] | None = None
-        self._batch_vector: str | None = None
+        self._sources: dict[str, tuple[str, int]] = {}
+        self._sizes: dict[Any, str] = {}
         self._const_cache: dict[tuple, str] = {}
         self.constants: dict[Any, torch.Tensor] = {}
         """IR constants of the graph being exported (see :meth:`constant`)."""
@@ -124,43 +123,71 @@ class OnnxBuilder:
         """``Shape(name)[start:end]`` as an int64 vector."""
         return self.add("Shape", [name], start=start, end=end)
 
-    # ---- dynamic batch -------------------------------------------------------------------------
-    def set_batch_axis(self, value: Any, axis: int | None) -> None:
-        """Record which dim of IR ``value`` is the batch dim (set by the exporter)."""
-        self._batch_axes[value] = axis
+    # ---- symbolic sizes -------------------------------------------------------------------
+    def set_symbol_source(self, name: str, value: str, axis: int) -> None:
+        """The ONNX value (a graph input) whose dim ``axis`` gives size symbol ``name``."""
+        self._sources.setdefault(name, (value, axis))
 
-    def batch_axis(self, value: Any) -> int | None:
-        """The batch dim of IR ``value`` (``None``: none, or static export)."""
-        if not self.dynamic_batch:
-            return None
-        return self._batch_axes.get(value)
+    def size(self, dim: Any) -> str:
+        """An int64 ``[1]`` vector holding ``dim``: a constant for an int, read from an
+        input's shape (and computed, for an expression) at run time for a symbolic dim."""
+        if isinstance(dim, int):
+            return self.const_i64([dim], "size")
+        hit = self._sizes.get(dim)
+        if hit is None:
+            saved, self.current_node = self.current_node, "size"
+            try:
+                hit = self._sizes[dim] = self._size_expr(dim)
+            finally:
+                self.current_node = saved
+        return hit
 
-    def set_batch_source(self, name: str, axis: int) -> None:
-        """The ONNX value (a graph input) whose dim ``axis`` gives the batch size at run time."""
-        if self._batch_source is None:
-            self._batch_source = (name, axis)
+    def _size_expr(self, e: sympy.Expr) -> str:
+        from torch.utils._sympy.functions import CeilDiv, FloorDiv, Mod, PythonMod
 
-    def batch_size_vector(self) -> str:
-        """An int64 vector ``[batch]`` read from an input's shape at run time."""
-        if self._batch_source is None:
-            raise ExportError("no graph input carries the batch dim; export with "
-                              "dynamic_batch=False")
-        if self._batch_vector is None:
-            saved, self.current_node = self.current_node, "batch"
-            name, axis = self._batch_source
-            self._batch_vector = self.shape_of(name, axis, axis + 1)
-            self.current_node = saved
-        return self._batch_vector
+        if e.is_Integer:
+            return self.const_i64([int(e)], "size")
+        if e.is_Symbol:
+            if e.name not in self._sources:
+                raise ExportError(f"size symbol {e.name} is not a dim of any graph input, so "
+                                  "the exported model cannot compute it")
+            value, axis = self._sources[e.name]
+            return self.shape_of(value, axis, axis + 1)
+        binary = {sympy.Add: "Add", sympy.Mul: "Mul", sympy.Max: "Max", sympy.Min: "Min"}
+        for kind, op in binary.items():
+            if isinstance(e, kind):
+                parts = [self.size(a) for a in e.args]
+                out = parts[0]
+                for p in parts[1:]:
+                    out = self.add(op, [out, p])
+                return out
+        if isinstance(e, sympy.Pow) and e.exp.is_Integer and int(e.exp) > 0:
+            base = self.size(e.base)
+            out = base
+            for _ in range(int(e.exp) - 1):
+                out = self.add("Mul", [out, base])
+            return out
+        if isinstance(e, FloorDiv):  # sizes are non-negative: integer Div floors
+            return self.add("Div", [self.size(e.args[0]), self.size(e.args[1])])
+        if isinstance(e, CeilDiv):
+            a, d = self.size(e.args[0]), self.size(e.args[1])
+            return self.add("Div", [self.add("Sub", [self.add("Add", [a, d]),
+                                                     self.const_i64([1], "one")]), d])
+        if isinstance(e, Mod | PythonMod):
+            return self.add("Mod", [self.size(e.args[0]), self.size(e.args[1])])
+        raise ExportError(f"size {e} cannot be expressed with ONNX ops")
 
-    def dim_vector(self, shape: Sequence[int], batch_axis: int | None,
-                   hint: str = "shape") -> str:
-        """An int64 shape vector equal to ``shape`` except the batch entry, read at run time."""
-        if batch_axis is None or not self.dynamic_batch:
-            return self.const_i64(shape, hint)
-        parts = []
-        if batch_axis > 0:
-            parts.append(self.const_i64(shape[:batch_axis], hint))
-        parts.append(self.batch_size_vector())
-        if batch_axis + 1 < len(shape):
-            parts.append(self.const_i64(shape[batch_axis + 1:], hint))
-        return parts[0] if len(parts) == 1 else self.add("Concat", parts, axis=0)
+    def dims(self, shape: Sequence[Any], hint: str = "shape") -> str:
+        """An int64 shape vector for ``shape``: a constant when static, else built from the
+        symbolic sizes at run time."""
+        if not is_symbolic(tuple(shape)):
+            return self.const_i64(list(shape), hint)
+        return self.add("Concat", [self.size(d) for d in shape], axis=0)
+
+    def reshape_target(self, shape: Sequence[Any]) -> str:
+        """A Reshape target for ``shape``: at most one symbolic dim becomes -1 (no size
+        arithmetic), several are computed at run time."""
+        symbolic = [i for i, d in enumerate(shape) if not isinstance(d, int)]
+        if len(symbolic) <= 1:
+            return self.const_i64([-1 if i in symbolic else d for i, d in enumerate(shape)])
+        return self.dims(shape)

@@ -9,11 +9,11 @@ from pathlib import Path
 import onnx
 from onnx import helper, numpy_helper
 
-from accel.backends.onnx.batch import broadcast_constants, infer_batch_axes
 from accel.backends.onnx.builder import OnnxBuilder, onnx_dtype, to_numpy
 from accel.backends.onnx.registry import get_lowering
 from accel.errors import ExportError
 from accel.ir.graph import Graph, Node, Value
+from accel.ir.shapes import format_dim
 
 MIN_OPSET = 17
 EXTERNAL_DATA_BYTES = 2**31 - 1 - (64 << 20)
@@ -45,27 +45,26 @@ def check_exportable(graph: Graph) -> None:
                       f"({len(missing)} node(s) without lowering; ops: {', '.join(ops)})")
 
 
-def _value_info(name: str, v: Value, batch_axis: int | None) -> onnx.ValueInfoProto:
-    dims: list[int | str] = list(v.shape)
-    if batch_axis is not None:
-        dims[batch_axis] = "batch"
+def _value_info(name: str, v: Value) -> onnx.ValueInfoProto:
+    """Typed graph input/output; symbolic dims become named dims (``batch``, ``batch*seq``)."""
+    dims: list[int | str] = [d if isinstance(d, int) else format_dim(d) for d in v.shape]
     return helper.make_tensor_value_info(name, onnx_dtype(v.dtype), dims)
 
 
-def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, dynamic_batch: bool = True,
+def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET,
                   input_names: list[str] | None = None,
                   output_names: list[str] | None = None) -> onnx.ModelProto:
-    """Lower ``graph`` to a checked standard-op ONNX model (weights as initializers)."""
+    """Lower ``graph`` to a checked standard-op ONNX model (weights as initializers).
+
+    The graph's symbolic dims are the model's dynamic axes (named after the symbols); sizes
+    the graph computes from them are computed from the inputs' shapes at run time.
+    """
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: accel exports opset {MIN_OPSET} or newer "
                           "(LayerNormalization)")
     check_exportable(graph)
-    b = OnnxBuilder(opset, dynamic_batch)
+    b = OnnxBuilder(opset)
     b.constants = dict(graph.constants)
-    repeated = broadcast_constants(graph) if dynamic_batch else []
-    axes = infer_batch_axes(graph, repeated) if dynamic_batch else {}
-    for v, ax in axes.items():
-        b.set_batch_axis(v, ax)
     names: dict[Value, str] = {}
     in_names = input_names or [f"input{i}" for i in range(len(graph.inputs))]
     out_names = output_names or [f"output{i}" for i in range(len(graph.outputs))]
@@ -74,16 +73,11 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, dynamic_batch: bool =
     inputs = []
     for v, name in zip(graph.inputs, in_names, strict=True):
         names[v] = name
-        ax = b.batch_axis(v)
-        inputs.append(_value_info(name, v, ax))
-        if ax is not None:
-            b.set_batch_source(name, ax)
+        inputs.append(_value_info(name, v))
+    for sym, (i, axis) in graph.symbol_sources().items():
+        b.set_symbol_source(sym, in_names[i], axis)
     for v in graph.constants:
         names[v] = b.fresh(v.name)
-    for v in repeated:  # one row, expanded to the run-time batch
-        b.current_node = v.name
-        row = b.const(graph.const(v)[:1], f"{v.name}_row")
-        names[v] = b.add("Expand", [row, b.dim_vector(v.shape, 0)])
     for node in graph.nodes:
         b.current_node = node.name
         ins = [names[v] if v is not None else "" for v in node.inputs]
@@ -104,10 +98,10 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, dynamic_batch: bool =
     outputs = []
     for v, name in zip(graph.outputs, out_names, strict=True):
         b.nodes.append(helper.make_node("Identity", [names[v]], [name], name=f"n_{name}"))
-        outputs.append(_value_info(name, v, b.batch_axis(v)))
+        outputs.append(_value_info(name, v))
     used = {i for n in b.nodes for i in n.input}
     inits = [numpy_helper.from_array(to_numpy(t), names[v])
-             for v, t in graph.constants.items() if names[v] in used and v not in repeated]
+             for v, t in graph.constants.items() if names[v] in used]
     inits += [t for t in b.initializers if t.name in used]
     g = helper.make_graph(b.nodes, graph.name, inputs, outputs, initializer=inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)],

@@ -1,7 +1,7 @@
 """The onnxruntime executor: a whole graph as one ONNX InferenceSession on CPU.
 
-:func:`lower_onnxruntime` exports the graph with static shapes (each specialization has its
-own session) and opens the session, with graph optimizations enabled and one intra-op
+:func:`lower_onnxruntime` exports the graph (symbolic dims as dynamic axes: one session
+serves every size in range) and opens the session, with graph optimizations enabled and one intra-op
 thread per physical core; :class:`OrtExecutor` only runs it.
 """
 
@@ -24,13 +24,14 @@ _LARGE_MODEL_BYTES = 1 << 30
 
 
 def lower_onnxruntime(graph: Graph, *, threads: int | None = None) -> OrtExecutor:
-    """Export ``graph`` to standard-op ONNX (static shapes) and open an onnxruntime session.
+    """Export ``graph`` to standard-op ONNX and open an onnxruntime session: one session for
+    every size of a graph with symbolic dims (they are the model's dynamic axes).
 
     Graph optimizations are all enabled; ``threads`` intra-op threads (default: one per
     physical core). Raises :class:`~accel.errors.ExportError` for a graph with an op that has
     no ONNX lowering.
     """
-    model = graph_to_onnx(graph, dynamic_batch=False)
+    model = graph_to_onnx(graph)
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads or physical_cores()

@@ -26,11 +26,11 @@ merging...) and is registered with the decorator::
   Python scalar/list; keep dtypes explicit); ``b.const_i64(values, hint)`` for shape
   vectors; ``b.onnx_dtype(torch_dtype)`` gives the ONNX element type for ``Cast``;
   ``b.shape_of(name)`` emits ``Shape``.
-* Dynamic batch: when the model is exported with a symbolic batch dim, a shape written
-  as a constant must not bake in the example batch size. ``b.batch_axis(value)`` tells which
-  dim of an IR value is the batch dim (``None`` if none); ``b.dim_vector(value_or_shape,
-  batch_axis)`` builds an int64 shape vector whose batch entry is read at run time.
-  Pointwise, reduction and matmul-like ops usually need none of this.
+* Symbolic sizes: a dim of ``node.inputs[i].type.shape`` may be a sympy expression of size
+  symbols (``batch``, ``seq``). A shape written as a constant must then be built at run
+  time: ``b.dims(shape)`` gives an int64 shape vector (constant when static),
+  ``b.reshape_target(shape)`` a Reshape target, ``b.size(dim)`` a ``[1]`` int64 vector of
+  one size. Pointwise, reduction and matmul-like ops usually need none of this.
 * Raise :class:`accel.errors.ExportError` naming ``node.name`` for attribute values that
   cannot be expressed in ONNX.
 """

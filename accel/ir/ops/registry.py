@@ -15,9 +15,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import sympy
 import torch
 
 from accel.errors import AccelValueError, GraphError
+from accel.ir.shapes import Symbols, infer_symbolic, is_symbolic
 from accel.ir.types import TensorType
 
 
@@ -57,6 +59,8 @@ class Attr:
         types = self.type if isinstance(self.type, tuple) else (self.type,)
         if isinstance(value, types):
             return value
+        if int in types and isinstance(value, sympy.Expr) and value.is_integer:
+            return value  # a symbolic size (slice end, expand size...)
         if float in types and isinstance(value, int) and not isinstance(value, bool):
             return float(value)
         names = " or ".join("None" if t is type(None) else t.__name__ for t in types)
@@ -138,11 +142,16 @@ class OpDef:
         return out
 
     def infer_types(
-        self, inputs: Sequence[TensorType | None], attrs: Mapping[str, Any]
+        self, inputs: Sequence[TensorType | None], attrs: Mapping[str, Any],
+        symbols: Symbols | None = None,
     ) -> tuple[TensorType, ...]:
-        """Output types for these input types and attributes."""
+        """Output types for these input types and attributes; ``symbols`` (the graph's symbol
+        table) gives the ranges of any symbolic dims."""
         if self.infer is not None:
             return tuple(self.infer(inputs, attrs))
+        if any(t is not None and not t.is_static for t in inputs) or is_symbolic(
+                tuple(attrs.values())):
+            return infer_by_fake(self, inputs, attrs, symbols or {})
         return infer_by_meta(self, inputs, attrs)
 
     def count_flops(
@@ -151,18 +160,22 @@ class OpDef:
         outputs: Sequence[TensorType],
         attrs: Mapping[str, Any],
     ) -> int:
-        """FLOPs of one execution."""
+        """FLOPs of one execution (an expression when shapes are symbolic)."""
         if self.flops is not None:
-            return int(self.flops(inputs, outputs, attrs))
+            f = self.flops(inputs, outputs, attrs)
+            return f if isinstance(f, sympy.Basic) else int(f)
         return sum(o.numel for o in outputs) if self.kind is OpKind.POINTWISE else 0
 
 
 def freeze(value: Any) -> Any:
-    """Make an attribute value hashable: lists become tuples, recursively."""
-    if isinstance(value, list | tuple):
-        return tuple(freeze(v) for v in value)
+    """Make an attribute value hashable: lists become tuples, recursively; sympy numbers
+    become ints."""
     if isinstance(value, torch.Size):
         return tuple(int(v) for v in value)
+    if isinstance(value, list | tuple):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, sympy.Basic) and value.is_number:
+        return int(value)
     return value
 
 
@@ -182,6 +195,23 @@ def infer_by_meta(
         ) from e
     outs = out if isinstance(out, tuple | list) else (out,)
     return tuple(TensorType(tuple(o.shape), o.dtype, device) for o in outs)
+
+
+def infer_by_fake(op: OpDef, inputs: Sequence[TensorType | None], attrs: Mapping[str, Any],
+                  symbols: Symbols) -> tuple[TensorType, ...]:
+    """Infer symbolic output types by running the reference on FakeTensors with SymInt
+    sizes (:func:`accel.ir.shapes.infer_symbolic`)."""
+    device = next((t.device for t in inputs if t is not None), "cpu")
+    try:
+        outs = infer_symbolic(op.ref, [None if t is None else (t.shape, t.dtype) for t in inputs],
+                              attrs, symbols)
+    except Exception as e:  # noqa: BLE001 - re-raised with the op named
+        shapes = [None if t is None else str(t) for t in inputs]
+        raise GraphError(
+            f"op '{op.name}': symbolic shape inference failed for inputs {shapes} and "
+            f"attributes {dict(attrs)}: {e}"
+        ) from e
+    return tuple(TensorType(shape, dtype, device) for shape, dtype in outs)
 
 
 _REGISTRY: dict[str, OpDef] = {}

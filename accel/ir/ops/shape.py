@@ -50,6 +50,17 @@ def _gather(x, index, dim):  # noqa: ANN001, ANN202
     return torch.gather(x, dim, index)
 
 
+def _arange(*, start, end, step, dtype, device):  # noqa: ANN001, ANN202
+    return torch.arange(start, end, step, dtype=dtype, device=device)
+
+
+register_op(OpDef(
+    "arange", (), _arange, _S,
+    {"start": Attr(int, 0), "end": Attr(int), "step": Attr(int, 1),
+     "dtype": Attr(torch.dtype, torch.int64), "device": Attr(str, "cpu")},
+    flops=_zero, doc="torch.arange(start, end, step) with symbolic bounds (static ones fold "
+                     "into constants at capture)",
+))
 register_op(OpDef("reshape", ("x",), _reshape, _S, {"shape": Attr(tuple)}, flops=_zero,
                   doc="view with a new shape (same element order)"))
 register_op(OpDef("permute", ("x",), _permute, _S, {"dims": Attr(tuple)}, flops=_zero,

@@ -120,6 +120,8 @@ CASES: dict[str, list[tuple[list, dict]]] = {
     "index_select": [([rand(*X), ints(3, 5)], {"dim": 1}),
                      ([rand(*X), const(torch.arange(3))], {"dim": 1})],
     "gather": [([rand(*X), ints(4, 2, 3, 2)], {"dim": 2})],
+    "arange": [([], {"end": 5}), ([], {"start": 2, "end": 11, "step": 3,
+                                       "dtype": torch.float32})],
 }
 
 
@@ -226,29 +228,51 @@ def test_every_registered_op_has_an_onnx_lowering() -> None:
     )
 
 
-@pytest.mark.parametrize("op, inputs, attrs", [
-    ("reshape", [rand(2, 3, 4)], {"shape": (2, 12)}),
-    ("reshape", [rand(2, 3, 4)], {"shape": (6, 4)}),
-    ("expand", [rand(2, 3, 1)], {"shape": (2, 3, 4)}),
-    ("slice", [rand(2, 6, 4)], {"dim": 0, "start": 0, "end": 2}),
-    ("concat", [rand(2, 3, 4), rand(2, 2, 4)], {"dim": 1}),
-])
-def test_shape_ops_are_batch_agnostic(op: str, inputs: list, attrs: dict) -> None:
-    graph, _, _, node = one_node_graph(op, inputs, attrs)
-    model = graph_to_onnx(graph, dynamic_batch=True)
-    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
-    bigger = [torch.cat([t, t[:1]]) for t in inputs]
-    (out,) = run_onnx(model, bigger)
-    ref = get_op(op).ref(*bigger[:1], *bigger[1:], **{**node.attrs, **_rebatched(op, attrs)})
-    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-6)
+def _symbolic_case(name: str):  # noqa: ANN202
+    """A graph over x: f32[batch, seq, 4] (batch, seq symbolic) exercising one op's sizes."""
+    rw = Rewriter()
+    b, s = rw.add_symbol("batch", hint=2), rw.add_symbol("seq", hint=5)
+    x = rw.add_input("x", TensorType((b, s, 4), torch.float32))
+    if name == "reshape":
+        y = rw.op("reshape", x, shape=(b, s * 4))
+    elif name == "reshape_expr":
+        y = rw.op("reshape", x, shape=(b * s, 4))
+    elif name == "expand":
+        y = rw.op("expand", rw.op("slice", x, dim=2, start=0, end=1, step=1), shape=(b, s, 3))
+    elif name == "slice":
+        y = rw.op("slice", x, dim=1, start=1, end=s, step=1)
+    elif name == "slice_expr":
+        y = rw.op("slice", x, dim=1, start=0, end=s - 1, step=1)
+    elif name == "select":
+        y = rw.op("select", x, dim=1, index=s - 1)
+    elif name == "concat":
+        y = rw.op("concat", x, x, dim=1)
+    elif name == "arange":
+        y = rw.op("add", rw.op("arange", end=s, dtype=torch.float32),
+                  rw.op("sum", x, dims=(0, 2)))
+    elif name == "var":
+        y = rw.op("var", x, dims=(1,), correction=1)
+    else:  # causal attention over a symbolic length
+        q = rw.op("reshape", x, shape=(b, 1, s, 4))
+        y = rw.op("attention", q, q, q, causal=True)
+    rw.set_outputs([y])
+    return rw.finish()
 
 
-def _rebatched(op: str, attrs: dict) -> dict:
-    """The attributes of the same op at batch 3 (shapes that named the batch of 2)."""
-    if op == "reshape":
-        return {"shape": (3, 12) if attrs["shape"] == (2, 12) else (9, 4)}
-    if op == "expand":
-        return {"shape": (3, 3, 4)}
-    if op == "slice":
-        return {"end": 3}
-    return {}
+@pytest.mark.parametrize("name", ["reshape", "reshape_expr", "expand", "slice", "slice_expr",
+                                  "select", "concat", "arange", "var", "attention"])
+def test_symbolic_sizes_become_dynamic_axes(name: str) -> None:
+    """Symbolic dims are the model's named dynamic axes; the sizes the graph derives from
+    them are computed in the ONNX graph: one model, every size."""
+    from accel.ir.interpreter import interpret
+
+    graph = _symbolic_case(name)
+    model = graph_to_onnx(graph)
+    onnx.checker.check_model(model, full_check=True)
+    dims = [d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[:2] == ["batch", "seq"]
+    for b, s in [(2, 5), (3, 2), (1, 9)]:
+        x = torch.randn(b, s, 4, generator=g)
+        (out,) = run_onnx(model, [x])
+        (ref,) = interpret(graph, [x])
+        np.testing.assert_allclose(out, ref.numpy(), rtol=1e-5, atol=1e-5, err_msg=f"{b}x{s}")

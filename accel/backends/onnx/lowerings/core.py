@@ -10,6 +10,7 @@ import torch
 from accel.backends.onnx.builder import OnnxBuilder
 from accel.backends.onnx.registry import onnx_lowering
 from accel.ir.graph import Node
+from accel.ir.shapes import is_symbolic
 
 # ---- pointwise --------------------------------------------------------------------------------
 _UNARY = {
@@ -32,7 +33,8 @@ def cast_to(b: OnnxBuilder, name: str, src: torch.dtype, dst: torch.dtype) -> st
 
 
 def _common_dtype(node: Node) -> torch.dtype:
-    metas = [torch.empty(v.shape, dtype=v.dtype, device="meta") for v in node.inputs if v]
+    metas = [torch.empty([1] * v.type.rank, dtype=v.dtype, device="meta")
+             for v in node.inputs if v]  # promotion depends on ranks and dtypes, not sizes
     return torch.result_type(*metas) if len(metas) == 2 else metas[0].dtype
 
 
@@ -209,6 +211,11 @@ def lower_var(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
     n = math.prod(shape[d] for d in (dims or range(len(shape))))
     centered = b.add("Sub", [x, reduce(b, "ReduceMean", x, dims, True)])
     ss = reduce(b, "ReduceSum", b.add("Mul", [centered, centered]), dims, node.attrs["keepdim"])
+    if is_symbolic(n):
+        count = b.add("Cast", [b.add("Squeeze", [b.size(n - node.attrs["correction"]),
+                                                b.const_i64([0], "axis")])],
+                      to=b.onnx_dtype(dt))
+        return [b.add("Div", [ss, count])]
     denom = max(n - node.attrs["correction"], 0)
     return [b.add("Div", [ss, b.scalar(float(denom), dt, "n")])]
 

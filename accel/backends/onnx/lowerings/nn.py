@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+import onnx
 import torch
 
 from accel.backends.onnx.builder import OnnxBuilder
 from accel.backends.onnx.registry import onnx_lowering
 from accel.errors import ExportError
 from accel.ir.graph import Node
+from accel.ir.shapes import is_symbolic
 
 
 def _transposed_weight(b: OnnxBuilder, node: Node, name: str) -> str:
@@ -33,11 +36,7 @@ def lower_linear(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
         if x_val.type.rank > 2:
             flat = b.add("Reshape", [x, b.const_i64([-1, x_val.shape[-1]], "flat")])
             y = b.add("Gemm", [flat, w, bias] if bias else [flat, w], transB=1)
-            shape = list(out.shape)
-            axis = b.batch_axis(out)
-            if axis is not None:
-                shape[axis] = -1
-            return [b.add("Reshape", [y, b.const_i64(shape, "unflat")])]
+            return [b.add("Reshape", [y, b.reshape_target(out.shape)])]
     y = b.add("MatMul", [x, _transposed_weight(b, node, w)])
     return [b.add("Add", [y, bias]) if bias else y]
 
@@ -78,11 +77,19 @@ def lower_attention(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
         elif node.inputs[3].dtype != dt:
             bias = b.add("Cast", [bias], to=b.onnx_dtype(dt))
         scores = b.add("Add", [scores, bias])
-    if node.attrs["causal"]:
+    if node.attrs["causal"]:  # top-left aligned, as the IR op and SDPA's is_causal
         lq, lk = qt.shape[-2], kt.shape[-2]
-        keep = torch.ones(lq, lk, dtype=torch.bool).tril(lk - lq)
-        mask = torch.zeros(lq, lk, dtype=dt).masked_fill(~keep, float("-inf"))
-        scores = b.add("Add", [scores, b.const(mask, f"{node.name}_causal_mask")])
+        if is_symbolic((lq, lk)):
+            ones = b.add("ConstantOfShape", [b.dims((lq, lk))],
+                         value=onnx.helper.make_tensor("one", onnx.TensorProto.FLOAT, [1], [1.0]))
+            keep = b.add("Trilu", [ones, b.const(np.asarray(0, dtype=np.int64), "k")], upper=0)
+            mask = b.add("Where", [b.add("Cast", [keep], to=onnx.TensorProto.BOOL),
+                                   b.scalar(0.0, dt, "zero"), b.scalar(float("-inf"), dt, "ninf")])
+            scores = b.add("Add", [scores, mask])
+        else:
+            keep = torch.ones(lq, lk, dtype=torch.bool).tril()
+            mask = torch.zeros(lq, lk, dtype=dt).masked_fill(~keep, float("-inf"))
+            scores = b.add("Add", [scores, b.const(mask, f"{node.name}_causal_mask")])
     probs = b.add("Softmax", [scores], axis=-1)
     return [b.add("MatMul", [probs, v])]
 
@@ -120,6 +127,9 @@ def lower_adaptive_avg_pool2d(b: OnnxBuilder, node: Node, inputs: list[str]) -> 
     oh, ow = node.attrs["output_size"]
     if (oh, ow) == (1, 1):
         return [b.add("GlobalAveragePool", inputs)]
+    if is_symbolic((h, w)):
+        raise ExportError(f"node {node.name} (adaptive_avg_pool2d): output {oh}x{ow} of a "
+                          "symbolic input size has no ONNX form (ONNX has no adaptive pooling)")
     if h % oh or w % ow:
         raise ExportError(
             f"node {node.name} (adaptive_avg_pool2d): input {h}x{w} is not a multiple of the "

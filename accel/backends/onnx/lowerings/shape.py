@@ -1,4 +1,5 @@
-"""ONNX lowerings of the data-movement ops, batch-agnostic where the batch dim is involved."""
+"""ONNX lowerings of the data-movement ops; symbolic sizes are read from the inputs' shapes at
+run time (:meth:`OnnxBuilder.size`)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,24 @@ from accel.backends.onnx.builder import OnnxBuilder
 from accel.backends.onnx.lowerings.core import cast_to
 from accel.backends.onnx.registry import onnx_lowering
 from accel.ir.graph import Node
+from accel.ir.shapes import is_symbolic
 
 _INT64_MAX = int(np.iinfo(np.int64).max)
 
 
 @onnx_lowering("reshape")
 def lower_reshape(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """Reshape; the dim holding the batch becomes -1 so any batch size fits."""
-    shape = list(node.outputs[0].shape)
-    axis = b.batch_axis(node.outputs[0])
-    if axis is not None and b.batch_axis(node.inputs[0]) is not None:
-        shape[axis] = -1
-    return [b.add("Reshape", [inputs[0], b.const_i64(shape, "shape")])]
+    """Reshape (one symbolic dim becomes -1; several are computed at run time)."""
+    return [b.add("Reshape", [inputs[0], b.reshape_target(node.outputs[0].shape)])]
+
+
+@onnx_lowering("arange")
+def lower_arange(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Range over int64 bounds (symbolic ones computed at run time), cast to the dtype."""
+    a = node.attrs
+    scalars = [b.add("Squeeze", [b.size(a[k]), b.const_i64([0], "axis")])
+               for k in ("start", "end", "step")]
+    return [cast_to(b, b.add("Range", scalars), torch.int64, a["dtype"])]
 
 
 @onnx_lowering("permute")
@@ -32,45 +39,43 @@ def lower_permute(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
 
 @onnx_lowering("expand")
 def lower_expand(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """Expand to the output shape, the batch entry read at run time."""
-    out = node.outputs[0]
-    shape = b.dim_vector(out.shape, b.batch_axis(out))
-    return [b.add("Expand", [inputs[0], shape])]
+    """Expand to the output shape (symbolic entries read at run time)."""
+    return [b.add("Expand", [inputs[0], b.dims(node.outputs[0].shape)])]
 
 
 @onnx_lowering("slice")
 def lower_slice(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """Slice along one dim (a full-length end on the batch dim stays open-ended)."""
+    """Slice along one dim (an end at the dim's size stays open-ended; symbolic bounds are
+    computed at run time)."""
     a, x = node.attrs, node.inputs[0]
     dim = a["dim"] % x.type.rank
     size = x.shape[dim]
     start, end = a["start"], a["end"]
-    if end >= size and b.batch_axis(x) == dim:
-        end = _INT64_MAX
+    if is_symbolic((start, end, size)):
+        if end == size:
+            end = _INT64_MAX
+        bounds = [b.size(start), b.size(end)]
     else:
         end = min(end, size) if end >= 0 else end
-    consts = [b.const_i64([v], "slice") for v in (start, end, dim, a["step"])]
-    return [b.add("Slice", [inputs[0], *consts])]
+        bounds = [b.const_i64([start], "slice"), b.const_i64([end], "slice")]
+    return [b.add("Slice", [inputs[0], *bounds, b.const_i64([dim], "slice"),
+                            b.const_i64([a["step"]], "slice")])]
 
 
 @onnx_lowering("select")
 def lower_select(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """Gather with a scalar index (drops the dim)."""
-    index = b.const(np.asarray(node.attrs["index"], dtype=np.int64), "index")
+    """Gather with a scalar index (drops the dim; a symbolic index is computed)."""
+    i = node.attrs["index"]
+    index = (b.add("Squeeze", [b.size(i), b.const_i64([0], "axis")]) if is_symbolic(i)
+             else b.const(np.asarray(i, dtype=np.int64), "index"))
     return [b.add("Gather", [inputs[0], index], axis=node.attrs["dim"])]
 
 
 @onnx_lowering("concat")
 def lower_concat(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """Concat (inputs cast to the output dtype; batch-free inputs broadcast to the batch)."""
-    out = node.outputs[0]
-    dt, axis, dim = out.dtype, b.batch_axis(out), node.attrs["dim"] % out.type.rank
+    """Concat (inputs cast to the output dtype)."""
+    dt = node.outputs[0].dtype
     parts = [cast_to(b, n, v.dtype, dt) for n, v in zip(inputs, node.inputs, strict=True)]
-    if axis is not None and axis != dim:  # e.g. a (1, 1, D) cls token exported at batch 1
-        ones = [1] * out.type.rank
-        parts = [p if b.batch_axis(v) is not None else
-                 b.add("Expand", [p, b.dim_vector(ones, axis)])
-                 for p, v in zip(parts, node.inputs, strict=True)]
     return [b.add("Concat", parts, axis=node.attrs["dim"])]
 
 
@@ -92,7 +97,8 @@ def lower_index_select(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[st
     x, dim = node.inputs[0], node.attrs["dim"]
     index = b.constant(node.inputs[1])
     size = x.shape[dim]
-    if index is not None and index.numel() == size and torch.equal(index, torch.arange(size)):
+    if (index is not None and isinstance(size, int) and index.numel() == size
+            and torch.equal(index, torch.arange(size))):
         return [inputs[0]]
     return [b.add("Gather", inputs, axis=node.attrs["dim"])]
 

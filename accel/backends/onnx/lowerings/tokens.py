@@ -33,10 +33,9 @@ def _sorted_indices(b: OnnxBuilder, idx: str, k: int) -> str:
 
 
 def _expand_index(b: OnnxBuilder, node: Node, idx: str, k: int, c: int) -> str:
-    """Index [B, k, 1] broadcast to [B, k, C] (batch read at run time)."""
-    axis = b.batch_axis(node.inputs[0])
+    """Index [B, k, 1] broadcast to [B, k, C] (a symbolic batch read at run time)."""
     batch = node.inputs[0].shape[0]
-    return b.add("Expand", [idx, b.dim_vector((batch, k, c), axis, "idx_shape")])
+    return b.add("Expand", [idx, b.dims((batch, k, c), "idx_shape")])
 
 
 def _gather(b: OnnxBuilder, node: Node, x: str, idx: str, k: int, c: int) -> str:
