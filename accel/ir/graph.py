@@ -181,6 +181,11 @@ class Graph:
         return self.meta.get("symbols", _EMPTY)
 
     @property
+    def size_names(self) -> tuple[str, ...]:
+        """The size symbols in the order executors pass their values (sorted by name)."""
+        return tuple(sorted(self.symbols))
+
+    @property
     def is_dynamic(self) -> bool:
         """Whether any input has a symbolic dim."""
         return any(not v.type.is_static for v in self.inputs)

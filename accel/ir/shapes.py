@@ -111,6 +111,23 @@ def at_hints(value: Any, symbols: Symbols) -> Any:
     return evaluate(value, {symbol(n): s.hint for n, s in symbols.items()})
 
 
+def upper_bound(dim: Dim, symbols: Symbols) -> int | None:
+    """The largest value ``dim`` takes within the symbols' ranges (``None``: unbounded).
+
+    Sizes are non-decreasing in their symbols (sums and products of positive sizes), so the
+    bound is the value at every symbol's maximum.
+    """
+    if isinstance(dim, int):
+        return dim
+    top = {}
+    for s in dim.free_symbols:
+        info = symbols.get(s.name)
+        if info is None or info.hi is None:
+            return None
+        top[s] = info.hi
+    return int(dim.xreplace(top))
+
+
 def compile_exprs(exprs: Sequence[Any], names: Sequence[str]) -> Callable[..., tuple]:
     """A Python function ``f(*sizes) -> tuple`` computing ``exprs`` (dims or nested tuples of
     dims) from the sizes of the symbols ``names``, in that order: compiled once, cheap per

@@ -123,7 +123,7 @@ class Schedule:
         self.plan = self._plan_buffers()
         """The buffer plan of the outputs of units that write into buffers."""
         self._arenas = threading.local()
-        self.size_names: tuple[str, ...] = tuple(sorted(graph.symbols))
+        self.size_names: tuple[str, ...] = graph.size_names
         """The size symbols, in the order of :meth:`sizes`."""
         sources = graph.symbol_sources()
         missing = [n for n in self.size_names if n not in sources]

@@ -33,7 +33,7 @@ def _claim_any(claims: Claims, node: Node) -> list[Node]:
 
 def _launch_aten(graph: Graph, group: KernelGroup, kernel: CompiledKernel | None) -> Callable:
     (node,) = group.nodes
-    return bind(node.opdef.ref, node.attrs)
+    return bind(node.opdef.ref, node.attrs, graph.size_names)
 
 
 ATEN = KernelKind("aten", None, _claim_any, _launch_aten, args=Args.NODE, into_buffers=False,

@@ -23,8 +23,9 @@ from accel.backends.triton.kernel import (
     KernelSource,
 )
 from accel.backends.triton.partition import Claims, broadcasts_to
-from accel.backends.triton.templates.expr import header, kernel_name
+from accel.backends.triton.templates.expr import header, jit, kernel_name
 from accel.ir.graph import Graph, Node
+from accel.ir.shapes import is_symbolic
 
 GPU_CONFIGS = [  # (BLOCK_M, BLOCK_N, num_warps, num_stages)
     (128, 64, 4, 3),
@@ -95,7 +96,7 @@ def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[AttentionL
         if v_ is not None} | {node.output: "out_ptr"}) + f"""
 
 @triton.autotune(configs={configs_source(configs)}, key=["LQ", "LK"])
-@triton.jit
+{jit(["H", "LQ", "LK"] if is_symbolic((q.shape, k.shape)) else [])}
 def {name}(q_ptr, k_ptr, v_ptr, bias_ptr, out_ptr, H, LQ, LK,
         stride_qb, stride_qh, stride_qm, stride_qd,
         stride_kb, stride_kh, stride_kn, stride_kd,
@@ -147,21 +148,22 @@ def {name}(q_ptr, k_ptr, v_ptr, bias_ptr, out_ptr, H, LQ, LK,
 
 def launch(graph: Graph, group: KernelGroup, kernel: CompiledKernel | None) -> Callable:
     """Autotuned grid over query blocks x (batch, head); the bias is read through broadcast
-    strides."""
+    strides. Sizes come from the call's tensors (one kernel for every length)."""
     assert kernel is not None
     facts: AttentionLaunch = kernel.source.launch
     fn, (node,) = kernel.fn, group.nodes
-    bsz, heads, lq, _ = node.inputs[0].shape
-    lk = node.inputs[1].shape[2]
     pos = {v: i for i, v in enumerate(group.inputs)}
     qkv_pos = [pos[v] for v in node.inputs[:3]]
     bias_pos = pos[node.inputs[3]] if facts.has_bias else None
 
-    def grid(meta: dict) -> tuple[int, int]:
-        return (triton.cdiv(lq, meta["BLOCK_M"]), bsz * heads)
-
     def run(ins: list[torch.Tensor], outs: list[torch.Tensor]) -> None:
         q, k, v = (ins[i] for i in qkv_pos)
+        bsz, heads, lq, _ = q.shape
+        lk = k.shape[2]
+
+        def grid(meta: dict) -> tuple[int, int]:
+            return (triton.cdiv(lq, meta["BLOCK_M"]), bsz * heads)
+
         if bias_pos is not None:
             bias = ins[bias_pos].expand(bsz, heads, lq, lk)
             sz = bias.stride()

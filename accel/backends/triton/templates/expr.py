@@ -3,9 +3,11 @@
 :data:`POINTWISE_EXPR` is the table of pointwise ops the templates can emit; what the
 pointwise kind claims (and what matmul/reduction epilogues may fuse) is derived from it.
 
-Shapes are static in the IR, so a kernel is specialized to them: a broadcast input's offset
-is written out from its shape and the output shape (inputs are contiguous, see the executor).
-Arithmetic runs in fp32; stores cast to the output dtype.
+A kernel is specialized to the static dims of its shapes: a broadcast input's offset is
+written out from its shape and the output shape (inputs are contiguous, see the executor).
+Symbolic dims (and sizes derived from them) become size arguments of the kernel
+(:meth:`Emitter.dim`), marked ``do_not_specialize`` so one compiled kernel serves every
+size. Arithmetic runs in fp32; stores cast to the output dtype.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from accel.errors import AccelValueError
 from accel.ir.graph import Node, Value
+from accel.ir.shapes import Dim
 
 TL_DTYPE = {torch.float32: "tl.float32", torch.float16: "tl.float16",
             torch.bfloat16: "tl.bfloat16"}
@@ -87,8 +90,10 @@ def kernel_name(group_name: str, kind: str) -> str:
     return f"{kind}_{re.sub(r'[^0-9a-zA-Z_]', '_', group_name)}"
 
 
-def broadcast_offset(in_shape: Sequence[int], out_shape: Sequence[int], idx: str) -> str:
-    """Offset into a contiguous ``in_shape`` tensor for flat index ``idx`` over ``out_shape``."""
+def broadcast_offset(in_shape: Sequence[Dim], out_shape: Sequence[Dim], idx: str,
+                     dim: Callable[[Dim], str] = str) -> str:
+    """Offset into a contiguous ``in_shape`` tensor for flat index ``idx`` over ``out_shape``;
+    ``dim`` writes a size (a literal, or the kernel argument of a symbolic one)."""
     in_shape = tuple(in_shape)
     out_shape = tuple(out_shape)
     n_in = math.prod(in_shape)
@@ -102,15 +107,15 @@ def broadcast_offset(in_shape: Sequence[int], out_shape: Sequence[int], idx: str
     while k > 0 and padded[k - 1] == out_shape[k - 1]:
         k -= 1
     if all(s == 1 for s in padded[:k]):
-        return f"({idx}) % {n_in}"
+        return f"({idx}) % {dim(n_in)}"
     terms = []
-    in_stride = 1
+    in_stride: Dim = 1
     for d in reversed(range(len(out_shape))):
         if padded[d] != 1:
             div = math.prod(out_shape[d + 1:])
-            coord = f"(({idx}) // {div})" if div > 1 else f"({idx})"
-            term = f"{coord} % {out_shape[d]}"
-            terms.append(f"{term} * {in_stride}" if in_stride != 1 else term)
+            coord = f"(({idx}) // {dim(div)})" if div != 1 else f"({idx})"
+            term = f"{coord} % {dim(out_shape[d])}"
+            terms.append(f"{term} * {dim(in_stride)}" if in_stride != 1 else term)
             in_stride *= padded[d]
     return " + ".join(reversed(terms))
 
@@ -124,6 +129,16 @@ class Emitter:
         self.names: dict[Value, str] = {}
         """Register (fp32 tensor) holding each computed or loaded value."""
         self.lines: list[str] = []
+        self.sizes: dict[Dim, str] = {}
+        """Kernel size argument of each symbolic size the body uses, in first-use order."""
+
+    def dim(self, d: Dim) -> str:
+        """A size in the body: a literal when static, else its kernel argument."""
+        if isinstance(d, int):
+            return str(d)
+        if d not in self.sizes:
+            self.sizes[d] = f"size{len(self.sizes)}"
+        return self.sizes[d]
 
     def load(self, v: Value, offset: str, mask: str) -> str:
         """Emit a load of ``v`` (converted to fp32) unless already loaded; its register."""
@@ -163,7 +178,7 @@ class Emitter:
         return "\n".join(pad + line for line in self.lines)
 
 
-def pointwise_chain(em: Emitter, nodes: Sequence[Node], out_shape: Sequence[int], idx: str,
+def pointwise_chain(em: Emitter, nodes: Sequence[Node], out_shape: Sequence[Dim], idx: str,
                     mask: str) -> None:
     """Emit ``nodes`` (pointwise, in order), loading external inputs broadcast to ``out_shape``."""
     for n in nodes:
@@ -172,7 +187,8 @@ def pointwise_chain(em: Emitter, nodes: Sequence[Node], out_shape: Sequence[int]
             if v in em.names:
                 operands.append(em.names[v])
             else:
-                operands.append(em.load(v, broadcast_offset(v.shape, out_shape, idx), mask))
+                operands.append(em.load(v, broadcast_offset(v.shape, out_shape, idx, em.dim),
+                                        mask))
         em.pointwise(n, operands)
 
 
@@ -184,6 +200,12 @@ Arguments: {args}
 import triton
 import triton.language as tl
 '''
+
+
+def jit(sizes: Sequence[str]) -> str:
+    """The ``@triton.jit`` line: size arguments are not specialized on (one compile serves
+    every size)."""
+    return f"@triton.jit(do_not_specialize={list(sizes)!r})" if sizes else "@triton.jit"
 
 
 def header(kind: str, group: str, nodes: Sequence[Node], args: dict[Value, str]) -> str:

@@ -26,11 +26,14 @@ from accel.backends.triton.templates import pointwise
 from accel.backends.triton.templates.expr import (
     Emitter,
     header,
+    jit,
     kernel_name,
     pointwise_chain,
     reg_name,
 )
 from accel.ir.graph import Graph, Node
+from accel.ir.shapes import Dim, compile_exprs, is_symbolic
+from accel.runtime.schedule import sized
 
 GPU_CONFIGS = [  # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)
     (128, 128, 32, 8, 3),
@@ -54,11 +57,13 @@ def configs_source(configs: list[tuple[int, int, int, int, int]]) -> str:
 class MatmulLaunch:
     """Launch facts of a matmul kernel: the problem ``batch x [m, k] @ [k, n]``."""
 
-    m: int
-    n: int
-    k: int
-    batch: int
+    m: Dim
+    n: Dim
+    k: Dim
+    batch: Dim
     has_bias: bool
+    sizes: tuple[Dim, ...] = ()
+    """Symbolic sizes the epilogue's index maps use, passed as size arguments in order."""
 
 
 def _fits(node: Node) -> bool:
@@ -110,15 +115,17 @@ def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[MatmulLaun
         precision = ', input_precision="ieee"'
     bias_line = ("    bias = tl.load(bias_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)\n"
                  "    acc += bias[None, :]\n" if bias is not None else "")
+    body = em.body()
     params = ", ".join(["a_ptr", "b_ptr", *(["bias_ptr"] if bias is not None else []),
                         *args.values(), "M", "N", "K", "stride_ab", "stride_am", "stride_ak",
-                        "stride_bb", "stride_bk", "stride_bn",
+                        "stride_bb", "stride_bk", "stride_bn", *em.sizes.values(),
                         "BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr", "BLOCK_K: tl.constexpr"])
     configs = INTERPRET_CONFIGS if interpret else GPU_CONFIGS
+    dynamic = is_symbolic((m, n, k, batch)) or bool(em.sizes)
     src = (header("matmul", group.name, group.nodes, doc_args) + f"""
 
 @triton.autotune(configs={configs_source(configs)}, key=["M", "N", "K"])
-@triton.jit
+{jit(["M", "N", "K", *em.sizes.values()] if dynamic else [])}
 def {name}({params}):
     pid = tl.program_id(0)
     bat = tl.program_id(1)
@@ -138,34 +145,39 @@ def {name}({params}):
 {bias_line}    {reg_name(mm.output)} = acc
     mask = (rm[:, None] < M) & (rn[None, :] < N)
     idx = bat * M * N + rm[:, None] * N + rn[None, :]
-{em.body()}
+{body}
 """)
-    return KernelSource(name, src, MatmulLaunch(m, n, k, batch, bias is not None))
+    return KernelSource(name, src, MatmulLaunch(m, n, k, batch, bias is not None,
+                                                tuple(em.sizes)))
 
 
 def launch(graph: Graph, group: KernelGroup, kernel: CompiledKernel | None) -> Callable:
     """Autotuned grid over output tiles x batch; ``linear`` reads its ``[N, K]`` weight as
-    ``[K, N]`` through the strides."""
+    ``[K, N]`` through the strides. Problem sizes come from the call's tensors, so one
+    kernel serves symbolic shapes; the epilogue's size arguments from the call's sizes."""
     assert kernel is not None
     facts: MatmulLaunch = kernel.source.launch
     fn, mm = kernel.fn, group.nodes[0]
-    m, n, k, batch = facts.m, facts.n, facts.k, facts.batch
     pos = {v: i for i, v in enumerate(group.inputs)}
     a_pos, b_pos = pos[mm.inputs[0]], pos[mm.inputs[1]]
     bias_pos = pos[mm.inputs[2]] if facts.has_bias else None
     epi_pos = [pos[v] for v in _epilogue_inputs(group)]
     linear = mm.op == "linear"
+    size_args = (compile_exprs(list(facts.sizes), graph.size_names) if facts.sizes
+                 else None)
 
-    def grid(meta: dict) -> tuple[int, int]:
-        return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]), batch)
-
-    def run(ins: list[torch.Tensor], outs: list[torch.Tensor]) -> None:
+    def run(ins: list[torch.Tensor], outs: list[torch.Tensor], dims: tuple = ()) -> None:
         a, b = ins[a_pos], ins[b_pos]
+        k = a.shape[-1]
         if linear:
-            a = a.reshape(m, k)
+            n, batch = b.shape[0], 1
+            a = a.reshape(-1, k)
+            m = a.shape[0]
             sa = (0, a.stride(0), a.stride(1))
             sb = (0, b.stride(1), b.stride(0))  # weight [N, K] read as [K, N]
         else:
+            m, n = a.shape[-2], b.shape[-1]
+            batch = a.numel() // (m * k) if m * k else 0
             a = a.reshape(batch, m, k)
             sa = a.stride()
             if b.dim() == 2:
@@ -174,9 +186,19 @@ def launch(graph: Graph, group: KernelGroup, kernel: CompiledKernel | None) -> C
                 b = b.reshape(batch, k, n)
                 sb = b.stride()
         extra = [ins[bias_pos]] if bias_pos is not None else []
+
+        def grid(meta: dict) -> tuple[int, int]:
+            return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]), batch)
+
         fn[grid](a, b, *extra, *[ins[i].contiguous() for i in epi_pos], *outs, m, n, k,
-                 *sa, *sb)
-    return run
+                 *sa, *sb, *dims)
+    if size_args is None:
+        return run
+
+    def run_sized(sizes: tuple[int, ...], ins: list[torch.Tensor],
+                  outs: list[torch.Tensor]) -> None:
+        run(ins, outs, size_args(*sizes))
+    return sized(run_sized)
 
 
 KIND = KernelKind("matmul", frozenset({"linear", "matmul"}), claim, launch, emit=emit)

@@ -25,11 +25,14 @@ from accel.backends.triton.templates.expr import (
     POINTWISE_EXPR,
     Emitter,
     header,
+    jit,
     kernel_name,
     pointwise_chain,
 )
 from accel.ir.graph import Graph, Node
 from accel.ir.ops.registry import OpKind
+from accel.ir.shapes import Dim, compile_exprs, is_symbolic
+from accel.runtime.schedule import sized
 
 BLOCK = 1024
 
@@ -38,10 +41,12 @@ BLOCK = 1024
 class PointwiseLaunch:
     """Launch facts of a pointwise kernel."""
 
-    numel: int
+    numel: Dim
     """Elements of the output (one lane each)."""
     block: int
     """Elements per program."""
+    sizes: tuple[Dim, ...] = ()
+    """The symbolic sizes passed as the kernel's size arguments, in order."""
 
 
 def fusible(node: Node) -> bool:
@@ -69,28 +74,41 @@ def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[PointwiseL
     pointwise_chain(em, group.nodes, out_shape, "idx", "mask")
     for v in group.outputs:
         em.store(v, "idx", "mask")
-    params = ", ".join([*args.values(), "numel", "BLOCK: tl.constexpr"])
+    params = ", ".join([*args.values(), "numel", *em.sizes.values(), "BLOCK: tl.constexpr"])
     src = (header("pointwise", group.name, group.nodes, args) + f"""
 
-@triton.jit
+{jit(["numel", *em.sizes.values()] if em.sizes or is_symbolic(math.prod(out_shape)) else [])}
 def {name}({params}):
     pid = tl.program_id(0)
     idx = pid * BLOCK + tl.arange(0, BLOCK)
     mask = idx < numel
 {em.body()}
 """)
-    return KernelSource(name, src, PointwiseLaunch(math.prod(out_shape), BLOCK))
+    return KernelSource(name, src, PointwiseLaunch(math.prod(out_shape), BLOCK,
+                                                   tuple(em.sizes)))
 
 
 def launch(graph: Graph, group: KernelGroup, kernel: CompiledKernel | None) -> Callable:
-    """One program per ``BLOCK`` elements; inputs made contiguous (the index maps assume it)."""
+    """One program per ``BLOCK`` elements; inputs made contiguous (the index maps assume it).
+    Symbolic sizes are evaluated per call from the call's symbol sizes."""
     assert kernel is not None
     facts: PointwiseLaunch = kernel.source.launch
-    fn, grid = kernel.fn, (triton.cdiv(facts.numel, facts.block),)
+    fn, block = kernel.fn, facts.block
+    if not is_symbolic((facts.numel, facts.sizes)):
+        numel = int(facts.numel)
+        grid = (triton.cdiv(numel, block),)
 
-    def run(ins: list[torch.Tensor], outs: list[torch.Tensor]) -> None:
-        fn[grid](*[t.contiguous() for t in ins], *outs, facts.numel, BLOCK=facts.block)
-    return run
+        def run(ins: list[torch.Tensor], outs: list[torch.Tensor]) -> None:
+            fn[grid](*[t.contiguous() for t in ins], *outs, numel, BLOCK=block)
+        return run
+    values = compile_exprs([facts.numel, *facts.sizes], graph.size_names)
+
+    def run_sized(sizes: tuple[int, ...], ins: list[torch.Tensor],
+                  outs: list[torch.Tensor]) -> None:
+        numel, *dims = values(*sizes)
+        fn[(triton.cdiv(numel, block),)](*[t.contiguous() for t in ins], *outs, numel, *dims,
+                                          BLOCK=block)
+    return sized(run_sized)
 
 
 KIND = KernelKind("pointwise", frozenset(POINTWISE_EXPR), claim, launch, emit=emit, chains=True)
