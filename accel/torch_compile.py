@@ -77,11 +77,13 @@ class _Compiled:
 
     @torch._dynamo.disable  # noqa: SLF001 - compile outside of Dynamo's frame evaluation
     def __call__(self, *args: Any) -> Any:
-        key = tuple(a for a in args if not isinstance(a, torch.Tensor))
+        key = self.graph.key(args)
         fn = self.compiled.get(key)
         if fn is None:
             fn = self._compile(args)
             self.compiled[key] = fn
+        if fn is _EAGER:
+            return self.graph.original(*args)
         return fn(*self.graph.runtime_inputs(args))
 
     def _compile(self, args: tuple) -> Any:
@@ -93,20 +95,11 @@ class _Compiled:
             warnings.warn(f"accel: could not compile a TorchDynamo graph, running it eagerly: "
                           f"{e}", stacklevel=2)
             self.report.eager_fallbacks.append(str(e).splitlines()[0])
-            return _Eager(self.graph, args)
+            return _EAGER
         if self.compiled:
             self.report.recompilations += 1
         return compiled
 
 
-class _Eager:
-    """The Dynamo graph run as is, for a graph accel could not compile."""
-
-    def __init__(self, graph: DynamoGraph, args: tuple) -> None:
-        self.graph, self.args = graph, args
-
-    def __call__(self, *runtime: Any) -> Any:
-        full = list(self.args)
-        for i, t in zip(self.graph.runtime_positions, runtime, strict=True):
-            full[i] = t
-        return self.graph.gm(*full)
+_EAGER = object()
+"""Marks a graph accel could not compile: it runs as Dynamo handed it."""

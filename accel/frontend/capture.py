@@ -94,12 +94,14 @@ def capture(model: Any, example_inputs: Sequence[torch.Tensor], name: str | None
 
 
 def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequence[bool],
-               name: str = "graph") -> Graph:
+               name: str = "graph", dynamic_shapes: Any = None) -> Graph:
     """Capture a torch-level fx graph (e.g. from TorchDynamo) with some inputs frozen.
 
-    ``frozen[i]`` marks ``example_inputs[i]`` as a weight to freeze into a constant.
+    ``frozen[i]`` marks ``example_inputs[i]`` as a weight to freeze into a constant;
+    ``dynamic_shapes`` (one entry per input, torch.export's form) makes dims symbolic.
     """
-    ep = _export_program(gm, tuple(example_inputs), name)
+    spec = tuple(dynamic_shapes) if dynamic_shapes is not None else None
+    ep = _export_program(gm, tuple(example_inputs), name, _for_signature(gm, spec))
     bindings: dict[str, tuple[str, Any]] = {}
     user = iter(zip(example_inputs, frozen, strict=True))
     state = {**ep.state_dict, **ep.constants}
@@ -115,7 +117,20 @@ def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequen
                 bindings[placeholder] = ("input", value)
         else:
             bindings[placeholder] = ("const", state[spec.target], spec.target)
-    return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec)
+    if dynamic_shapes is None:
+        return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec)
+    placeholders = {n.name: n for n in ep.graph_module.graph.nodes if n.op == "placeholder"}
+    users = [(s.arg.name, v) for s, v in zip(
+        [s for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT],
+        example_inputs, strict=True)]
+    tensors = [(placeholders[p].meta.get("val"), v) for p, v in users
+               if isinstance(v, torch.Tensor)]
+    spec = [d for d, v in zip(dynamic_shapes, example_inputs, strict=True)
+            if isinstance(v, torch.Tensor)]
+    rename, symbols = name_symbols([t for t, _ in tensors], [v for _, v in tensors], spec,
+                                   ep.range_constraints)
+    return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec,
+                     rename=rename, symbols=symbols)
 
 
 def _for_signature(module: torch.nn.Module, spec: Any) -> Any:
