@@ -92,10 +92,24 @@ def _sizes_from_shapes(gm: fx.GraphModule, placeholders: list[fx.Node],
         val = n.meta.get("example_value")
         if isinstance(val, torch.SymInt) and val.node.expr in where:
             sizes[i] = n
-    if not where:
+    floats = [i for i, n in enumerate(placeholders)
+              if getattr(n.meta.get("grapharg"), "pass_arg_as_tensor", False)]
+    if not where and not floats:
         return frozenset(), None, gm
     gm = copy.deepcopy(gm)
     nodes = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    for i in floats:  # `float_input.item()` becomes the float: no data-dependent size at export
+        value = example_inputs[i].item()
+        for user in [u for u in nodes[i].users if u.op == "call_method" and u.target == "item"]:
+            for consumer in list(user.users):
+                consumer.args = fx.node.map_arg(consumer.args,
+                                                lambda a, u=user, v=value: v if a is u else a)
+                consumer.kwargs = fx.node.map_arg(consumer.kwargs,
+                                                  lambda a, u=user, v=value: v if a is u else a)
+            gm.graph.erase_node(user)
+    if not where:
+        gm.recompile()
+        return frozenset(), None, gm
     last = nodes[-1]
     for i, old in sizes.items():
         tensor, axis = where[old.meta["example_value"].node.expr]
@@ -110,9 +124,13 @@ def _sizes_from_shapes(gm: fx.GraphModule, placeholders: list[fx.Node],
 
 
 def _is_weight(node: fx.Node, value: Any) -> bool:
+    """Parameters, buffers, and Python floats Dynamo passes as 0-d tensors (``dynamic=True``
+    does not specialize floats, e.g. a LayerNorm's eps): constants of the compiled graph."""
     if isinstance(value, torch.nn.Parameter):
         return True
     grapharg = node.meta.get("grapharg")
+    if getattr(grapharg, "pass_arg_as_tensor", False):
+        return True
     source = getattr(grapharg, "source", None)
     name = getattr(source, "name", "") if source is not None else ""
     name = name() if callable(name) else name
