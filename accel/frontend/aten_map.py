@@ -59,6 +59,10 @@ class ImportContext:
         """``x`` as an IR value; Python scalars become 0-d constants that do not promote."""
         if isinstance(x, Value):
             return x
+        if is_symbolic(x):  # a size used as an operand (index arithmetic, scaling)
+            dtype = like.dtype if like is not None else torch.int64
+            return self.op("size_tensor", value=x, dtype=dtype,
+                           device=like.type.device if like is not None else "cpu")
         if not isinstance(x, bool | int | float):
             raise Unsupported(f"argument {x!r} is not a tensor or scalar")
         dtype = _scalar_dtype(x, like.dtype if like is not None else None)
@@ -102,6 +106,8 @@ def _binary(op: str) -> Handler:
     return handler
 
 
+handles(aten.min.other)(_binary("minimum"))
+handles(aten.max.other)(_binary("maximum"))
 for _name in ("mul", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
               "logical_and", "logical_or"):
     handles(getattr(aten, _name))(_binary(_name))
@@ -366,6 +372,19 @@ def _addmm(c: ImportContext, bias: Value, a: Value, b: Value, *, beta: Any = 1,
     return c.op("add", c.op("matmul", a, b), bias)
 
 
+@handles(aten.baddbmm)
+def _baddbmm(c: ImportContext, x: Value, a: Value, b: Value, *, beta: Any = 1,
+             alpha: Any = 1) -> Value:
+    """beta * x + alpha * (a @ b)."""
+    prod = c.op("matmul", a, b)
+    if alpha != 1:
+        prod = c.op("mul", prod, c.tensor(alpha, prod))
+    if beta == 0:
+        return prod
+    base = x if beta == 1 else c.op("mul", x, c.tensor(beta, x))
+    return c.op("add", base, prod)
+
+
 @handles(aten.t, aten.numpy_T)
 def _t(c: ImportContext, x: Value) -> Value:
     return x if x.type.rank < 2 else c.op("permute", x, dims=(1, 0))
@@ -538,8 +557,10 @@ def _slice(c: ImportContext, x: Value, dim: int = 0, start: Any = None, end: Any
     if is_symbolic((size, start, end)):
         start = 0 if start is None else start
         to_end = end is None or (isinstance(end, int) and end >= _TO_END) or end == size
-        if (isinstance(start, int) and start < 0) or (isinstance(end, int) and end < 0):
-            raise Unsupported("negative slice bounds of a symbolic dim")
+        if isinstance(start, int) and start < 0:
+            start = size + start  # counted from the end, as Python slices do
+        if isinstance(end, int) and end < 0:
+            end = size + end
         if start == 0 and to_end and step == 1:
             return x
         return c.op("slice", x, dim=dim, start=start, end=size if to_end else end, step=step)
@@ -610,9 +631,58 @@ def _unbind(c: ImportContext, x: Value, dim: int = 0) -> list[Value]:
 
 @handles(aten.constant_pad_nd)
 def _pad(c: ImportContext, x: Value, pads: Any, value: float = 0.0) -> Value:
-    if any(p < 0 for p in pads):
+    if any(isinstance(p, int) and p < 0 for p in pads):
         raise Unsupported("negative padding")
     return c.op("pad", x, pads=tuple(pads), value=value)
+
+
+@handles(aten.pad)
+def _pad_mode(c: ImportContext, x: Value, pads: Any, mode: str = "constant",
+              value: Any = None) -> Value:
+    if mode != "constant":
+        raise Unsupported(f"{mode} padding")
+    return _pad(c, x, pads, 0.0 if value is None else value)
+
+
+@handles(aten.stack)
+def _stack(c: ImportContext, xs: Any, dim: int = 0) -> Value:
+    rank = xs[0].type.rank + 1
+    d = dim % rank
+    parts = [c.op("reshape", x, shape=(*x.shape[:d], 1, *x.shape[d:])) for x in xs]
+    return parts[0] if len(parts) == 1 else c.op("concat", *parts, dim=d)
+
+
+@handles(aten.repeat_interleave.self_int)
+def _repeat_interleave(c: ImportContext, x: Value, repeats: Any, dim: Any = None,
+                       output_size: Any = None) -> Value:
+    """Each element ``repeats`` times along ``dim``: a new axis after it, expanded, merged."""
+    if not isinstance(repeats, int) or dim is None:
+        raise Unsupported("repeat_interleave with symbolic repeats or over the flat tensor")
+    d = dim % x.type.rank
+    s = x.shape
+    wide = c.op("reshape", x, shape=(*s[:d + 1], 1, *s[d + 1:]))
+    wide = c.op("expand", wide, shape=(*s[:d + 1], repeats, *s[d + 1:]))
+    return c.op("reshape", wide, shape=(*s[:d], s[d] * repeats, *s[d + 1:]))
+
+
+@handles(aten.repeat)
+def _repeat(c: ImportContext, x: Value, reps: Any) -> Value:
+    """Tile: each dim ``d`` becomes ``reps[d]`` copies of it, as (reps, size) merged."""
+    reps = tuple(r if is_symbolic(r) else int(r) for r in reps)
+    shape = (1,) * (len(reps) - x.type.rank) + tuple(x.shape)
+    y = c.op("reshape", x, shape=shape) if len(shape) != x.type.rank else x
+    split = tuple(v for r, n in zip(reps, shape, strict=True) for v in (1, n))
+    wide = tuple(v for r, n in zip(reps, shape, strict=True) for v in (r, n))
+    y = c.op("expand", c.op("reshape", y, shape=split), shape=wide)
+    return c.op("reshape", y, shape=tuple(r * n for r, n in zip(reps, shape, strict=True)))
+
+
+@handles(aten._weight_norm)
+def _weight_norm(c: ImportContext, v: Value, g: Value, dim: int = 0) -> Value:
+    """v * g / ||v|| over every dim but ``dim``."""
+    dims = tuple(d for d in range(v.type.rank) if d != dim % v.type.rank)
+    norm = c.op("sqrt", c.op("sum", c.op("mul", v, v), dims=dims, keepdim=True))
+    return c.op("mul", v, c.op("div", g, norm))
 
 
 @handles(aten.index_select)
@@ -719,23 +789,29 @@ def _wrap_negative(c: ImportContext, index: Value, size: int) -> Value:
         return index
     if _nonnegative(c, index):
         return index
-    if is_symbolic(size):
-        raise Unsupported("indexing a symbolic dim with possibly negative indices")
     negative = c.op("cast", c.op("lt", index, c.tensor(0, index)), dtype=index.dtype)
     return c.op("add", index, c.op("mul", negative, c.tensor(size, index)))
 
 
-def _nonnegative(c: ImportContext, v: Value) -> bool:
-    """Whether ``v`` is an ``arange`` with a non-negative start and step (seen through
-    reshapes and expands): indices that need no wrapping."""
-    producer = {o: n for n in c.rw.nodes for o in n.outputs}
-    node = producer.get(v)
-    while node is not None and node.op in ("reshape", "expand"):
-        node = producer.get(node.inputs[0])
-    if node is None or node.op != "arange":
+def _nonnegative(c: ImportContext, v: Value | None, depth: int = 0) -> bool:
+    """Whether ``v`` is provably >= 0: a non-negative constant, an ``arange`` with a
+    non-negative start and step, or sums, products, views and casts of those (HF masks
+    index with such): indices that need no wrapping."""
+    if v is None or depth > 12:
         return False
-    start, step = node.attrs["start"], node.attrs["step"]
-    return (not isinstance(start, int) or start >= 0) and isinstance(step, int) and step > 0
+    if c.is_const(v):
+        return bool((c.rw.constants[v] >= 0).all())
+    node = next((n for n in reversed(c.rw.nodes) if v in n.outputs), None)
+    if node is None:
+        return False
+    if node.op == "arange":
+        start, step = node.attrs["start"], node.attrs["step"]
+        return (not isinstance(start, int) or start >= 0) and isinstance(step, int) and step > 0
+    if node.op in ("reshape", "expand", "cast", "slice", "select", "permute"):
+        return _nonnegative(c, node.inputs[0], depth + 1)
+    if node.op in ("add", "mul", "maximum"):
+        return all(_nonnegative(c, x, depth + 1) for x in node.inputs)
+    return False
 
 
 @handles(aten.index.Tensor)

@@ -14,6 +14,7 @@ Symbols come from ``torch.export`` (its ShapeEnv's symbols, renamed after the us
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
@@ -135,6 +136,7 @@ def compile_exprs(exprs: Sequence[Any], names: Sequence[str]) -> Callable[..., t
     from torch.utils._sympy.printers import PythonPrinter
 
     printer = PythonPrinter()
+    consts: dict[str, Any] = {"math": __import__("math")}
 
     def src(v: Any) -> str:
         if isinstance(v, sympy.Basic):
@@ -143,11 +145,16 @@ def compile_exprs(exprs: Sequence[Any], names: Sequence[str]) -> Callable[..., t
             return "(" + "".join(f"{src(x)}, " for x in v) + ")"
         if isinstance(v, list):
             return "[" + ", ".join(src(x) for x in v) + "]"
-        return repr(v)
+        if v is None or isinstance(v, bool | int | str) or (
+                isinstance(v, float) and math.isfinite(v)):
+            return repr(v)
+        name = f"_c{len(consts)}"  # any other leaf (a dtype, a TensorArg) passes through
+        consts[name] = v
+        return name
 
     body = "(" + "".join(f"{src(e)}, " for e in exprs) + ")"
     code = f"lambda {', '.join(names)}: {body}"
-    return eval(code, {"math": __import__("math")})  # noqa: S307 - our own printed code
+    return eval(code, consts)  # noqa: S307 - our own printed code
 
 
 # ---- shape inference on symbolic inputs ----------------------------------------------------

@@ -6,6 +6,7 @@ import torch
 
 from accel.ir.graph import Graph
 from accel.ir.ops import OpKind
+from accel.ir.shapes import is_symbolic
 from accel.passes.registry import PassContext, register_pass
 
 
@@ -22,8 +23,8 @@ def fold_constants(graph: Graph, ctx: PassContext, *, max_elements: int = 1 << 2
     for n in graph.nodes:
         if any(v is not None and v not in values for v in n.inputs):
             continue
-        if any(not o.type.is_static for o in n.outputs):
-            continue  # a symbolic shape (a fill expanded to the batch): no single value
+        if any(not o.type.is_static for o in n.outputs) or is_symbolic(tuple(n.attrs.values())):
+            continue  # depends on a symbolic size (a fill expanded to the batch): no one value
         if n.opdef.kind is OpKind.FALLBACK and torch.Tag.nondeterministic_seeded in getattr(
                 n.attrs.get("target"), "tags", ()):
             continue

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from accel.ir.ops.registry import Attr, OpDef, OpKind, register_op
+from accel.ir.types import TensorType
 
 _S = OpKind.SHAPE
 
@@ -50,6 +51,18 @@ def _gather(x, index, dim):  # noqa: ANN001, ANN202
     return torch.gather(x, dim, index)
 
 
+def _size_tensor(*, value, dtype, device):  # noqa: ANN001, ANN202
+    return torch.tensor(value, dtype=dtype, device=device)
+
+
+register_op(OpDef(
+    "size_tensor", (), _size_tensor, _S,
+    {"value": Attr(int), "dtype": Attr(torch.dtype, torch.int64), "device": Attr(str, "cpu")},
+    infer=lambda ins, a: (TensorType((), a["dtype"], a["device"]),), flops=_zero,
+    doc="a 0-d tensor holding a symbolic size (a size used as a tensor operand)",
+))
+
+
 def _arange(*, start, end, step, dtype, device):  # noqa: ANN001, ANN202
     return torch.arange(start, end, step, dtype=dtype, device=device)
 
@@ -76,10 +89,20 @@ register_op(OpDef("select", ("x",), _select, _S, {"dim": Attr(int), "index": Att
                   flops=_zero, doc="x[..., index, ...] along dim (drops the dim)"))
 register_op(OpDef("concat", ("xs*",), _concat, _S, {"dim": Attr(int)}, flops=_zero,
                   doc="concatenate along dim"))
+def _pad_type(ins, attrs):  # noqa: ANN001, ANN202
+    """Each padded dim grows by its two pads (F.pad order: last dim first)."""
+    x, pads = ins[0], attrs["pads"]
+    shape = list(x.shape)
+    for i in range(len(pads) // 2):
+        d = len(shape) - 1 - i
+        shape[d] = shape[d] + pads[2 * i] + pads[2 * i + 1]
+    return (x.with_shape(tuple(shape)),)
+
+
 register_op(OpDef("pad", ("x",), _pad, _S,
                   {"pads": Attr(tuple, doc="F.pad order: last dim first"),
                    "value": Attr((float, int), 0.0)},
-                  flops=_zero, doc="constant padding"))
+                  infer=_pad_type, flops=_zero, doc="constant padding"))
 register_op(OpDef("index_select", ("x", "index"), _index_select, OpKind.GATHER,
                   {"dim": Attr(int)}, flops=_zero, doc="entries of x at index along dim"))
 register_op(OpDef("gather", ("x", "index"), _gather, OpKind.GATHER,

@@ -120,6 +120,7 @@ CASES: dict[str, list[tuple[list, dict]]] = {
     "index_select": [([rand(*X), ints(3, 5)], {"dim": 1}),
                      ([rand(*X), const(torch.arange(3))], {"dim": 1})],
     "gather": [([rand(*X), ints(4, 2, 3, 2)], {"dim": 2})],
+    "size_tensor": [([], {"value": 7}), ([], {"value": 3, "dtype": torch.float32})],
     "arange": [([], {"end": 5}), ([], {"start": 2, "end": 11, "step": 3,
                                        "dtype": torch.float32})],
 }

@@ -21,6 +21,14 @@ def lower_reshape(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
     return [b.add("Reshape", [inputs[0], b.reshape_target(node.outputs[0].shape)])]
 
 
+@onnx_lowering("size_tensor")
+def lower_size_tensor(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """The size as a 0-d tensor (computed from the inputs' shapes when symbolic)."""
+    a = node.attrs
+    scalar = b.add("Squeeze", [b.size(a["value"]), b.const_i64([0], "axis")])
+    return [cast_to(b, scalar, torch.int64, a["dtype"])]
+
+
 @onnx_lowering("arange")
 def lower_arange(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
     """Range over int64 bounds (symbolic ones computed at run time), cast to the dtype."""
