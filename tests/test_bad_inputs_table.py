@@ -154,6 +154,26 @@ def test_bad_environment_flag(name: str, monkeypatch: pytest.MonkeyPatch) -> Non
         accel.compile(model, x, "default,quantize", target="reference")
 
 
+def test_size_outside_the_dynamic_range() -> None:
+    from torch.export import Dim
+
+    model, x = _mlp()
+    compiled = accel.compile(model, x, target="reference",
+                             dynamic_shapes=({0: Dim("b", max=8)},))
+    with pytest.raises(GuardError, match=r"input 0 dim 0 is 9, compiled for b in \[0, 8\]"):
+        compiled(torch.randn(9, 4))
+    compiled(torch.randn(1, 4))  # a named Dim's range starts at 0: torch vouches for 1
+    assert compiled.report.recompilations == 0
+
+
+@pytest.mark.parametrize("spec, error", [("everything", AccelTypeError),
+                                         (({0: None}, {0: None}), CaptureError)])
+def test_invalid_dynamic_shapes(spec: object, error: type) -> None:
+    model, x = _mlp()
+    with pytest.raises(error, match="dynamic_shapes|could not capture"):
+        accel.compile(model, x, dynamic_shapes=spec)
+
+
 # ---- the kernel cache -----------------------------------------------------------------------
 _KERNEL = '''import triton
 import triton.language as tl
