@@ -137,6 +137,29 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("info", "show the host (CPU, cores, ISA features) and the installed runtimes")
+def _info(args: argparse.Namespace) -> int:
+    import importlib.metadata as md
+
+    from accel import env
+    from accel.host import host
+
+    profile = host()
+    print(f"host:         {profile.describe()}")
+    print(f"features:     {', '.join(sorted(profile.isa)) or 'none detected'}")
+    print(f"int8:         u8 x s8 integer matmul {'exact' if profile.u8s8_exact else 'saturates'}"
+          f" here; int8 weights lower as {'s8' if profile.u8s8_exact else 'u8 (zero point 128)'}")
+    print(f"bf16:         {'native' if profile.bf16 else 'emulated'}")
+    print(f"cuda:         {torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
+    for pkg in ("accel", "torch", "onnxruntime", "openvino", "triton", "onnx", "transformers"):
+        try:
+            print(f"{pkg + ':':<14}{md.version(pkg)}")
+        except md.PackageNotFoundError:
+            print(f"{pkg + ':':<14}not installed")
+    print(f"cache:        {env.cache_dir()}")
+    return 0
+
+
 def _load_plugins() -> None:
     """Import modules that add subcommands (bench, export, bisect) when present."""
     import importlib

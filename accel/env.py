@@ -7,6 +7,7 @@
 | ``ACCEL_CACHE_DIR`` | kernel cache root (default ``~/.cache/accel``) |
 | ``ACCEL_PROGRESS`` | progress bars for long work on a terminal (flag, default on) |
 | ``TRITON_INTERPRET`` | Triton runs kernels in its CPU interpreter (flag; read by Triton too) |
+| ``ACCEL_HOST_ISA`` | replace the detected CPU features (``avx2,fma``: an AVX2 host's choices) |
 
 Flags accept ``1/0``, ``true/false``, ``yes/no`` and ``on/off`` in any case (no surrounding
 spaces: Triton would read ``" 1"`` as off); unset or empty means the default. Anything
@@ -73,3 +74,21 @@ def triton_interpret() -> bool:
     for every value it accepts and rejects the values Triton would silently read as off.
     """
     return flag("TRITON_INTERPRET")
+
+
+def host_isa() -> frozenset[str] | None:
+    """``ACCEL_HOST_ISA``: comma-separated CPU features that replace the detected ones
+    (``none`` for a plain x86-64), or ``None`` when unset."""
+    from accel.host import ISA_FEATURES
+
+    raw = os.environ.get("ACCEL_HOST_ISA", "").strip()
+    if not raw:
+        return None
+    if raw.lower() == "none":
+        return frozenset()
+    feats = frozenset(f.strip().lower() for f in raw.split(",") if f.strip())
+    unknown = sorted(feats - set(ISA_FEATURES))
+    if unknown:
+        raise AccelValueError(f"environment variable ACCEL_HOST_ISA={raw!r}: unknown feature(s) "
+                              f"{', '.join(unknown)}; known: {', '.join(ISA_FEATURES)} (or none)")
+    return feats

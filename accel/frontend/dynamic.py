@@ -19,7 +19,7 @@ from torch.export import Dim
 
 from accel.errors import AccelTypeError
 from accel.ir.shapes import Dim as IRDim
-from accel.ir.shapes import SymbolInfo, canon, symbol
+from accel.ir.shapes import SymbolInfo, canon, settle, symbol
 
 DynamicShapes = Any
 """``None``, ``"auto"``, or a torch.export ``dynamic_shapes`` specification."""
@@ -136,7 +136,18 @@ def name_symbols(input_vals: Sequence[Any], inputs: Sequence[torch.Tensor], spec
             lo = _bound(vr.lower) if vr is not None else None
             hi = _bound(vr.upper) if vr is not None else None
             rename[expr] = symbol(name)
-            table[name] = SymbolInfo(name, 2 if lo is None else lo, hi, int(t.shape[axis]))
+            # sizes 0 and 1 change broadcasting and squeezes: the graph accel imports is the
+            # one traced at >= 2 (they get static specializations), whatever torch allows
+            table[name] = SymbolInfo(name, max(2, lo or 0), hi, int(t.shape[axis]))
+    for i, val in enumerate(input_vals):
+        for axis, d in enumerate(getattr(val, "shape", ())):
+            if isinstance(d, torch.SymInt) and not isinstance(d.node.expr, sympy.Symbol) \
+                    and not d.node.expr.xreplace(rename).free_symbols <= {
+                        symbol(n) for n in table}:
+                raise AccelTypeError(
+                    f"input {i} dim {axis} is a derived dim ({d.node.expr}); accel reads every "
+                    "size symbol from an input dim that is exactly that symbol: declare that "
+                    "dim (e.g. Dim('k')) on some input, or make the derived one static")
     return rename, table
 
 
@@ -149,8 +160,11 @@ def _bound(x: Any) -> int | None:
     return int(x)
 
 
-def to_dim(value: Any, rename: Mapping[sympy.Symbol, sympy.Symbol]) -> IRDim:
-    """A torch size (int or SymInt) as an accel dim."""
+def to_dim(value: Any, rename: Mapping[sympy.Symbol, sympy.Symbol],
+           symbols: Mapping[str, SymbolInfo] | None = None) -> IRDim:
+    """A torch size (int or SymInt) as an accel dim (settled to an int when the symbols'
+    ranges leave it one value)."""
     if isinstance(value, torch.SymInt):
-        return canon(value.node.expr.xreplace(dict(rename)))
+        expr = value.node.expr.xreplace(dict(rename))
+        return settle(expr, symbols) if symbols else canon(expr)
     return int(value)

@@ -64,7 +64,7 @@ def import_fx(
             if kind == "input":
                 t = TensorType.of(obj)
                 if rename and isinstance(val, torch.Tensor):
-                    t = t.with_shape(tuple(to_dim(d, rename) for d in val.shape))
+                    t = t.with_shape(tuple(to_dim(d, rename, symbols) for d in val.shape))
                 env[node] = rw.add_input(node.name, t)
             elif kind == "const":
                 env[node] = rw.const(obj, label[0] if label else node.name)
@@ -74,11 +74,11 @@ def import_fx(
             obj = _fetch_attr(gm, node.target)
             env[node] = rw.const(obj, node.target) if isinstance(obj, torch.Tensor) else obj
         elif node.op == "call_function" and isinstance(val, torch.SymInt):
-            env[node] = to_dim(val, rename)  # a size computation: an expression of symbols
+            env[node] = to_dim(val, rename, symbols)  # a size computation: an expression
         elif node.op == "call_function" and isinstance(val, torch.SymBool | torch.SymFloat):
             env[node] = None  # only read by runtime assertions on sizes (the guards' job)
         elif node.op == "call_function":
-            env[node] = _import_call(ctx, node, env, rename)
+            env[node] = _import_call(ctx, node, env, rename, symbols)
         elif node.op == "output":
             flat, _ = tree_flatten(tree_map(lambda n: env[n] if isinstance(n, fx.Node) else n,
                                             node.args[0]))
@@ -106,19 +106,21 @@ def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:
     return obj
 
 
-def _traced_shapes(node: fx.Node, rename: Mapping[sympy.Symbol, sympy.Symbol]
+def _traced_shapes(node: fx.Node, rename: Mapping[sympy.Symbol, sympy.Symbol],
+                   symbols: Mapping[str, SymbolInfo] | None
                    ) -> tuple[tuple[Any, ...], ...] | None:
     """The output shapes torch traced for ``node``, when traced with symbolic sizes."""
     if not rename:
         return None
     val = node.meta.get("val")
     vals = val if isinstance(val, list | tuple) else (val,)
-    return tuple(tuple(to_dim(d, rename) for d in v.shape) for v in vals
+    return tuple(tuple(to_dim(d, rename, symbols) for d in v.shape) for v in vals
                  if isinstance(v, torch.Tensor))
 
 
 def _import_call(ctx: aten_map.ImportContext, node: fx.Node, env: dict[fx.Node, Any],
-                 rename: Mapping[sympy.Symbol, sympy.Symbol]) -> Any:
+                 rename: Mapping[sympy.Symbol, sympy.Symbol],
+                 symbols: Mapping[str, SymbolInfo] | None = None) -> Any:
     target = node.target
     args = tree_map(lambda n: env[n] if isinstance(n, fx.Node) else n, node.args)
     kwargs = tree_map(lambda n: env[n] if isinstance(n, fx.Node) else n, dict(node.kwargs))
@@ -142,7 +144,7 @@ def _import_call(ctx: aten_map.ImportContext, node: fx.Node, env: dict[fx.Node, 
     handler = aten_map.lookup(target)
     if handler is not None:
         mark = len(ctx.rw.nodes)
-        ctx.out_shapes = _traced_shapes(node, rename)
+        ctx.out_shapes = _traced_shapes(node, rename, symbols)
         try:
             result = handler(ctx, *args, **kwargs)
         except aten_map.Unsupported as e:

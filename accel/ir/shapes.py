@@ -79,9 +79,42 @@ def canon(dim: Any) -> Dim:
     """A dim in canonical form: sympy numbers become ``int``."""
     if isinstance(dim, sympy.Basic) and dim.is_number:
         return int(dim)
-    if isinstance(dim, bool):
-        return dim
     return dim
+
+
+def _ranges(expr: sympy.Expr, symbols: Symbols) -> dict:
+    from torch.utils._sympy.numbers import int_oo
+    from torch.utils._sympy.value_ranges import ValueRanges
+
+    out = {}
+    for s in expr.free_symbols:
+        info = symbols.get(s.name)
+        lo, hi = (info.lo, info.hi) if info is not None else (2, None)
+        out[s] = ValueRanges(lo, int_oo if hi is None else hi)
+    return out
+
+
+def bounds(dim: Dim, symbols: Symbols) -> tuple[int, int | None]:
+    """(smallest, largest) value of ``dim`` over the symbols' ranges (``None``: unbounded),
+    by torch's interval arithmetic (``bound_sympy``: sums, products, FloorDiv, Mod...)."""
+    if isinstance(dim, int):
+        return dim, dim
+    from torch.utils._sympy.numbers import int_oo
+    from torch.utils._sympy.value_ranges import bound_sympy
+
+    vr = bound_sympy(dim, _ranges(dim, symbols))
+    lo = int(vr.lower) if vr.lower not in (-int_oo, -sympy.oo) else 0
+    hi = None if vr.upper in (int_oo, sympy.oo) else int(vr.upper)
+    return lo, hi
+
+
+def settle(dim: Dim, symbols: Symbols) -> Dim:
+    """``dim``, or the int it must be when its range admits one value only (``(h-1)//32 + 1``
+    for ``h`` in [2, 32] is 1): types then compare equal however a shape was derived."""
+    if isinstance(dim, int) or not dim.free_symbols:
+        return canon(dim)
+    lo, hi = bounds(dim, symbols)
+    return lo if hi == lo else dim
 
 
 def canon_shape(shape: Iterable[Any]) -> tuple[Dim, ...]:
@@ -113,20 +146,8 @@ def at_hints(value: Any, symbols: Symbols) -> Any:
 
 
 def upper_bound(dim: Dim, symbols: Symbols) -> int | None:
-    """The largest value ``dim`` takes within the symbols' ranges (``None``: unbounded).
-
-    Sizes are non-decreasing in their symbols (sums and products of positive sizes), so the
-    bound is the value at every symbol's maximum.
-    """
-    if isinstance(dim, int):
-        return dim
-    top = {}
-    for s in dim.free_symbols:
-        info = symbols.get(s.name)
-        if info is None or info.hi is None:
-            return None
-        top[s] = info.hi
-    return int(dim.xreplace(top))
+    """The largest value ``dim`` takes within the symbols' ranges (``None``: unbounded)."""
+    return bounds(dim, symbols)[1]
 
 
 def compile_exprs(exprs: Sequence[Any], names: Sequence[str]) -> Callable[..., tuple]:
@@ -252,7 +273,7 @@ def _run_fake(fn: Callable[..., Any], shapes: Sequence[Any], attrs: Mapping[str,
 
     def dim(d: Any) -> Dim:
         if isinstance(d, torch.SymInt):
-            return canon(d.node.expr.xreplace(back))
+            return settle(d.node.expr.xreplace(back), symbols)
         return int(d)
 
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import torch
 from torch.utils._pytree import tree_unflatten
 
-from accel.errors import GuardError
+from accel.errors import AccelError, GuardError
 from accel.ir.graph import Graph
 from accel.report import Report
 from accel.runtime.guards import Guard, Kind, Mismatch
@@ -59,6 +59,22 @@ class Specialization:
             return outs[0] if len(outs) == 1 else tuple(outs)
         return tree_unflatten([outs[i] if isinstance(i, int) else i[1] for i in self._leaves],
                               self._spec)
+
+
+def _shapes(args: Sequence[Any]) -> str:
+    return ", ".join(str(tuple(a.shape)) for a in args if isinstance(a, torch.Tensor))
+
+
+def _without(spec: Any, axes: dict[int, set[int]]) -> Any:
+    """A per-input dynamic_shapes tuple without ``axes`` (``None`` for other spec forms)."""
+    if not isinstance(spec, tuple | list):
+        return None
+    out = []
+    for i, entry in enumerate(spec):
+        if isinstance(entry, dict):
+            entry = {a: d for a, d in entry.items() if a not in axes.get(i, set())} or None
+        out.append(entry)
+    return tuple(out) if any(e for e in out) else None
 
 
 def _signature(args: Sequence[Any]) -> tuple:
@@ -107,6 +123,9 @@ class CompiledModel:
         self._specialize = specialize
         self._cache_size = cache_size
         self._explicit = dynamic_shapes is not None
+        self._dynamic_shapes = dynamic_shapes
+        self._unusable: set[int] = set()
+        """Axes a symbolic compile failed on (automatic dynamic keeps them static)."""
         self._example = tuple(example_inputs)
         self._ranks = tuple((t.dim(), t.dtype, t.device.type) for t in example_inputs)
         self._dynamic_axes: dict[int, set[int]] = {}
@@ -156,8 +175,12 @@ class CompiledModel:
             mismatches.append(m)
         else:
             spec = self._recompile(args, mismatches)
-        self._specs.remove(spec) if spec in self._specs else None
+        if spec in self._specs:
+            self._specs.remove(spec)
         self._specs.insert(0, spec)
+        for evicted in self._specs[self._cache_size:]:  # drop them from the fast path too
+            for k in [k for k, v in self._by_signature.items() if v is evicted]:
+                del self._by_signature[k]
         del self._specs[self._cache_size:]
         self._by_signature[key] = spec
         if len(self._by_signature) > 16 * self._cache_size:
@@ -165,30 +188,43 @@ class CompiledModel:
         return spec
 
     def _recompile(self, args: tuple, mismatches: list[Mismatch]) -> Specialization:
-        first = mismatches[0]
-        zero_one = first.kind is Kind.RANGE and first.got in (0, 1)  # torch's 0/1 specialization
-        if self._explicit and first.kind is Kind.RANGE and not zero_one:
-            raise GuardError(first.describe(self.name) + "; it was declared dynamic with that "
-                             "range (dynamic_shapes=...): widen the range or compile again")
+        ranges = [m for m in mismatches if m.kind is Kind.RANGE]
+        hard = [m for m in ranges if m.got not in (0, 1)]  # 0/1: outside every symbolic range
+        if self._explicit and hard:
+            raise GuardError(hard[0].describe(self.name) + "; it was declared dynamic with "
+                             "that range (dynamic_shapes=...): widen the range or compile again")
         self.report.recompilations += 1
         if self.report.recompilations in (self._cache_size, 4 * self._cache_size):
             warnings.warn(f"accel: {self.name} recompiled {self.report.recompilations} times "
                           "for new input shapes; pass dynamic_shapes=... (or pad inputs to a "
                           "few fixed shapes) to avoid recompilation", stacklevel=4)
-        changed = {i: {a for a, (x, y) in enumerate(zip(t.shape, e.shape, strict=True))
-                       if x != y}
-                   for i, (t, e) in enumerate(zip(args, self._example, strict=True))}
-        grew = False
-        for i, axes in changed.items():
-            if axes - self._dynamic_axes.get(i, set()):
-                self._dynamic_axes.setdefault(i, set()).update(axes)
-                grew = True
-        if grew and not self._explicit:
-            axes = {i: frozenset(a) for i, a in self._dynamic_axes.items()}
-            spec = self._specialize(tuple(args), AutoDynamic(axes))
-            if spec.guard.check(args) is None and spec.guard.dynamic:
-                return spec
+        # dims of size 0 or 1 in this call stay static in the new compile (torch keeps them
+        # out of symbolic ranges); every other dim that has changed becomes symbolic
+        small = {i: {a for a, n in enumerate(t.shape) if n < 2} for i, t in enumerate(args)}
+        if self._explicit:
+            wanted = _without(self._dynamic_shapes, small)
+        else:
+            for i, (t, e) in enumerate(zip(args, self._example, strict=True)):
+                changed = {a for a, (x, y) in enumerate(zip(t.shape, e.shape, strict=True))
+                           if x != y}
+                self._dynamic_axes.setdefault(i, set()).update(changed - self._unusable)
+            axes = {i: frozenset(a - small[i]) for i, a in self._dynamic_axes.items()
+                    if a - small[i]}
+            wanted = AutoDynamic(axes) if axes else None
+        if wanted is not None:
+            try:
+                spec = self._specialize(tuple(args), wanted)
+            except AccelError as e:  # the dims cannot be symbolic here: a static compile
+                self._note(f"recompile at {_shapes(args)}: symbolic dims failed ({e}); "
+                           "compiled static")
+                self._unusable.update(a for axes in self._dynamic_axes.values() for a in axes)
+            else:
+                if spec.guard.check(args) is None:
+                    return spec
         return self._specialize(tuple(args), None)  # a size only a static graph takes
+
+    def _note(self, line: str) -> None:
+        self.report.lowering.append(line.splitlines()[0])
 
     def _check(self, args: tuple) -> None:
         if len(args) != len(self._ranks):

@@ -33,11 +33,6 @@ class Kind(enum.Enum):
     RANGE = "symbolic dim out of range"
     RELATION = "symbolic dims disagree"
 
-    @property
-    def structural(self) -> bool:
-        """A mismatch no recompilation for new sizes can fix (count, type, rank...)."""
-        return self in (Kind.COUNT, Kind.TYPE, Kind.RANK, Kind.DTYPE, Kind.DEVICE)
-
 
 @dataclass(frozen=True)
 class Mismatch:

@@ -43,5 +43,9 @@ def lower_cuda(graph: Graph, ctx: LowerContext) -> Executable:
         return AtenExecutor(graph)
     device = Device(torch.cuda.get_device_capability() if real_cuda else None, interpret)
     cudagraphs = bool(ctx.options.get("cudagraphs", False)) and not interpret
+    if cudagraphs and graph.is_dynamic:
+        ctx.note("cudagraphs off: the graph has symbolic dims (a captured graph fixes its "
+                 "buffers' addresses and sizes); compile with static shapes to replay one")
+        cudagraphs = False
     return lower_triton(graph, device, cudagraphs=cudagraphs, dump_dir=ctx.dump_dir,
                         note=ctx.note)

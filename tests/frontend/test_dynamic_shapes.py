@@ -161,3 +161,41 @@ def test_torch_compile_dynamic_true_compiles_once(bert) -> None:  # noqa: ANN001
                                        atol=1e-4, rtol=1e-4)
     (report,) = accel.reports()[start:]
     assert report.recompilations == 0 and not report.eager_fallbacks
+
+
+def test_batch_one_serving_keeps_the_length_symbolic(bert) -> None:  # noqa: ANN001
+    """Batch 1 is outside the symbolic range (the graph is traced at >= 2): one recompile
+    with the batch static and the length still symbolic serves every later length."""
+    model, _ = bert
+    compiled = accel.compile(model, _tokens(1, 16), target="reference", dynamic_shapes="auto")
+    _check(compiled, model, [(1, 8), (1, 12), (1, 20), (1, 33), (3, 9)])
+    assert compiled.report.recompilations == 1
+    one = next(s for s in compiled._specs if s.graph.inputs[0].type.shape[0] == 1)  # noqa: SLF001
+    assert str(one.graph.inputs[0].type) == "i64[1,seq]"
+
+
+class _HalvesTheLength(torch.nn.Module):
+    """reshape(b, s // 2, 2 * d): symbolic capture of the length is refused here."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, d = x.shape
+        return x.reshape(b, s // 2, 2 * d).sum(-1)
+
+
+def test_automatic_dynamic_falls_back_to_static_when_dims_cannot_be_symbolic() -> None:
+    model = _HalvesTheLength()
+    compiled = accel.compile(model, torch.randn(2, 8, 4), target="reference")
+    for s in (6, 10, 12):
+        x = torch.randn(2, s, 4)
+        torch.testing.assert_close(compiled(x), model(x))
+    assert compiled.report.recompilations >= 1
+
+
+def test_range_errors_do_not_depend_on_call_order(bert) -> None:  # noqa: ANN001
+    model, inputs = bert
+    b = Dim("b", min=2, max=4)
+    compiled = accel.compile(model, inputs, target="reference",
+                             dynamic_shapes=({0: b}, {0: b}))
+    compiled(*_tokens(1, 16))  # batch 1: a static specialization, now tried first
+    with pytest.raises(accel.GuardError, match="compiled for b in"):
+        compiled(*_tokens(9, 16))

@@ -50,9 +50,14 @@ def to_numpy(value: Any) -> np.ndarray:
 class OnnxBuilder:
     """Collects nodes, initializers and fresh names for one ONNX graph (see registry docs)."""
 
-    def __init__(self, opset: int = 17) -> None:
+    def __init__(self, opset: int = 17, int8_weights: str = "u8") -> None:
         self.opset = opset
         """ONNX opset of the default domain."""
+        if int8_weights not in ("s8", "u8"):
+            raise ExportError(f"int8_weights={int8_weights!r}: use 's8' (fastest, exact with "
+                              "VNNI) or 'u8' (exact on every x86 host)")
+        self.int8_weights = int8_weights
+        """How int8 weights are stored for integer matmuls (see lowerings/quant.py)."""
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self._names: set[str] = set()

@@ -51,19 +51,21 @@ def _value_info(name: str, v: Value) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, onnx_dtype(v.dtype), dims)
 
 
-def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET,
+def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "u8",
                   input_names: list[str] | None = None,
                   output_names: list[str] | None = None) -> onnx.ModelProto:
     """Lower ``graph`` to a checked standard-op ONNX model (weights as initializers).
 
     The graph's symbolic dims are the model's dynamic axes (named after the symbols); sizes
     the graph computes from them are computed from the inputs' shapes at run time.
+    ``int8_weights`` is how int8 weights feed integer matmuls: ``u8`` (default) is exact on
+    every host, ``s8`` is faster but exact only where :attr:`HostProfile.u8s8_exact`.
     """
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: accel exports opset {MIN_OPSET} or newer "
                           "(LayerNormalization)")
     check_exportable(graph)
-    b = OnnxBuilder(opset)
+    b = OnnxBuilder(opset, int8_weights)
     b.constants = dict(graph.constants)
     names: dict[Value, str] = {}
     in_names = input_names or [f"input{i}" for i in range(len(graph.inputs))]

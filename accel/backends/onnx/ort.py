@@ -17,10 +17,15 @@ import torch
 
 from accel.backends.onnx.exporter import graph_to_onnx, save_model
 from accel.errors import GuardError
-from accel.host import physical_cores
+from accel.host import HostProfile, host, physical_cores
 from accel.ir.graph import Graph
 
 _LARGE_MODEL_BYTES = 1 << 30
+
+
+def int8_weights_for(profile: HostProfile) -> str:
+    """``s8`` where onnxruntime's u8 x s8 kernel is exact (VNNI, non-x86), else ``u8``."""
+    return "s8" if profile.u8s8_exact else "u8"
 
 
 def lower_onnxruntime(graph: Graph, *, threads: int | None = None) -> OrtExecutor:
@@ -31,7 +36,7 @@ def lower_onnxruntime(graph: Graph, *, threads: int | None = None) -> OrtExecuto
     physical core). Raises :class:`~accel.errors.ExportError` for a graph with an op that has
     no ONNX lowering.
     """
-    model = graph_to_onnx(graph)
+    model = graph_to_onnx(graph, int8_weights=int8_weights_for(host()))
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads or physical_cores()

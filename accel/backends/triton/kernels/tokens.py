@@ -37,6 +37,7 @@ from accel.backends.triton.partition import Claims
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Node
 from accel.ir.ops.tokens import attentive_select, bipartite_match, prune_fuses
+from accel.ir.shapes import is_symbolic
 
 
 @triton.jit
@@ -267,6 +268,8 @@ def claim(claims: Claims, node: Node) -> list[Node] | None:
             and len(x.shape) == 3 and all(o.dtype == x.dtype for o in node.outputs)):
         return None
     b, n, _ = x.shape
+    if is_symbolic(n):
+        return None  # the token count is a static plan (a symbolic batch is fine)
     p = node.attrs.get("protected", 1)
     if size is not None and size.shape != (b, n, 1):
         return None

@@ -58,6 +58,8 @@ def claim(claims: Claims, node: Node) -> list[Node] | None:
     bias = node.inputs[3] if len(node.inputs) > 3 else None
     if not all(t.dtype in FLOAT_DTYPES for t in (q, k, v)) or len(q.shape) != 4:
         return None
+    if is_symbolic((q.shape[-1], v.shape[-1])):
+        return None  # the head dims are compile-time block sizes
     if not (q.shape[:2] == k.shape[:2] == v.shape[:2] and k.shape[-1] == q.shape[-1]
             and q.shape[-1] <= 256 and v.shape[-1] <= 256):
         return None
@@ -138,7 +140,7 @@ def {name}(q_ptr, k_ptr, v_ptr, bias_ptr, out_ptr, H, LQ, LK,
         vb = tl.load(v_tile, mask=(rn[:, None] < LK) & (rdv[None, :] < DV), other=0.0)
         acc = acc * alpha[:, None] + tl.dot(p.to(vb.dtype){upcast}, vb{upcast}{precision})
         m_i = m_new
-    acc = acc / l_i[:, None]
+    acc = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]  # fully masked rows give 0, as SDPA
     out_tile = out_ptr + ((b * H + h) * LQ + rm[:, None]) * DV + rdv[None, :]
     out_mask = (rm[:, None] < LQ) & (rdv[None, :] < DV)
     tl.store(out_tile, acc.to(out_ptr.dtype.element_ty), mask=out_mask)

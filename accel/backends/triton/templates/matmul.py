@@ -116,16 +116,21 @@ def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[MatmulLaun
     bias_line = ("    bias = tl.load(bias_ptr + rn, mask=rn < N, other=0.0).to(tl.float32)\n"
                  "    acc += bias[None, :]\n" if bias is not None else "")
     body = em.body()
+    strides = ["stride_ab", "stride_am", "stride_ak", "stride_bb", "stride_bk", "stride_bn"]
     params = ", ".join(["a_ptr", "b_ptr", *(["bias_ptr"] if bias is not None else []),
-                        *args.values(), "M", "N", "K", "stride_ab", "stride_am", "stride_ak",
-                        "stride_bb", "stride_bk", "stride_bn", *em.sizes.values(),
+                        *args.values(), "M", "N", "K", *strides, *em.sizes.values(),
+                        "M_KEY", "N_KEY", "K_KEY",
                         "BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr", "BLOCK_K: tl.constexpr"])
     configs = INTERPRET_CONFIGS if interpret else GPU_CONFIGS
     dynamic = is_symbolic((m, n, k, batch)) or bool(em.sizes)
+    # symbolic sizes: tune once per power-of-two bucket of the sizes (not per length), and
+    # compile once (sizes and strides unspecialized)
+    sizes = ["M", "N", "K", *strides, *em.sizes.values(), "M_KEY", "N_KEY", "K_KEY"]
+    key = ["M_KEY", "N_KEY", "K_KEY"] if dynamic else ["M", "N", "K"]
     src = (header("matmul", group.name, group.nodes, doc_args) + f"""
 
-@triton.autotune(configs={configs_source(configs)}, key=["M", "N", "K"])
-{jit(["M", "N", "K", *em.sizes.values()] if dynamic else [])}
+@triton.autotune(configs={configs_source(configs)}, key={key!r})
+{jit(sizes if dynamic else [])}
 def {name}({params}):
     pid = tl.program_id(0)
     bat = tl.program_id(1)
@@ -191,7 +196,8 @@ def launch(graph: Graph, group: KernelGroup, kernel: CompiledKernel | None) -> C
             return (triton.cdiv(m, meta["BLOCK_M"]) * triton.cdiv(n, meta["BLOCK_N"]), batch)
 
         fn[grid](a, b, *extra, *[ins[i].contiguous() for i in epi_pos], *outs, m, n, k,
-                 *sa, *sb, *dims)
+                 *sa, *sb, *dims, triton.next_power_of_2(m), triton.next_power_of_2(n),
+                 triton.next_power_of_2(k))
     if size_args is None:
         return run
 
