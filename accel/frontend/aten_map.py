@@ -305,7 +305,17 @@ def _softmax_like(op: str) -> Handler:
     return handler
 
 
-handles(aten.softmax, aten._softmax, aten._safe_softmax)(_softmax_like("softmax"))
+handles(aten.softmax, aten._softmax)(_softmax_like("softmax"))
+
+
+@handles(aten._safe_softmax)
+def _safe_softmax(c: ImportContext, x: Value, dim: int, dtype: Any = None) -> Value:
+    """softmax, but a row that is all -inf gives zeros (not NaN): SDPA's math path uses it for
+    fully masked rows. Decomposed so every backend keeps the semantics."""
+    y = _softmax_like("softmax")(c, x, dim, dtype)
+    d = dim % x.type.rank
+    dead = c.op("eq", c.op("amax", x, dims=(d,), keepdim=True), c.tensor(float("-inf"), x))
+    return c.op("where", dead, c.tensor(0.0, y), y)
 handles(aten.log_softmax, aten._log_softmax)(_softmax_like("log_softmax"))
 
 

@@ -93,6 +93,14 @@ CASES: dict[str, list[tuple[list, dict]]] = {
                   ([rand(2, 2, 5, 4), rand(2, 2, 6, 4), rand(2, 2, 6, 4), rand(2, 1, 5, 6)],
                    {"scale": 0.3}),
                   ([rand(2, 2, 5, 4), rand(2, 2, 5, 4), rand(2, 2, 5, 4)], {"causal": True}),
+                  # causal with L != S: top-left aligned, as SDPA's is_causal (L < S, L = 1, L > S)
+                  ([rand(4, 3, 8), rand(4, 6, 8), rand(4, 6, 8)], {"causal": True}),
+                  ([rand(2, 2, 1, 4), rand(2, 2, 6, 4), rand(2, 2, 6, 4)], {"causal": True}),
+                  ([rand(2, 2, 6, 4), rand(2, 2, 3, 4), rand(2, 2, 3, 4)], {"causal": True}),
+                  # a row the mask removes entirely gives 0, as SDPA (Softmax alone gives NaN)
+                  ([rand(2, 2, 4, 4), rand(2, 2, 4, 4), rand(2, 2, 4, 4),
+                    torch.ones(2, 1, 4, 4, dtype=torch.bool).index_fill(2, torch.tensor([1]),
+                                                                        False)], {}),
                   ([rand(2, 2, 5, 4), rand(2, 2, 5, 4), rand(2, 2, 5, 4),
                     torch.ones(2, 1, 1, 5, dtype=torch.bool).index_fill(3, torch.tensor([4]),
                                                                         False)], {})],

@@ -120,6 +120,28 @@ def test_flash_attention(bias_shape: tuple[int, ...] | None, causal: bool,
     _check(g, dtype, {BY_NAME["attention"]})
 
 
+@pytest.mark.parametrize(("lq", "lk"), [(3, 6), (1, 6), (6, 6), (6, 3)])
+def test_causal_attention_is_top_left_aligned_for_every_length(lq: int, lk: int) -> None:
+    """SDPA's is_causal keeps ones(L, S).tril(): for L != S the mask is top-left aligned."""
+    def build(rw, q, k, v):  # noqa: ANN001, ANN202
+        return [rw.op("attention", q, k, v, scale=None, causal=True)]
+
+    g = _graph(build, {"q": (2, 2, lq, 8), "k": (2, 2, lk, 8), "v": (2, 2, lk, 8)},
+               torch.float32)
+    _check(g, torch.float32, {BY_NAME["attention"]})
+
+
+def test_fully_masked_attention_rows_give_zero() -> None:
+    """A row whose bias is all -inf attends to nothing: SDPA returns 0 there, not NaN."""
+    bias = torch.zeros(1, 1, 6, 5).index_fill(2, torch.tensor([0, 3]), float("-inf"))
+
+    def build(rw, q, k, v):  # noqa: ANN001, ANN202
+        return [rw.op("attention", q, k, v, rw.const(bias, "mask"), scale=None, causal=False)]
+
+    g = _graph(build, {"q": (2, 2, 6, 8), "k": (2, 2, 5, 8), "v": (2, 2, 5, 8)}, torch.float32)
+    _check(g, torch.float32, {BY_NAME["attention"]})
+
+
 def test_attention_log_size_bias_matches_proportional_attention() -> None:
     """ToMe's proportional attention: bias = log(token size) broadcast over heads and rows."""
     sizes = torch.randint(1, 4, (2, 1, 1, 12)).float()

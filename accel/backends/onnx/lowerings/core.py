@@ -240,6 +240,15 @@ def lower_softmax(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
     return [b.add("Softmax", inputs, axis=node.attrs["dim"])]
 
 
+def safe_softmax_rows(b: OnnxBuilder, x: str, probs: str, axis: int, dt: torch.dtype) -> str:
+    """``probs`` (the softmax of ``x`` along ``axis``) with rows where ``x`` is all -inf set
+    to 0: the semantics of ``aten._safe_softmax`` and of SDPA for fully masked rows (ONNX
+    Softmax gives NaN there)."""
+    dead = b.add("Equal", [reduce(b, "ReduceMax", x, [axis], True),
+                           b.scalar(float("-inf"), dt, "neg_inf")])
+    return b.add("Where", [dead, b.scalar(0.0, dt, "zero"), probs])
+
+
 @onnx_lowering("log_softmax")
 def lower_log_softmax(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
     """LogSoftmax along dim."""

@@ -9,6 +9,7 @@ import onnx
 import torch
 
 from accel.backends.onnx.builder import OnnxBuilder
+from accel.backends.onnx.lowerings.core import safe_softmax_rows
 from accel.backends.onnx.registry import onnx_lowering
 from accel.errors import ExportError
 from accel.ir.graph import Node
@@ -91,6 +92,8 @@ def lower_attention(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
             mask = torch.zeros(lq, lk, dtype=dt).masked_fill(~keep, float("-inf"))
             scores = b.add("Add", [scores, b.const(mask, f"{node.name}_causal_mask")])
     probs = b.add("Softmax", [scores], axis=-1)
+    if bias:  # a row the mask removes entirely attends to nothing: 0, as SDPA (not NaN)
+        probs = safe_softmax_rows(b, scores, probs, -1, dt)
     return [b.add("MatMul", [probs, v])]
 
 

@@ -1,0 +1,65 @@
+"""Ops whose edge-case semantics a lowering can silently get wrong, checked end to end against
+eager through every path a user takes: the reference target, the default cpu target and the
+exported ONNX model in onnxruntime."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F
+
+import accel
+
+
+class SafeSoftmax(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.aten._safe_softmax(x, -1)
+
+
+class CausalSDPA(torch.nn.Module):
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+
+class MaskedSDPA(torch.nn.Module):
+    def forward(self, q: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, q, q, attn_mask=mask)
+
+
+def _every_path(model: torch.nn.Module, inputs: tuple, tmp_path) -> None:  # noqa: ANN001
+    ref = model(*inputs)
+    for target in ("reference", "cpu"):
+        out = accel.compile(model, inputs, target=target)(*inputs)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5,
+                                   msg=lambda m, t=target: f"{t}: {m}")
+    path = tmp_path / "m.onnx"
+    accel.export_onnx(model, inputs, path)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = sess.run(None, {i.name: x.numpy() for i, x in zip(sess.get_inputs(), inputs)})
+    np.testing.assert_allclose(out, ref.numpy(), atol=1e-5, rtol=1e-5, err_msg="onnx")
+
+
+def test_safe_softmax_gives_zero_for_all_masked_rows(tmp_path) -> None:  # noqa: ANN001
+    x = torch.randn(4, 6)
+    x[1] = float("-inf")      # all masked: 0, where softmax gives NaN
+    x[2, :3] = float("-inf")  # partly masked: an ordinary softmax
+    assert SafeSoftmax()(x)[1].eq(0).all()
+    _every_path(SafeSoftmax(), (x,), tmp_path)
+
+
+@pytest.mark.parametrize(("lq", "lk"), [(3, 6), (1, 6), (6, 6), (6, 3)])
+@pytest.mark.parametrize("heads", [(), (2,)])
+def test_causal_sdpa_is_top_left_aligned(lq: int, lk: int, heads: tuple, tmp_path) -> None:  # noqa: ANN001
+    g = torch.Generator().manual_seed(lq * 10 + lk)
+    q, k, v = (torch.randn(3, *heads, n, 8, generator=g) for n in (lq, lk, lk))
+    _every_path(CausalSDPA(), (q, k, v), tmp_path)
+
+
+def test_sdpa_fully_masked_rows_give_zero(tmp_path) -> None:  # noqa: ANN001
+    q = torch.randn(2, 2, 5, 8)
+    mask = torch.ones(2, 1, 5, 5, dtype=torch.bool)
+    mask[:, :, 3] = False
+    assert MaskedSDPA()(q, mask)[:, :, 3].eq(0).all()
+    _every_path(MaskedSDPA(), (q, mask), tmp_path)
