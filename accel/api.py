@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from accel import cache
 from accel.driver import compile_captured, make_config
 from accel.frontend import as_module, capture, check_example_inputs
 from accel.report import Report
@@ -50,6 +51,18 @@ def compile(  # noqa: A001 - mirrors torch.compile
     Returns:
         A :class:`CompiledModel`, callable like the model, with ``.report`` and ``.graph``.
     """
+    return _compile(model, example_inputs, pipeline, target, calibration=calibration,
+                    options=options, debug=debug, dump=dump, name=name,
+                    dynamic_shapes=dynamic_shapes)
+
+
+def _compile(model: Any, example_inputs: Any, pipeline: str, target: str, *,
+             calibration: Iterable[Any] | None, options: dict[str, Any] | None,
+             debug: bool | None, dump: str | os.PathLike | None, name: str | None,
+             dynamic_shapes: Any, serve_example: bool = True) -> CompiledModel:
+    """:func:`compile`; ``serve_example=False`` (for export) keeps dims of size 0/1 in
+    ``dynamic_shapes`` symbolic in the first graph, which then need not accept the example
+    itself (it is traced at size 2)."""
     module = as_module(model)
     inputs = check_example_inputs(example_inputs)
     name = name or type(module).__name__
@@ -60,8 +73,9 @@ def compile(  # noqa: A001 - mirrors torch.compile
         warnings.warn(f"accel: {name} is in training mode; accel compiles for inference, so "
                       "call model.eval() first (dropout and BatchNorm statistics differ)",
                       stacklevel=2)
+    key = cache.model_fingerprint(module) if cache.enabled() else None
     return compile_captured(lambda args, dynamic: capture(module, args, name, dynamic),
-                            inputs, config)
+                            inputs, config, cache_key=key, serve_example=serve_example)
 
 
 def reports() -> list[Report]:

@@ -11,6 +11,8 @@ measured on the calibration data either way.
 from __future__ import annotations
 
 import os
+import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,10 +21,12 @@ from typing import Any
 
 import torch
 
-from accel import env
+from accel import cache, env
+from accel.backends.aten import AtenExecutor
 from accel.calibration import lossy_accuracy, rebatch
 from accel.errors import AccelTypeError
 from accel.frontend.dynamic import axes_spec, normalize_spec
+from accel.host import host
 from accel.ir.graph import Graph
 from accel.passes import PassContext, PassStep, format_pipeline, parse_pipeline, run_pipeline
 from accel.report import Report
@@ -98,23 +102,46 @@ def make_config(*, name: str, pipeline: str, target: str, example_inputs: Batch,
 
 
 def compile_captured(capture: Callable[[Batch, Any], Graph], example_inputs: Batch,
-                     config: CompileConfig, report: Report | None = None) -> CompiledModel:
+                     config: CompileConfig, report: Report | None = None,
+                     cache_key: str | None = None, serve_example: bool = True
+                     ) -> CompiledModel:
     """A :class:`CompiledModel` whose specializations are ``capture(inputs, dynamic_shapes)``
     optimized and lowered as ``config`` says; the first one fills ``report``.
 
     ``dynamic_shapes`` is torch.export's specification (``None``: static): the user's for the
     first specialization, the dims automatic dynamic found changing for later ones.
+    ``cache_key`` (what the model computes, :func:`accel.cache.model_fingerprint`) turns on
+    the persistent compile cache: each specialization is looked up there before it is
+    captured, and stored after it is compiled. ``serve_example``: see
+    :class:`~accel.runtime.CompiledModel`.
     """
     report = report if report is not None else Report(model=config.name)
     report.pipeline, report.target = config.pipeline, config.target
+    report.host = host().describe()
     reported = bool(report.lowering)  # the first specialization fills the report and dumps
+    base_key = _config_key(cache_key, config) if cache_key else None
 
-    def specialize(args: Batch, dynamic: Any) -> Specialization:
+    def specialize(args: Batch, dynamic: Any, keep_weights: bool = False) -> Specialization:
         nonlocal reported
-        first = not reported
+        first = not reported and not keep_weights
         if isinstance(dynamic, AutoDynamic):
             dynamic = axes_spec(dynamic.axes, len(args))
+        key = None
+        if base_key is not None and not keep_weights:
+            key = cache.make_key(base_key, [(tuple(a.shape), str(a.dtype)) for a in args],
+                                 repr(dynamic))
+            t0 = time.perf_counter()
+            hit = _from_cache(key)
+            if hit is not None:
+                spec, entry = hit
+                if first:
+                    reported = True
+                    _restore_report(report, entry, time.perf_counter() - t0, key)
+                return spec
+        stages: dict[str, float] = {}
+        t0 = time.perf_counter()
         graph = capture(args, dynamic)
+        stages["capture"] = time.perf_counter() - t0
         calib = None
         if config.calibration is not None:
             calib = config.calibration if graph.is_dynamic else rebatch(config.calibration, args)
@@ -123,22 +150,116 @@ def compile_captured(capture: Callable[[Batch, Any], Graph], example_inputs: Bat
         if config.debug:
             graph.verify()
         captured = graph
+        t0 = time.perf_counter()
         graph, records = run_pipeline(graph, list(config.steps), ctx,
                                       dump_dir=config.dump if first else None)
+        stages["passes"] = time.perf_counter() - t0
         lctx = LowerContext(options=dict(config.options), example_inputs=args,
-                            dump_dir=config.dump)
+                            dump_dir=config.dump, keep_model=key is not None)
+        t0 = time.perf_counter()
         executable = lower(graph, config.target, lctx)
+        lowering = time.perf_counter() - t0
+        stages["choice"] = lctx.seconds.get("choice", 0.0)
+        stages["lowering"] = lowering - stages["choice"]
+        accuracy = {}
         if first:
+            t0 = time.perf_counter()
+            accuracy = lossy_accuracy(captured, graph, records, calib or [args])
+            stages["accuracy"] = time.perf_counter() - t0
             reported = True
-            report.accuracy = lossy_accuracy(captured, graph, records, calib or [args])
+            report.accuracy = accuracy
             report.passes = records
             report.lowering = [*config.notes, *lctx.notes]
             report.executor = executable.name
             report.fallbacks = describe_fallbacks(graph)
+            report.stages = stages
+        if key is not None:
+            _to_cache(key, graph, executable, {
+                "accuracy": accuracy, "passes": records, "lowering": list(lctx.notes),
+                "fallbacks": describe_fallbacks(graph), "stages": stages,
+                "compile_seconds": sum(stages.values())}, report if first else None)
+        if not keep_weights:
+            release_constants(graph, executable)
         return Specialization(graph, executable)
 
     return CompiledModel(config.name, specialize, example_inputs, report,
-                         dynamic_shapes=config.dynamic_shapes)
+                         dynamic_shapes=config.dynamic_shapes, serve_example=serve_example)
+
+
+_SESSION_EXECUTORS = ("onnxruntime", "openvino")
+"""Executors that hold their own copy of the weights (the IR's copy can go)."""
+
+
+def release_constants(graph: Graph, executable: Any) -> None:
+    """Once a session executor owns the weights, drop the graph's copy of large constants
+    (their shapes and dtypes stay): the model keeps one copy of its weights, not two."""
+    if getattr(executable, "name", "") in _SESSION_EXECUTORS:
+        graph.release_constants()
+        own = getattr(executable, "graph", None)  # e.g. the int8 graph's fp32 form
+        if isinstance(own, Graph) and own is not graph:
+            own.release_constants()
+
+
+def _config_key(model_key: str, config: CompileConfig) -> str:
+    calib = cache.batches_fingerprint(config.calibration) if config.calibration else ""
+    prof = host()
+    return cache.make_key(model_key, config.pipeline, config.target,
+                          sorted((k, repr(v)) for k, v in config.options.items()),
+                          repr(config.dynamic_shapes), calib, sorted(cache.versions().items()),
+                          prof.describe(), sorted(prof.isa))
+
+
+def _from_cache(key: str) -> tuple[Specialization, cache.Entry] | None:
+    entry = cache.load(key)
+    if entry is None:
+        return None
+    try:
+        if entry.executor == "aten":
+            executable: Any = AtenExecutor(entry.graph)
+        elif entry.executor == "onnxruntime":
+            from accel.backends.onnx.ort import lower_onnxruntime
+            executable = lower_onnxruntime(entry.graph, model_bytes=entry.payload)
+        elif entry.executor == "openvino":
+            from accel.backends.openvino import lower_openvino
+            executable = lower_openvino(entry.graph, model_bytes=entry.payload)
+        else:
+            return None
+    except Exception as e:  # noqa: BLE001 - a stale entry is rebuilt, never fatal
+        warnings.warn(f"accel: compile cache entry {key[:12]} could not be loaded ({e}); "
+                      "compiling again", stacklevel=4)
+        return None
+    return Specialization(entry.graph, executable), entry
+
+
+def _to_cache(key: str, graph: Graph, executable: Any, info: dict[str, Any],
+              report: Report | None) -> None:
+    name = getattr(executable, "name", "")
+    payload = getattr(executable, "model_bytes", None) or b""
+    if hasattr(executable, "model_bytes"):
+        executable.model_bytes = None  # the cache has it now; the process need not
+    if name in _SESSION_EXECUTORS:
+        if not payload:
+            return
+        stored = graph.without_constants()
+    elif name == "aten":
+        stored = graph
+    else:  # Triton kernels have their own cache; CUDA graphs are not portable
+        return
+    if cache.store(key, cache.Entry(stored, name, info, payload)) is not None and report:
+        report.lowering.append(f"compile cache: stored {key[:12]} under {cache.root()}")
+
+
+def _restore_report(report: Report, entry: cache.Entry, seconds: float, key: str) -> None:
+    info = entry.report
+    report.accuracy = dict(info.get("accuracy", {}))
+    report.passes = list(info.get("passes", []))
+    report.fallbacks = list(info.get("fallbacks", []))
+    report.executor = entry.executor
+    first = info.get("compile_seconds", 0.0)
+    report.lowering = [*info.get("lowering", []),
+                       f"compile cache: loaded {key[:12]} from {cache.root()} in "
+                       f"{seconds:.2f} s (the compile that stored it took {first:.2f} s)"]
+    report.stages = {"cache": seconds}
 
 
 def describe_fallbacks(graph: Graph) -> list[str]:

@@ -4,7 +4,8 @@
 |---|---|
 | ``ACCEL_DEBUG`` | verify the graph after every pass (flag) |
 | ``ACCEL_DUMP`` | directory to write the graph after every pass, and generated kernels |
-| ``ACCEL_CACHE_DIR`` | kernel cache root (default ``~/.cache/accel``) |
+| ``ACCEL_CACHE_DIR`` | cache root: kernels and compiled models (default ``~/.cache/accel``) |
+| ``ACCEL_COMPILE_CACHE`` | keep compiled models across processes (flag, default on) |
 | ``ACCEL_PROGRESS`` | progress bars for long work on a terminal (flag, default on) |
 | ``TRITON_INTERPRET`` | Triton runs kernels in its CPU interpreter (flag; read by Triton too) |
 | ``ACCEL_HOST_ISA`` | replace the detected CPU features (``avx2,fma``: an AVX2 host's choices) |
@@ -60,6 +61,11 @@ def dump_dir() -> Path | None:
 def cache_dir() -> Path:
     """``ACCEL_CACHE_DIR``, or ``~/.cache/accel``."""
     return path("ACCEL_CACHE_DIR") or Path.home() / ".cache" / "accel"
+
+
+def compile_cache() -> bool:
+    """``ACCEL_COMPILE_CACHE``: keep compiled models in the cache across processes."""
+    return flag("ACCEL_COMPILE_CACHE", default=True)
 
 
 def progress() -> bool:

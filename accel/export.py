@@ -24,6 +24,8 @@ def optimized_graph(model_or_compiled: Any, example_inputs: Any, pipeline: str =
                 v.type.rank == 0 or isinstance(v.type.shape[0], int) for v in graph.inputs):
             graph = model_or_compiled.specialize(AutoDynamic(
                 {i: frozenset({0}) for i, v in enumerate(graph.inputs) if v.type.rank})).graph
+        elif graph.constants_released:  # an executor owns the weights: compile a copy
+            graph = model_or_compiled.specialize().graph
         return graph
     import accel
 
@@ -31,8 +33,11 @@ def optimized_graph(model_or_compiled: Any, example_inputs: Any, pipeline: str =
         from accel.frontend.dynamic import batch_spec
 
         dynamic_shapes = batch_spec(accel.frontend.check_example_inputs(example_inputs))
-    return accel.compile(model_or_compiled, example_inputs, pipeline=pipeline,
-                         target="reference", dynamic_shapes=dynamic_shapes).graph
+    from accel.api import _compile
+
+    return _compile(model_or_compiled, example_inputs, pipeline, "reference",
+                    calibration=None, options=None, debug=None, dump=None, name=None,
+                    dynamic_shapes=dynamic_shapes, serve_example=False).graph
 
 
 def export_onnx(

@@ -72,6 +72,12 @@ class Report:
     """Recompilations for new input shapes."""
     compile_seconds: float = 0.0
     """Wall time of the first compilation."""
+    stages: dict[str, float] = field(default_factory=dict)
+    """Seconds of the first compilation by stage: ``capture``, ``passes``, ``lowering``,
+    ``choice`` (measuring executors), ``accuracy`` (of lossy passes), or ``cache`` (loading
+    a compiled entry)."""
+    host: str = ""
+    """The host it was compiled for (:meth:`accel.host.HostProfile.describe`)."""
     accuracy: dict[str, float] = field(default_factory=dict)
     """End-to-end accuracy measures of lossy passes."""
 
@@ -119,7 +125,13 @@ class Report:
 
     def __str__(self) -> str:
         lines = [f"accel report: {self.model}  (target={self.target}, "
-                 f"compile {self.compile_seconds:.2f}s)", self.table()]
+                 f"compile {self.compile_seconds:.2f}s)"]
+        if self.host:
+            lines.append(f"host: {self.host}")
+        if self.stages:
+            lines.append("compile stages: " + ", ".join(f"{k} {v:.2f}s"
+                                                       for k, v in self.stages.items()))
+        lines.append(self.table())
         lines += [f"lowering: {n}" for n in self.lowering]
         lines += [f"fallback: {f}" for f in self.fallbacks]
         lines += [f"eager: {f}" for f in self.eager_fallbacks]

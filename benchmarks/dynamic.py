@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 import accel
-from accel.host import cpu_model
+from accel.host import cpu_model, host
 from accel.timing import interleaved_ms
 
 RESULTS = Path(__file__).resolve().parent / "results" / "dynamic.json"
@@ -38,16 +38,6 @@ LENGTHS = [16, 24, 32, 40, 48, 56, 64, 72, 80, 96]
 PAUSE_S = 0.1
 """Pause before each timed call: onnxruntime's worker threads spin for a while after a run
 and would slow whichever session runs next on a 2-core machine."""
-
-
-def isa() -> str:
-    """The vector ISA flags of this host that matter for CPU kernels."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].split("\n", 1)[0]
-    except (OSError, IndexError):
-        return "unknown"
-    want = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"]
-    return " ".join(f for f in want if f" {f}" in flags)
 
 
 def small_bert() -> torch.nn.Module:
@@ -191,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = {int(x) for x in args.parts.split(",")}
     model = small_bert()
     result: dict[str, Any] = {
-        "environment": {"cpu": cpu_model(), "isa": isa(), "torch": torch.__version__,
+        "environment": {"cpu": cpu_model(), "host": host().describe(),
+                        "isa": sorted(host().isa), "torch": torch.__version__,
                         "threads": torch.get_num_threads(),
                         "date": time.strftime("%Y-%m-%d")}}
     if args.out.exists():  # parts not re-run keep their earlier results

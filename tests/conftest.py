@@ -6,6 +6,9 @@ import pytest
 import torch
 
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# the persistent compile cache is tested on its own (tests/runtime/test_compile_cache.py);
+# elsewhere every compile is a fresh one, as the tests' reports and measurements assume
+os.environ.setdefault("ACCEL_COMPILE_CACHE", "0")
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 

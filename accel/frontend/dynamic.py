@@ -136,9 +136,12 @@ def name_symbols(input_vals: Sequence[Any], inputs: Sequence[torch.Tensor], spec
             lo = _bound(vr.lower) if vr is not None else None
             hi = _bound(vr.upper) if vr is not None else None
             rename[expr] = symbol(name)
-            # sizes 0 and 1 change broadcasting and squeezes: the graph accel imports is the
-            # one traced at >= 2 (they get static specializations), whatever torch allows
-            table[name] = SymbolInfo(name, max(2, lo or 0), hi, int(t.shape[axis]))
+            # sizes 0 and 1 change broadcasting and squeezes: a graph traced at >= 2 serves
+            # >= 2 only (0/1 get static specializations), whatever torch allows; one traced
+            # at 1 that torch kept symbolic serves the range torch gives from 1 up
+            hint = int(t.shape[axis])
+            low = max(2, lo or 0) if hint >= 2 else max(lo or 0, hint)
+            table[name] = SymbolInfo(name, low, hi, hint)
     for i, val in enumerate(input_vals):
         for axis, d in enumerate(getattr(val, "shape", ())):
             if isinstance(d, torch.SymInt) and not isinstance(d.node.expr, sympy.Symbol) \

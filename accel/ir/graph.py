@@ -157,6 +157,30 @@ class Graph:
         except KeyError:
             raise GraphError(f"value %{value.name} is not a constant") from None
 
+    RELEASE_MIN_BYTES = 4096
+    """Constants at least this large are dropped by :meth:`release_constants`."""
+
+    def _meta_constants(self) -> dict[Value, torch.Tensor]:
+        return {v: t.to("meta") if t.numel() * t.element_size() >= self.RELEASE_MIN_BYTES
+                else t for v, t in self.constants.items()}
+
+    def release_constants(self) -> None:
+        """Drop the data of large constants (shapes and dtypes stay, as meta tensors), once
+        an executor holds its own copy of the weights. The graph still prints, verifies and
+        exports its structure; it can no longer be run (see :attr:`constants_released`)."""
+        self.constants = MappingProxyType(self._meta_constants())
+
+    def without_constants(self) -> Graph:
+        """A copy of this graph with large constants' data dropped, as
+        :meth:`release_constants`."""
+        return Graph(self.inputs, self.outputs, self.nodes, self._meta_constants(), self.name,
+                     self.meta)
+
+    @property
+    def constants_released(self) -> bool:
+        """Whether some constants hold no data (released to an executor)."""
+        return any(t.device.type == "meta" for t in self.constants.values())
+
     def node(self, name: str) -> Node:
         """The node called ``name``."""
         for n in self.nodes:

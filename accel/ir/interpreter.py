@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from accel.errors import GraphError
 from accel.ir.graph import Graph, Value
 from accel.ir.shapes import evaluate, is_symbolic, symbol
 
@@ -25,6 +26,11 @@ def interpret(graph: Graph, inputs: Sequence[torch.Tensor],
         for v in n.inputs:
             if v is not None:
                 last_use[v] = i
+    if graph.constants_released:
+        raise GraphError(f"graph {graph.name}: its weights were handed to the executor that "
+                         "runs it (onnxruntime/OpenVINO own them now), so it cannot be "
+                         "interpreted; call the compiled model, or compile with "
+                         "target='reference' to keep a runnable graph")
     keep = set(graph.outputs) | set(graph.constants)
     env: dict[Value, torch.Tensor] = dict(graph.constants)
     env.update(zip(graph.inputs, inputs, strict=True))

@@ -90,9 +90,11 @@ class AutoDynamic:
     """Input index -> axes."""
 
 
-Specialize = Callable[[tuple[torch.Tensor, ...], Any], Specialization]
-"""``specialize(inputs, dynamic) -> Specialization``: capture, optimize and lower; ``dynamic``
-is ``None`` (static), the user's ``dynamic_shapes``, or an :class:`AutoDynamic`."""
+Specialize = Callable[..., Specialization]
+"""``specialize(inputs, dynamic, keep_weights=False) -> Specialization``: capture, optimize
+and lower; ``dynamic`` is ``None`` (static), the user's ``dynamic_shapes``, or an
+:class:`AutoDynamic`; ``keep_weights`` keeps the graph's constants even where an executor
+owns a copy (for export)."""
 
 
 class CompiledModel:
@@ -105,7 +107,10 @@ class CompiledModel:
     sizes reuse it; if even that one does not accept the call (a size torch.export keeps
     static, or 0/1), a static specialization for the call's shape. A dim the user declared
     dynamic (``dynamic_shapes=``) called with a size outside its range is a
-    :class:`GuardError` naming the input, the dim, the value and the range.
+    :class:`GuardError` naming the input, the dim, the value and the range. With
+    ``serve_example`` (the default), a declared dim of size 0/1 in the example stays static
+    in the first graph, so the first graph serves the example; the first call with another
+    size compiles the dim symbolic.
     """
 
     def __init__(
@@ -116,6 +121,7 @@ class CompiledModel:
         report: Report,
         cache_size: int = 8,
         dynamic_shapes: Any = None,
+        serve_example: bool = True,
     ) -> None:
         self.name = name
         self.report = report
@@ -129,8 +135,17 @@ class CompiledModel:
         self._example = tuple(example_inputs)
         self._ranks = tuple((t.dim(), t.dtype, t.device.type) for t in example_inputs)
         self._dynamic_axes: dict[int, set[int]] = {}
+        first_shapes = dynamic_shapes
+        if serve_example and isinstance(dynamic_shapes, tuple | list):
+            # a dim of size 0/1 in the example stays static in the first graph (a symbolic
+            # graph is traced at >= 2 and would not take the example itself); the first call
+            # with another size compiles it symbolic, as torch.compile's automatic dynamic
+            small = {i: {a for a, n in enumerate(t.shape) if n < 2}
+                     for i, t in enumerate(self._example)}
+            if any(small.values()):
+                first_shapes = _without(dynamic_shapes, small)
         t0 = time.perf_counter()
-        first = specialize(self._example, dynamic_shapes)
+        first = specialize(self._example, first_shapes)
         report.compile_seconds = time.perf_counter() - t0
         self._first = first
         self._specs: list[Specialization] = [first]
@@ -143,10 +158,13 @@ class CompiledModel:
         """The optimized graph of the first specialization."""
         return self._first.graph
 
-    def specialize(self, dynamic: AutoDynamic) -> Specialization:
+    def specialize(self, dynamic: Any = None, keep_weights: bool = True) -> Specialization:
         """A new specialization at the first example's shapes with ``dynamic``'s dims
-        symbolic, compiled like the others (for export with dynamic axes); not cached."""
-        return self._specialize(self._example, dynamic)
+        symbolic (an :class:`AutoDynamic`, or ``None``: as the first one was compiled),
+        compiled like the others with its graph's weights kept (for export); not cached."""
+        if dynamic is None:
+            dynamic = self._dynamic_shapes
+        return self._specialize(self._example, dynamic, keep_weights=keep_weights)
 
     @property
     def specializations(self) -> int:

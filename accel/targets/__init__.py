@@ -10,7 +10,9 @@ otherwise.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,20 @@ class LowerContext:
     """Inputs of this specialization (for measurement-based choices)."""
     dump_dir: Path | None = None
     """Where to write generated kernels (``dump=`` / ``ACCEL_DUMP``), if anywhere."""
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Time spent in named parts of lowering (``choice``: measuring executors)."""
+    keep_model: bool = False
+    """Keep the serialized model an executor starts from (``model_bytes``), for the compile
+    cache."""
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the time spent in the block to ``seconds[stage]``."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
 
     def note(self, message: str) -> None:
         """Add a line to the report's lowering section."""

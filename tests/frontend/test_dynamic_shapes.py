@@ -88,15 +88,23 @@ def test_automatic_dynamic_recompiles_once_then_reuses(bert) -> None:  # noqa: A
     assert compiled.report.recompilations == 2
 
 
-def test_an_example_of_size_one_still_gives_a_symbolic_graph() -> None:
+def test_an_example_of_size_one_serves_itself_then_one_symbolic_graph() -> None:
+    """A graph with a symbolic batch is traced at 2 and does not take batch 1, so a size-1
+    example compiles static first (it serves the example's calls with no recompile); the
+    first other batch compiles the symbolic graph, which then serves every later batch."""
     model, inputs = get_model("vit_small_test", batch_size=1)
     compiled = accel.compile(model, inputs, target="reference", dynamic_shapes="auto")
-    assert str(compiled.graph.inputs[0].type) == "f32[batch,3,32,32]"
-    for b in (1, 3, 6):
+    assert str(compiled.graph.inputs[0].type) == "f32[1,3,32,32]"
+    for b in (1, 3, 6, 1, 4):
         x = torch.randn(b, 3, 32, 32)
         with torch.no_grad():
             torch.testing.assert_close(compiled(x), model(x), atol=1e-5, rtol=1e-5)
-    assert compiled.report.recompilations == 1  # batch 1 only
+    assert compiled.report.recompilations == 1  # batch 3; 6 and 4 reuse it
+    assert compiled.specializations == 2
+    from accel.export import optimized_graph  # export keeps the batch axis symbolic
+
+    graph = optimized_graph(model, inputs, dynamic_shapes="auto")
+    assert str(graph.inputs[0].type) == "f32[batch,3,32,32]"
 
 
 def test_triton_executor_serves_every_size_from_one_lowering(bert) -> None:  # noqa: ANN001

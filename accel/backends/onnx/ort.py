@@ -28,28 +28,38 @@ def int8_weights_for(profile: HostProfile) -> str:
     return "s8" if profile.u8s8_exact else "u8"
 
 
-def lower_onnxruntime(graph: Graph, *, threads: int | None = None) -> OrtExecutor:
+def lower_onnxruntime(graph: Graph, *, threads: int | None = None, keep_model: bool = False,
+                      model_bytes: bytes | None = None) -> OrtExecutor:
     """Export ``graph`` to standard-op ONNX and open an onnxruntime session: one session for
     every size of a graph with symbolic dims (they are the model's dynamic axes).
 
     Graph optimizations are all enabled; ``threads`` intra-op threads (default: one per
-    physical core). Raises :class:`~accel.errors.ExportError` for a graph with an op that has
-    no ONNX lowering.
+    physical core). ``model_bytes`` (a serialized model from an earlier export, e.g. the
+    compile cache) skips the export; ``keep_model`` keeps the serialized model on the
+    executor as ``model_bytes``. Raises :class:`~accel.errors.ExportError` for a graph with an
+    op that has no ONNX lowering.
     """
-    model = graph_to_onnx(graph, int8_weights=int8_weights_for(host()))
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads or physical_cores()
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
     providers = ["CPUExecutionProvider"]
-    if model.ByteSize() < _LARGE_MODEL_BYTES:
-        session = ort.InferenceSession(model.SerializeToString(), so, providers=providers)
-    else:  # protobuf cannot hold > 2 GB in memory: go through a file with external data
-        with tempfile.TemporaryDirectory() as d:
-            path = save_model(model, os.path.join(d, "model.onnx"))
-            session = ort.InferenceSession(str(path), so, providers=providers)
-    return OrtExecutor(graph, session, so.intra_op_num_threads)
+    if model_bytes is None:
+        model = graph_to_onnx(graph, int8_weights=int8_weights_for(host()))
+        if model.ByteSize() >= _LARGE_MODEL_BYTES:
+            # protobuf cannot hold > 2 GB in memory: go through a file with external data
+            with tempfile.TemporaryDirectory() as d:
+                path = save_model(model, os.path.join(d, "model.onnx"))
+                session = ort.InferenceSession(str(path), so, providers=providers)
+            return OrtExecutor(graph, session, so.intra_op_num_threads)
+        model_bytes = model.SerializeToString()
+        del model
+    session = ort.InferenceSession(model_bytes, so, providers=providers)
+    executor = OrtExecutor(graph, session, so.intra_op_num_threads)
+    if keep_model:
+        executor.model_bytes = model_bytes
+    return executor
 
 
 class OrtExecutor:
@@ -65,6 +75,8 @@ class OrtExecutor:
         self.output_names = [o.name for o in session.get_outputs()]
         self.threads = threads
         """Intra-op threads of the session."""
+        self.model_bytes: bytes | None = None
+        """The serialized ONNX model, when lowering was asked to keep it."""
 
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Execute on ``inputs`` (CPU tensors in graph input order)."""

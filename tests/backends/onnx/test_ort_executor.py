@@ -32,13 +32,15 @@ def test_ort_executor_matches_eager(vit) -> None:  # noqa: ANN001
 
 
 @pytest.mark.parametrize("executor, note", [
-    ("ort", "onnxruntime executor"), ("aten", "aten executor"), ("auto", "measured: onnxruntime"),
+    ("ort", "onnxruntime executor"), ("openvino", "openvino executor"),
+    ("aten", "aten executor"), ("auto", "measured: onnxruntime"),
 ])
 def test_cpu_target_executor_option(vit, executor: str, note: str) -> None:  # noqa: ANN001
     model, inputs = vit
     compiled = accel.compile(model, inputs, target="cpu", options={"executor": executor})
     assert any(note in line for line in compiled.report.lowering), compiled.report.lowering
-    chosen = {"ort": ["onnxruntime"], "aten": ["aten"], "auto": ["onnxruntime", "aten"]}
+    chosen = {"ort": ["onnxruntime"], "openvino": ["openvino"], "aten": ["aten"],
+              "auto": ["onnxruntime", "openvino", "aten"]}
     assert compiled.report.executor in chosen[executor]
     if executor == "auto":  # the measured choice names the executor the report records
         assert f"executor: {compiled.report.executor}" in compiled.report.lowering[0]

@@ -1,0 +1,288 @@
+"""The persistent compile cache: a second process compiles the same model in a fraction of
+the first one's time.
+
+An entry is one specialization of one model: the optimized graph, what the report said
+about its compile, and what its executor needs to start without lowering again (the ONNX
+model of an onnxruntime or OpenVINO executor; the graph itself for aten). It lives in
+``<ACCEL_CACHE_DIR>/compiled/<key>/`` next to the kernel cache. The key hashes everything
+the result depends on:
+
+- the model: every submodule's class and the source file that defines it, the plain
+  attributes of every submodule (Hugging Face configs included), every parameter's and
+  buffer's bytes;
+- the call: example input shapes and dtypes, ``dynamic_shapes``, the pipeline, the target
+  and its options, the calibration data's bytes;
+- the tools: accel, torch, onnx, onnxruntime and OpenVINO versions, and the host profile
+  (the lowering depends on the ISA; ``ACCEL_HOST_ISA`` included).
+
+A model the key cannot describe faithfully (hooks, a plain function without source) is
+not cached. Entries are written to a temporary directory and published with one rename, so
+concurrent processes never see a partial entry; a file whose checksum does not match (a
+torn or corrupted entry) is ignored and the entry rebuilt. ``ACCEL_COMPILE_CACHE=0`` turns
+the cache off.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import hashlib
+import inspect
+import io
+import json
+import os
+import pickle
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import torch
+
+from accel import env
+
+FORMAT = 1
+"""Bumped when an entry's layout changes (old entries are then never read)."""
+
+_SIMPLE = (int, float, str, bool, type(None))
+
+
+def enabled() -> bool:
+    """``ACCEL_COMPILE_CACHE`` (default on)."""
+    return env.compile_cache()
+
+
+def root() -> Path:
+    """Where compiled entries live: ``<ACCEL_CACHE_DIR>/compiled``."""
+    return env.cache_dir() / "compiled"
+
+
+# ---- keys ---------------------------------------------------------------------------------
+class _Hasher:
+    def __init__(self) -> None:
+        self._h = hashlib.blake2b(digest_size=20)
+
+    def add(self, *parts: Any) -> _Hasher:
+        for p in parts:
+            if isinstance(p, torch.Tensor):
+                self.tensor(p)
+            else:
+                data = p if isinstance(p, bytes) else repr(p).encode()
+                self._h.update(len(data).to_bytes(8, "little"))
+                self._h.update(data)
+        return self
+
+    def tensor(self, t: torch.Tensor) -> None:
+        t = t.detach()
+        self.add(str(t.dtype), tuple(t.shape), t.device.type)
+        if t.device.type == "meta":
+            return
+        flat = t.cpu().contiguous().reshape(-1)
+        if flat.numel():
+            self._h.update(memoryview(flat.view(torch.uint8).numpy()))
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
+
+
+_FILE_HASHES: dict[str, str] = {}
+
+
+def _source_hash(cls: type) -> str | None:
+    """Hash of the file defining ``cls`` (None when there is no source to read)."""
+    try:
+        path = inspect.getsourcefile(cls)
+    except (TypeError, OSError):
+        return None
+    if not path:
+        return None
+    if path not in _FILE_HASHES:
+        try:
+            _FILE_HASHES[path] = hashlib.blake2b(Path(path).read_bytes(),
+                                                 digest_size=16).hexdigest()
+        except OSError:
+            return None
+    return _FILE_HASHES[path]
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """``value`` as plain data if it is made of plain data (configs through ``to_dict``),
+    else a marker: unknown objects are keyed by type only."""
+    if isinstance(value, _SIMPLE) or isinstance(value, torch.dtype | torch.device):
+        return value if not isinstance(value, torch.dtype | torch.device) else str(value)
+    if depth > 4:
+        return f"<{type(value).__name__}>"
+    if isinstance(value, list | tuple):
+        return [_plain(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v, depth + 1) for k, v in sorted(value.items(), key=str)}
+    to_dict = getattr(value, "to_dict", None)
+    if callable(to_dict):
+        try:
+            return _plain(to_dict(), depth + 1)
+        except Exception:  # noqa: BLE001 - a config that cannot say itself: keyed by type
+            pass
+    return f"<{type(value).__qualname__}>"
+
+
+_MODULE_STATE = {"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set",
+                 "training"}
+
+
+def model_fingerprint(model: Any) -> str | None:
+    """A hash of what ``model`` computes, or ``None`` when it cannot be described safely
+    (hooks, classes without source): such models are not cached."""
+    if not isinstance(model, torch.nn.Module):
+        return None
+    h = _Hasher()
+    for name, m in model.named_modules():
+        cls = type(m)
+        src = _source_hash(cls)
+        if src is None:
+            return None
+        if any(getattr(m, k, None) for k in ("_forward_hooks", "_forward_pre_hooks",
+                                              "_state_dict_hooks")):
+            return None
+        attrs = {k: _plain(v) for k, v in vars(m).items()
+                 if k not in _MODULE_STATE and not k.startswith("_")}
+        h.add(name, cls.__module__, cls.__qualname__, src, m.training,
+              json.dumps(attrs, sort_keys=True, default=str))
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        h.add(name)
+        h.tensor(t)
+    return h.hexdigest()
+
+
+def batches_fingerprint(batches: Iterable[Sequence[torch.Tensor]] | None) -> str:
+    """A hash of calibration data (every tensor's bytes)."""
+    h = _Hasher()
+    for batch in batches or ():
+        h.add(len(batch))
+        for t in batch:
+            h.tensor(t)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything that shapes a compiled result."""
+    import onnx
+    import onnxruntime
+
+    import accel
+    out = {"accel": accel.__version__, "torch": torch.__version__, "onnx": onnx.__version__,
+           "onnxruntime": onnxruntime.__version__, "format": str(FORMAT)}
+    try:
+        import openvino
+        out["openvino"] = openvino.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def make_key(*parts: Any) -> str:
+    """The entry key for ``parts`` (plain data and tensors)."""
+    return _Hasher().add(*parts).hexdigest()
+
+
+# ---- entries ------------------------------------------------------------------------------
+def _readonly(d: dict) -> MappingProxyType:
+    return MappingProxyType(d)
+
+
+def _dumps(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    p = pickle.Pickler(buf, protocol=5)
+    p.dispatch_table = copyreg.dispatch_table.copy()  # type: ignore[attr-defined]
+    p.dispatch_table[MappingProxyType] = lambda m: (_readonly, (dict(m),))  # type: ignore
+    p.dump(obj)
+    return buf.getvalue()
+
+
+@dataclass
+class Entry:
+    """One cached specialization."""
+
+    graph: Any
+    """The optimized graph (its constants dropped when ``payload`` holds the weights)."""
+    executor: str
+    """Which executor ran it: ``aten``, ``onnxruntime``, ``openvino``."""
+    report: dict[str, Any] = field(default_factory=dict)
+    """What the first compile's report said (accuracy, passes, lowering notes, stages)."""
+    payload: bytes = b""
+    """What the executor starts from (an ONNX model), empty for aten."""
+    info: dict[str, Any] = field(default_factory=dict)
+    """Executor settings (threads...)."""
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def load(key: str) -> Entry | None:
+    """The entry for ``key``, or ``None`` (missing, from another format, or corrupt)."""
+    d = root() / key
+    try:
+        meta = (d / "entry.pkl").read_bytes()
+        sums = json.loads((d / "sha256.json").read_text())
+        payload = (d / "payload.bin").read_bytes() if (d / "payload.bin").exists() else b""
+    except (OSError, ValueError):
+        return None
+    if sums.get("entry") != _digest(meta) or sums.get("payload") != _digest(payload):
+        warnings.warn(f"accel: compile cache entry {d} is corrupt; compiling again",
+                      stacklevel=3)
+        shutil.rmtree(d, ignore_errors=True)
+        return None
+    try:
+        with warnings.catch_warnings():  # torch's pytree specs warn on unpickling
+            warnings.simplefilter("ignore", FutureWarning)
+            entry = pickle.loads(meta)
+    except Exception:  # noqa: BLE001 - an unreadable entry is rebuilt, whatever broke it
+        shutil.rmtree(d, ignore_errors=True)
+        return None
+    entry.payload = payload
+    return entry
+
+
+def store(key: str, entry: Entry) -> Path | None:
+    """Write ``entry`` under ``key`` atomically; ``None`` (and a warning) if the cache
+    directory is not writable. An existing entry is kept (another process won the race)."""
+    d = root() / key
+    payload, entry.payload = entry.payload, b""
+    try:
+        meta = _dumps(entry)
+    finally:
+        entry.payload = payload
+    try:
+        root().mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root(), prefix=f".{key}."))
+        try:
+            (tmp / "entry.pkl").write_bytes(meta)
+            if payload:
+                (tmp / "payload.bin").write_bytes(payload)
+            (tmp / "sha256.json").write_text(json.dumps(
+                {"entry": _digest(meta), "payload": _digest(payload)}))
+            try:
+                os.replace(tmp, d)
+            except OSError:  # the entry exists already (a concurrent compile): keep it
+                if not (d / "sha256.json").exists():
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError as e:
+        warnings.warn(f"accel: compile cache {root()} is not writable ({e}); compiled "
+                      "models are not kept across processes. Set ACCEL_CACHE_DIR to a "
+                      "writable directory", stacklevel=3)
+        return None
+    return d
+
+
+def clear() -> int:
+    """Remove every entry; returns how many there were."""
+    if not root().exists():
+        return 0
+    n = sum(1 for p in root().iterdir() if p.is_dir() and not p.name.startswith("."))
+    shutil.rmtree(root(), ignore_errors=True)
+    return n

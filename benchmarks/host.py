@@ -1,0 +1,193 @@
+"""Host-aware CPU lowering, measured: lossy pipelines never slower than `default`, compile
+time by stage, the persistent compile cache, and peak memory.
+
+    python benchmarks/host.py [--models minilm,bert_base] [--rounds 7] [--isa avx2,fma]
+
+Per model, in one process, each pipeline compiled for the ``cpu`` target (which measures
+onnxruntime, OpenVINO and, for int8 graphs, their fp32-dequantized forms) and the compiled
+models timed interleaved (median of per-round latencies):
+
+  default                               lossless
+  fast                                  the lossy preset
+  default,quantize{mode=int8-dynamic}   per-token dynamic int8
+
+with the executor each chose, output fidelity against eager (cosine, and for MiniLM the
+mean-pooled sentence embedding's cosine), and compile time by stage. Then, in fresh
+subprocesses: compile time of a first and a second process (compile cache), and peak RSS
+of accel `default` against onnxruntime alone on torch's export. ``--isa`` forces the host
+profile (``ACCEL_HOST_ISA``) to check another host's decisions on this one. Results go to
+benchmarks/results/host-<isa>.json with the host line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PIPELINES = ["default", "fast", "default,quantize{mode=int8-dynamic}"]
+
+
+def workload(name: str) -> tuple[torch.nn.Module, tuple]:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if name == "minilm":
+        from cpu_onnx import minilm
+        return minilm(batch=8, seq=128)
+    from accel.models import get_model
+    return get_model(name, batch_size=1)
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a.flatten().double(),
+                                                       b.flatten().double(), dim=0))
+
+
+def compare(name: str, rounds: int) -> dict[str, Any]:
+    import accel
+    from accel.timing import interleaved_ms
+
+    model, inputs = workload(name)
+    with torch.no_grad():
+        ref = model(*inputs)
+    rows: dict[str, Any] = {}
+    compiled = {}
+    for pipe in PIPELINES:
+        t0 = time.perf_counter()
+        cm = accel.compile(model, inputs, pipeline=pipe, target="cpu")
+        wall = time.perf_counter() - t0
+        with torch.no_grad():
+            out = cm(*inputs)
+        row = {"executor": cm.report.executor, "compile_s": wall,
+               "stages": cm.report.stages, "cos": _cos(out, ref),
+               "lowering": [n for n in cm.report.lowering if "executor" in n or "int8" in n]}
+        if name == "minilm":  # mean-pooled sentence embeddings, as sentence-transformers
+            mask = inputs[1].unsqueeze(-1).float()
+            pooled = [(h * mask).sum(1) / mask.sum(1) for h in (out, ref)]
+            row["embedding_cos_min"] = float(torch.nn.functional.cosine_similarity(
+                *pooled, dim=-1).min())
+        rows[pipe] = row
+        compiled[pipe] = cm
+        print(f"  {name} {pipe}: compiled in {wall:.1f} s, executor {row['executor']}, "
+              f"cos {row['cos']:.5f}", file=sys.stderr)
+    with torch.no_grad():
+        times = interleaved_ms({p: (lambda c=c: c(*inputs)) for p, c in compiled.items()},
+                               rounds, 0.1)
+        times["eager"] = interleaved_ms({"eager": lambda: model(*inputs)}, rounds, 0.1)["eager"]
+    for pipe in PIPELINES:
+        rows[pipe]["ms"] = statistics.median(times[pipe])
+        rows[pipe]["over_default"] = statistics.median(
+            a / b for a, b in zip(times[pipe], times["default"], strict=True))
+        print(f"  {name} {pipe}: {rows[pipe]['ms']:.1f} ms, "
+              f"{rows[pipe]['over_default']:.2f}x default's time", file=sys.stderr)
+    return {"eager_ms": statistics.median(times["eager"]), "pipelines": rows}
+
+
+_CHILD = textwrap.dedent("""
+    import json, resource, sys, time, warnings
+    warnings.filterwarnings("ignore")
+    sys.path.insert(0, {bench!r})
+    from host import workload
+    import torch
+    name, what = sys.argv[1], sys.argv[2]
+    model, inputs = workload(name)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    if what == "accel":
+        import accel
+        cm = accel.compile(model, inputs, pipeline="default", target="cpu")
+        run = lambda: cm(*inputs)
+        stages = cm.report.stages
+    else:
+        import tempfile, onnxruntime as ort
+        from accel.host import physical_cores
+        from cpu_onnx import torch_onnx_export
+        d = tempfile.mkdtemp()
+        path = d + "/m.onnx"
+        torch_onnx_export(model, inputs, path)
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = physical_cores()
+        sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        feeds = {{i.name: t.numpy() for i, t in zip(sess.get_inputs(), inputs)}}
+        run = lambda: sess.run(None, feeds)
+        stages = {{}}
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        for _ in range(3):
+            run()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({{"seconds": seconds, "peak_mb": peak, "model_mb": base,
+                      "stages": stages}}))
+""")
+
+
+def child(name: str, what: str, env: dict[str, str]) -> dict[str, Any]:
+    code = _CHILD.format(bench=str(Path(__file__).resolve().parent))
+    out = subprocess.run([sys.executable, "-c", code, name, what], capture_output=True,
+                         text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def processes(name: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as d:
+        env = {**os.environ, "ACCEL_CACHE_DIR": d, "ACCEL_COMPILE_CACHE": "1"}
+        first = child(name, "accel", env)
+        second = child(name, "accel", env)
+    ort_alone = child(name, "ort", {**os.environ})
+    out = {"first_compile_s": first["seconds"], "first_stages": first["stages"],
+           "second_compile_s": second["seconds"],
+           "second_over_first": second["seconds"] / first["seconds"],
+           "peak_mb_accel_default": first["peak_mb"], "peak_mb_ort_alone": ort_alone["peak_mb"],
+           "peak_mb_model_loaded": first["model_mb"],
+           "peak_accel_over_ort": first["peak_mb"] / ort_alone["peak_mb"],
+           "ort_export_and_session_s": ort_alone["seconds"]}
+    print(f"  {name}: compile {first['seconds']:.1f} s, second process "
+          f"{second['seconds']:.2f} s ({out['second_over_first']:.0%}); peak RSS accel "
+          f"{first['peak_mb']:.0f} MB vs onnxruntime alone {ort_alone['peak_mb']:.0f} MB "
+          f"({out['peak_accel_over_ort']:.2f}x)", file=sys.stderr)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="minilm,bert_base")
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--isa", help="force the host profile (ACCEL_HOST_ISA), e.g. avx2,fma")
+    p.add_argument("--skip-processes", action="store_true")
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    if args.isa:
+        os.environ["ACCEL_HOST_ISA"] = args.isa
+    os.environ.setdefault("ACCEL_COMPILE_CACHE", "0")  # in-process compiles: no cache
+    from accel.host import host
+    prof = host()
+    print(f"host: {prof.describe()}", file=sys.stderr)
+    result: dict[str, Any] = {"environment": {
+        "host": prof.describe(), "isa": sorted(prof.isa), "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d")}, "models": {}}
+    for name in args.models.split(","):
+        print(f"{name}:", file=sys.stderr)
+        row = compare(name, args.rounds)
+        if not args.skip_processes:
+            row["processes"] = processes(name)
+        result["models"][name] = row
+    tag = "-".join(sorted(prof.isa & {"avx2", "avx512f", "avx512_vnni", "amx_tile"})) or "x86"
+    out = RESULTS / f"host-{tag}{'-forced' if prof.forced else ''}.json"
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
