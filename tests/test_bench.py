@@ -9,14 +9,21 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
 
-from accel.bench import report
-from accel.bench.suite import QUICK_CASES
+from accel.bench import digits, header_lines, report
+from accel.bench.measure import Settings, measure
+from accel.bench.suite import QUICK_CASES, Workload
 from accel.bench.systems import SYSTEMS
 from accel.cli import main
+from accel.errors import AccelValueError
+from accel.host import host
+from accel.models.vit import build_vit
 
 QUICK_SYSTEMS = [s.name for s in SYSTEMS.values() if s.quick]
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+_FIND_SPEC = importlib.util.find_spec
 
 
 def _project_targets():  # noqa: ANN202
@@ -49,7 +56,7 @@ def test_quick_run_writes_every_model_and_system(quick_results: tuple[dict, str,
         assert r["speedup"] == pytest.approx(1.0)
         assert r["cosine"] == pytest.approx(1.0) and r["max_abs"] == 0.0
         assert r["median_ms"] > 0 and r["peak_mem_mb"] > 0 and r["iters"] >= 3
-    digits = next(r for r in eager if r["model"] == "digits_vit")
+    digits = next(r for r in eager if r["model"] == "digits_vit_quick")
     assert 0.0 <= digits["top1"] == digits["top1_eager"] <= 100.0
 
 
@@ -58,9 +65,11 @@ def test_quick_run_metadata_markdown_plot_and_targets(quick_results: tuple[dict,
                                                       ) -> None:
     results, md, out = quick_results
     env = results["environment"]
-    for key in ("date", "device", "cpu", "cpu_cores", "torch", "onnxruntime", "accel"):
-        assert env[key], key
+    for key in ("date", "device", "host", "isa", "cpu", "cpu_cores", "torch", "onnxruntime",
+                "openvino", "accel"):
+        assert env[key] is not None, key
         assert f"**{key}**" in md
+    assert env["host"] == host().describe() and env["isa"] == sorted(host().isa)
     header = next(line for line in md.splitlines() if line.startswith("| model"))
     assert [c.strip() for c in header.strip("|").split("|")] == report.COLUMNS
     table = [line for line in md.splitlines() if line.startswith("| ") and line != header]
@@ -106,3 +115,121 @@ def test_the_library_judges_nothing() -> None:
 def test_unknown_model_is_a_clear_error(capsys: pytest.CaptureFixture) -> None:
     assert main(["bench", "--models", "nope", "--out", "/nonexistent/never-written"]) == 2
     assert "unknown benchmark model 'nope'" in capsys.readouterr().err
+
+
+def test_environment_and_printed_header_show_the_host_line() -> None:
+    env = report.environment("cpu")
+    assert env["host"] == host().describe()
+    assert env["isa"] == sorted(host().isa)
+    lines = header_lines(env)
+    assert lines[0].startswith(f"host: {host().describe()}")
+    assert "onnxruntime" in lines[1] and "openvino" in lines[1]
+
+
+# --- the shipped digits ViT weights -----------------------------------------------------------
+
+def test_shipped_digits_weights_are_the_default_recipe_in_fp16() -> None:
+    shipped = digits.load_shipped()
+    assert shipped is not None, f"{digits.SHIPPED_WEIGHTS} is missing or unreadable"
+    assert digits.SHIPPED_WEIGHTS.stat().st_size < 500_000
+    # a recipe change (RECIPE_VERSION) must come with re-shipped weights:
+    # python benchmarks/digits.py --ship
+    assert shipped["key"] == digits._cache_key(digits.DEFAULT_SEED, digits.DEFAULT_EPOCHS,
+                                               dict(digits.DEFAULT_OVERRIDES))
+    model = build_vit("vit_tiny_digits", seed=0, **digits.DEFAULT_OVERRIDES)
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    assert {k: v.shape for k, v in shipped["state_dict"].items()} == expected
+    assert all(v.dtype == torch.float16 for v in shipped["state_dict"].values())
+
+
+def test_shipped_digits_weights_are_package_data() -> None:
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((BENCHMARKS.parent / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["accel.bench"]
+    assert any(digits.SHIPPED_WEIGHTS.match(p) for p in patterns)
+    assert digits.SHIPPED_WEIGHTS.parent == Path(digits.__file__).parent
+
+
+def test_fresh_checkout_loads_the_shipped_digits_vit_without_training(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCEL_CACHE_DIR", str(tmp_path))  # an empty cache: a fresh checkout
+
+    def no_training(*args: object) -> None:
+        raise AssertionError("trained although the weights are shipped")
+
+    monkeypatch.setattr(digits, "_train", no_training)
+    task = digits.train_digits_vit()
+    assert task.weights == "shipped" and task.train_seconds == 0.0
+    assert not list(tmp_path.iterdir())  # nothing cached, nothing downloaded
+    shipped = digits.load_shipped()
+    assert shipped is not None
+    assert task.accuracy(task.model, task.x_test, task.y_test) == pytest.approx(
+        shipped["accuracy"]["test"])
+    assert task.model.pos_embed.dtype == torch.float32
+
+
+def test_other_digits_configurations_are_not_served_the_shipped_weights() -> None:
+    for seed, epochs in ((1, digits.DEFAULT_EPOCHS), (0, 5)):
+        key = digits._cache_key(seed, epochs, dict(digits.DEFAULT_OVERRIDES))
+        assert digits._shipped_state(key) is None
+
+
+# --- OpenVINO systems -------------------------------------------------------------------------
+
+def _tiny_workload() -> Workload:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(16, 32), nn.GELU(), nn.Linear(32, 4)).eval()
+    x = torch.randn(2, 16)
+    return Workload(model, (x,), [(torch.randn(2, 16),)])
+
+
+FAST = Settings(warmup=0, min_iters=1, max_iters=1, time_budget_s=0.0, isolate=False)
+
+
+def test_openvino_systems_are_quick_peers() -> None:
+    assert SYSTEMS["openvino"].quick and SYSTEMS["accel-openvino"].quick
+    names = list(SYSTEMS)
+    assert names.index("openvino") == names.index("ort-int8") + 1  # next to its ORT peers
+
+
+def test_openvino_system_matches_eager() -> None:
+    pytest.importorskip("openvino")
+    row = measure(_tiny_workload(), "openvino", FAST)
+    assert row["status"] == "ok", row
+    assert row["cosine"] == pytest.approx(1.0, abs=1e-6) and row["max_abs"] < 1e-4
+
+
+def test_accel_openvino_system_runs_or_is_not_available() -> None:
+    pytest.importorskip("openvino")
+    row = measure(_tiny_workload(), "accel-openvino", FAST)
+    if row["status"] == "ok":
+        assert row["executor"] == "openvino"
+        assert row["cosine"] == pytest.approx(1.0, abs=1e-6)
+    else:  # an accel whose CPU target has no OpenVINO executor yet
+        assert row["status"].startswith("n/a (not available: accel rejects"), row
+
+
+@pytest.mark.parametrize("system", ["openvino", "accel-openvino"])
+def test_openvino_systems_without_openvino_are_not_available(
+        system: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino raises ImportError
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "openvino" else _FIND_SPEC(name, *a))
+    row = measure(_tiny_workload(), system, FAST)
+    assert row["status"].startswith("n/a (not available: openvino is not installed"), row
+    assert "accel[openvino]" in row["status"]
+
+
+def test_accel_openvino_rejected_executor_option_is_not_available(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import accel
+
+    def reject(*args: object, **kwargs: object) -> None:
+        raise AccelValueError("cpu target: unknown executor 'openvino'; valid: 'auto', 'ort'")
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object())
+    monkeypatch.setattr(accel, "compile", reject)
+    row = measure(_tiny_workload(), "accel-openvino", FAST)
+    assert row["status"] == ("n/a (not available: accel rejects options={'executor': "
+                             "'openvino'}: cpu target: unknown executor 'openvino'; valid: "
+                             "'auto', 'ort')")

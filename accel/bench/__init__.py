@@ -46,7 +46,8 @@ def _progress(total: int, enabled: bool) -> Any:
 
 
 def _prepare_digits(models: list[str]) -> None:
-    """Train (or load) the digits ViTs once, so isolated workers find them in the cache."""
+    """Load (or train) the digits ViTs once, so isolated workers find them shipped or cached
+    instead of each training its own."""
     for name in models:
         if name.startswith("digits_vit"):
             try:
@@ -109,7 +110,19 @@ def _split(text: str | None, default: list[str]) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()] if text else default
 
 
+def header_lines(env: dict[str, Any]) -> list[str]:
+    """The lines above the summary table: host (CPU, cores, ISA), device and versions."""
+    gpu = f" ({env['gpu']})" if env.get("gpu") else ""
+    isa = " ".join(env.get("isa", [])) or "-"
+    ov = str(env.get("openvino", "-")).split("-")[0]  # 2026.4.1-22982-...: the release
+    return [f"host: {env.get('host') or env.get('cpu')} [isa: {isa}]",
+            f"device: {env['device']}{gpu}, torch {env['torch']} ({env['torch_threads']} "
+            f"threads), onnxruntime {env['onnxruntime']}, openvino {ov}, "
+            f"accel {env['accel']}"]
+
+
 def _print_summary(results: dict[str, Any]) -> None:
+    print("\n".join(header_lines(results["environment"])))
     print(f"{'model':<18} {'system':<14} {'median ms':>10} {'speedup':>8} {'compile s':>9} "
           f"{'peak MB':>8}  fidelity / status")
     for r in results["rows"]:

@@ -14,29 +14,36 @@ from typing import Any
 
 import torch
 
-from accel.host import cpu_model
+from accel.host import cpu_model, host
 
 COLUMNS = ["model", "system", "status", "median_ms", "iqr_ms", "speedup", "compile_s",
            "peak_mem_mb", "mem_over_model_mb", "cosine", "max_abs", "top1", "executor"]
 """Markdown table columns (the JSON rows hold these and more)."""
 
+
+def _version(module: str) -> str:
+    try:
+        return str(__import__(module).__version__)
+    except ImportError:
+        return "not installed"
+
+
 def environment(device: str) -> dict[str, Any]:
-    """Date, device and versions: written into every results file."""
+    """Date, device, host (CPU, cores, ISA) and versions: written into every results file."""
     import accel
 
-    try:
-        import onnxruntime
-        ort_version = onnxruntime.__version__
-    except ImportError:
-        ort_version = "not installed"
+    profile = host()
     env = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "device": device,
+        "host": profile.describe(),
+        "isa": sorted(profile.isa),
         "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
-        "onnxruntime": ort_version,
+        "onnxruntime": _version("onnxruntime"),
+        "openvino": _version("openvino"),
         "accel": accel.__version__,
         "python": platform.python_version(),
     }
@@ -134,9 +141,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
     for ax in list(axes.flat)[len(models):]:
         ax.axis("off")
     env = results["environment"]
-    fig.suptitle(f"accel bench — {env['date'][:10]}, {env['device']}: {env['cpu']} "
-                 f"({env['cpu_cores']} cores), torch {env['torch']}, ort {env['onnxruntime']}, "
-                 f"accel {env['accel']}", fontsize=8)
+    where = env.get("host") or f"{env['cpu']} ({env['cpu_cores']} cores)"
+    fig.suptitle(f"accel bench — {env['date'][:10]}, {env['device']}: {where}, "
+                 f"torch {env['torch']}, ort {env['onnxruntime']}, "
+                 f"openvino {str(env.get('openvino', '–')).split('-')[0]}, accel {env['accel']}",
+                 fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

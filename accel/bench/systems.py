@@ -1,11 +1,13 @@
-"""The systems a model is run with: eager, torch.compile (inductor), onnxruntime on torch's own
-ONNX export (fp32 and int8 dynamic), and accel's presets. ``prepare`` returns a callable on
-the workload's inputs; it raises :class:`SystemUnavailable` when the system cannot run here.
+"""The systems a model is run with: eager, torch.compile (inductor), onnxruntime (fp32 and int8
+dynamic) and OpenVINO on torch's own ONNX export, and accel's presets (and accel with its
+OpenVINO executor forced). ``prepare`` returns a callable on the workload's inputs; it raises
+:class:`SystemUnavailable` when the system cannot run here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import sys
@@ -136,6 +138,66 @@ def _ort(w: Workload, device: str, int8: bool) -> Runner:
         return _ort_session(q, device)
 
 
+OPENVINO_MISSING = "openvino is not installed (optional: pip install 'accel[openvino]')"
+
+
+def _openvino() -> object:
+    try:
+        import openvino
+    except ImportError as e:
+        raise SystemUnavailable(f"{OPENVINO_MISSING} ({e})") from e
+    return openvino
+
+
+def _ov(w: Workload, device: str) -> Runner:
+    """OpenVINO's CPU plugin on the same torch.onnx.export as the onnxruntime systems."""
+    ov = _openvino()
+    if device != "cpu":
+        raise SystemUnavailable(f"the OpenVINO system runs on the CPU only, not {device}")
+    core = ov.Core()  # type: ignore[attr-defined]
+    # same thread count as torch and ort; f32 as the fp32 peers (on bf16 hosts OpenVINO's
+    # default would run the model in bf16)
+    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
+              "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    with tempfile.TemporaryDirectory(prefix="accel-bench-onnx-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_onnx_torch(w, path)
+        compiled = core.compile_model(core.read_model(str(path)), "CPU", config)
+    request = compiled.create_infer_request()
+    names = [port.get_any_name() for port in compiled.inputs]
+    by_name = all(n.startswith("input") and n[len("input"):].isdigit() for n in names)
+
+    def run(*args: torch.Tensor) -> torch.Tensor:
+        arrays = [a.detach().cpu().numpy() for a in args]
+        # an input the export dropped (unused) has no port: feed the others by name
+        feed = ({n: arrays[int(n[len("input"):])] for n in names} if by_name
+                else dict(zip(names, arrays, strict=False)))
+        request.infer(feed)
+        return torch.from_numpy(request.get_output_tensor(0).data.copy())
+
+    return run
+
+
+def _accel_openvino(w: Workload, device: str) -> Runner:
+    """accel's default preset with the CPU target's OpenVINO executor forced."""
+    import accel
+
+    if device != "cpu":
+        raise SystemUnavailable(f"accel's OpenVINO executor runs on the CPU only, not {device}")
+    if importlib.util.find_spec("openvino") is None:
+        raise SystemUnavailable(OPENVINO_MISSING)
+    try:
+        compiled = accel.compile(w.model, w.inputs, pipeline="default", target="cpu",
+                                 calibration=w.calibration or None, name="default-openvino",
+                                 options={"executor": "openvino"})
+    except AccelValueError as e:  # an accel without the executor: n/a, not a failure
+        raise SystemUnavailable(f"accel rejects options={{'executor': 'openvino'}}: "
+                                f"{str(e).splitlines()[0][:160]}") from e
+    with torch.no_grad():
+        compiled(*w.inputs)  # specialize now, so compile time is counted here
+    return compiled
+
+
 def _accel(preset: str) -> Callable[[Workload, str], Runner]:
     def prepare(w: Workload, device: str) -> Runner:
         import accel
@@ -163,10 +225,14 @@ SYSTEMS: dict[str, System] = {s.name: s for s in [
            lambda w, d: _ort(w, d, int8=False)),
     System("ort-int8", "onnxruntime, quantize_dynamic int8 weights",
            lambda w, d: _ort(w, d, int8=True)),
+    System("openvino", "OpenVINO CPU (latency hint, f32) on torch.onnx.export, fp32",
+           _ov),
     System("accel-default", "accel preset default (lossless)", _accel("default")),
     System("accel-fast", "accel preset fast (default + int8 dynamic quantization)",
            _accel("fast")),
     System("accel-fastest", "accel preset fastest (fast + token reduction)", _accel("fastest")),
+    System("accel-openvino", "accel preset default, CPU target's OpenVINO executor forced",
+           _accel_openvino),
 ]}
 """Every system, in report order."""
 
