@@ -44,7 +44,7 @@ import torch
 
 from accel import env
 
-FORMAT = 1
+FORMAT = 2
 """Bumped when an entry's layout changes (old entries are then never read)."""
 
 _SIMPLE = (int, float, str, bool, type(None))
@@ -206,19 +206,22 @@ class Entry:
     """One cached specialization."""
 
     graph: Any
-    """The optimized graph (its constants dropped when ``payload`` holds the weights)."""
+    """The optimized graph (its constants dropped when the payload holds the weights)."""
     executor: str
     """Which executor ran it: ``aten``, ``onnxruntime``, ``openvino``."""
     report: dict[str, Any] = field(default_factory=dict)
     """What the first compile's report said (accuracy, passes, lowering notes, stages)."""
-    payload: bytes = b""
-    """What the executor starts from (an ONNX model), empty for aten."""
-    info: dict[str, Any] = field(default_factory=dict)
-    """Executor settings (threads...)."""
+    payload_file: Path | None = None
+    """What the executor starts from (``model.onnx`` in the entry, its weights in
+    ``model.onnx.data``), ``None`` for aten."""
 
 
-def _digest(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def load(key: str) -> Entry | None:
@@ -227,10 +230,12 @@ def load(key: str) -> Entry | None:
     try:
         meta = (d / "entry.pkl").read_bytes()
         sums = json.loads((d / "sha256.json").read_text())
-        payload = (d / "payload.bin").read_bytes() if (d / "payload.bin").exists() else b""
+        files = {p.name: _file_digest(p) for p in sorted(d.iterdir())
+                 if p.name not in ("entry.pkl", "sha256.json")}
     except (OSError, ValueError):
         return None
-    if sums.get("entry") != _digest(meta) or sums.get("payload") != _digest(payload):
+    if sums.get("entry") != hashlib.sha256(meta).hexdigest() \
+            or sums.get("files", {}) != files:
         warnings.warn(f"accel: compile cache entry {d} is corrupt; compiling again",
                       stacklevel=3)
         shutil.rmtree(d, ignore_errors=True)
@@ -242,28 +247,32 @@ def load(key: str) -> Entry | None:
     except Exception:  # noqa: BLE001 - an unreadable entry is rebuilt, whatever broke it
         shutil.rmtree(d, ignore_errors=True)
         return None
-    entry.payload = payload
+    entry.payload_file = d / "model.onnx" if "model.onnx" in files else None
     return entry
 
 
-def store(key: str, entry: Entry) -> Path | None:
-    """Write ``entry`` under ``key`` atomically; ``None`` (and a warning) if the cache
-    directory is not writable. An existing entry is kept (another process won the race)."""
+def store(key: str, entry: Entry, payload: Path | None = None) -> Path | None:
+    """Write ``entry`` (and a copy of the ``payload`` ONNX file and its ``.data`` file)
+    under ``key`` atomically;
+    ``None`` (and a warning) if the cache directory is not writable. An existing entry is
+    kept (another process won the race)."""
     d = root() / key
-    payload, entry.payload = entry.payload, b""
-    try:
-        meta = _dumps(entry)
-    finally:
-        entry.payload = payload
+    entry.payload_file = None
+    meta = _dumps(entry)
     try:
         root().mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=root(), prefix=f".{key}."))
         try:
             (tmp / "entry.pkl").write_bytes(meta)
-            if payload:
-                (tmp / "payload.bin").write_bytes(payload)
-            (tmp / "sha256.json").write_text(json.dumps(
-                {"entry": _digest(meta), "payload": _digest(payload)}))
+            sums: dict[str, Any] = {"entry": hashlib.sha256(meta).hexdigest(), "files": {}}
+            if payload is not None:  # the model and its external data, names kept
+                for src, name in ((payload, "model.onnx"),
+                                  (payload.with_name(payload.name + ".data"),
+                                   "model.onnx.data")):
+                    if src.exists():
+                        shutil.copyfile(src, tmp / name)
+                        sums["files"][name] = _file_digest(tmp / name)
+            (tmp / "sha256.json").write_text(json.dumps(sums))
             try:
                 os.replace(tmp, d)
             except OSError:  # the entry exists already (a concurrent compile): keep it

@@ -11,6 +11,7 @@ measured on the calibration data either way.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -218,10 +219,10 @@ def _from_cache(key: str) -> tuple[Specialization, cache.Entry] | None:
             executable: Any = AtenExecutor(entry.graph)
         elif entry.executor == "onnxruntime":
             from accel.backends.onnx.ort import lower_onnxruntime
-            executable = lower_onnxruntime(entry.graph, model_bytes=entry.payload)
+            executable = lower_onnxruntime(entry.graph, model_file=entry.payload_file)
         elif entry.executor == "openvino":
             from accel.backends.openvino import lower_openvino
-            executable = lower_openvino(entry.graph, model_bytes=entry.payload)
+            executable = lower_openvino(entry.graph, model_file=entry.payload_file)
         else:
             return None
     except Exception as e:  # noqa: BLE001 - a stale entry is rebuilt, never fatal
@@ -234,19 +235,24 @@ def _from_cache(key: str) -> tuple[Specialization, cache.Entry] | None:
 def _to_cache(key: str, graph: Graph, executable: Any, info: dict[str, Any],
               report: Report | None) -> None:
     name = getattr(executable, "name", "")
-    payload = getattr(executable, "model_bytes", None) or b""
-    if hasattr(executable, "model_bytes"):
-        executable.model_bytes = None  # the cache has it now; the process need not
-    if name in _SESSION_EXECUTORS:
-        if not payload:
+    payload = getattr(executable, "model_file", None)
+    if payload is not None:
+        executable.model_file = None  # the cache takes a copy; the temporary file goes
+    try:
+        if name in _SESSION_EXECUTORS:
+            if payload is None:
+                return
+            stored = graph.without_constants()
+        elif name == "aten":
+            stored = graph
+        else:  # Triton kernels have their own cache; CUDA graphs are not portable
             return
-        stored = graph.without_constants()
-    elif name == "aten":
-        stored = graph
-    else:  # Triton kernels have their own cache; CUDA graphs are not portable
-        return
-    if cache.store(key, cache.Entry(stored, name, info, payload)) is not None and report:
-        report.lowering.append(f"compile cache: stored {key[:12]} under {cache.root()}")
+        done = cache.store(key, cache.Entry(stored, name, info), payload)
+        if done is not None and report:
+            report.lowering.append(f"compile cache: stored {key[:12]} under {cache.root()}")
+    finally:
+        if payload is not None:
+            shutil.rmtree(payload.parent, ignore_errors=True)
 
 
 def _restore_report(report: Report, entry: cache.Entry, seconds: float, key: str) -> None:

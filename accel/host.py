@@ -118,3 +118,16 @@ def host() -> HostProfile:
 def _profile(forced: frozenset[str] | None) -> HostProfile:
     return HostProfile(cpu_model(), physical_cores(), platform.machine(),
                        forced if forced is not None else _flags(), forced is not None)
+
+
+def trim_memory() -> None:
+    """Return freed heap memory to the OS (glibc's ``malloc_trim``): a runtime session that
+    was built, measured and dropped leaves its weights' pages in the allocator otherwise."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass

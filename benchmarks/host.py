@@ -14,7 +14,8 @@ models timed interleaved (median of per-round latencies):
 with the executor each chose, output fidelity against eager (cosine, and for MiniLM the
 mean-pooled sentence embedding's cosine), and compile time by stage. Then, in fresh
 subprocesses: compile time of a first and a second process (compile cache), and peak RSS
-of accel `default` against onnxruntime alone on torch's export. ``--isa`` forces the host
+(sampled from the model's load on; the model itself counts for both) of accel `default`
+against onnxruntime alone on torch's export. ``--isa`` forces the host
 profile (``ACCEL_HOST_ISA``) to check another host's decisions on this one. Results go to
 benchmarks/results/host-<isa>.json with the host line.
 """
@@ -95,14 +96,24 @@ def compare(name: str, rounds: int) -> dict[str, Any]:
 
 
 _CHILD = textwrap.dedent("""
-    import json, resource, sys, time, warnings
+    import gc, json, os, sys, threading, time, warnings
     warnings.filterwarnings("ignore")
     sys.path.insert(0, {bench!r})
     from host import workload
     import torch
     name, what = sys.argv[1], sys.argv[2]
     model, inputs = workload(name)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    gc.collect()
+    page = os.sysconf("SC_PAGE_SIZE") / 2**20
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+    base, high, done = rss(), [rss()], threading.Event()
+    def sample():  # the high-water mark from here on (ru_maxrss also counts model building)
+        while not done.is_set():
+            high[0] = max(high[0], rss())
+            time.sleep(0.005)
+    threading.Thread(target=sample, daemon=True).start()
     t0 = time.perf_counter()
     if what == "accel":
         import accel
@@ -126,9 +137,10 @@ _CHILD = textwrap.dedent("""
     with torch.no_grad():
         for _ in range(3):
             run()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({{"seconds": seconds, "peak_mb": peak, "model_mb": base,
-                      "stages": stages}}))
+    done.set()
+    gc.collect()
+    print(json.dumps({{"seconds": seconds, "peak_mb": max(high[0], rss()), "model_mb": base,
+                      "after_mb": rss(), "stages": stages}}))
 """)
 
 
@@ -149,7 +161,9 @@ def processes(name: str) -> dict[str, Any]:
            "second_compile_s": second["seconds"],
            "second_over_first": second["seconds"] / first["seconds"],
            "peak_mb_accel_default": first["peak_mb"], "peak_mb_ort_alone": ort_alone["peak_mb"],
-           "peak_mb_model_loaded": first["model_mb"],
+           "rss_mb_model_loaded": first["model_mb"],
+           "rss_mb_after_accel": first["after_mb"], "rss_mb_after_ort": ort_alone["after_mb"],
+           "peak_mb_ort_model_loaded": ort_alone["model_mb"],
            "peak_accel_over_ort": first["peak_mb"] / ort_alone["peak_mb"],
            "ort_export_and_session_s": ort_alone["seconds"]}
     print(f"  {name}: compile {first['seconds']:.1f} s, second process "
@@ -165,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--isa", help="force the host profile (ACCEL_HOST_ISA), e.g. avx2,fma")
     p.add_argument("--skip-processes", action="store_true")
+    p.add_argument("--only-processes", action="store_true",
+                   help="only the compile-cache and memory subprocesses (other rows kept)")
     args = p.parse_args(argv)
     warnings.filterwarnings("ignore")
     if args.isa:
@@ -176,14 +192,18 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"environment": {
         "host": prof.describe(), "isa": sorted(prof.isa), "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d")}, "models": {}}
+    tag = "-".join(sorted(prof.isa & {"avx2", "avx512f", "avx512_vnni", "amx_tile"})) or "x86"
+    out = RESULTS / f"host-{tag}{'-forced' if prof.forced else ''}.json"
+    if args.only_processes and out.exists():
+        result["models"] = json.loads(out.read_text())["models"]
     for name in args.models.split(","):
         print(f"{name}:", file=sys.stderr)
-        row = compare(name, args.rounds)
+        row = result["models"].get(name, {})
+        if not args.only_processes:
+            row = compare(name, args.rounds)
         if not args.skip_processes:
             row["processes"] = processes(name)
         result["models"][name] = row
-    tag = "-".join(sorted(prof.isa & {"avx2", "avx512f", "avx512_vnni", "amx_tile"})) or "x86"
-    out = RESULTS / f"host-{tag}{'-forced' if prof.forced else ''}.json"
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}", file=sys.stderr)
     return 0

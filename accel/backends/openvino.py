@@ -10,13 +10,15 @@ accel[openvino]``.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from accel.backends.onnx.exporter import graph_to_onnx
+from accel.backends.onnx.exporter import export_file
 from accel.errors import AccelError, ExportError, GuardError
 from accel.host import host, physical_cores
 from accel.ir.graph import Graph
@@ -41,10 +43,11 @@ def version() -> str | None:
 
 
 def lower_openvino(graph: Graph, *, threads: int | None = None, keep_model: bool = False,
-                   model_bytes: bytes | None = None) -> OpenVinoExecutor:
-    """Export ``graph`` to ONNX (or take ``model_bytes`` from an earlier export) and compile
+                   model_file: Path | None = None) -> OpenVinoExecutor:
+    """Export ``graph`` to ONNX (or take ``model_file`` from an earlier export) and compile
     it with OpenVINO for the CPU, latency-oriented, ``threads`` inference threads (default:
-    one per physical core).
+    one per physical core). ``keep_model`` keeps the exported file
+    (``executor.model_file``, in a temporary directory the caller removes).
 
     Raises :class:`~accel.errors.ExportError` when OpenVINO is not installed, a node has no
     ONNX lowering, or OpenVINO cannot read or compile the model.
@@ -56,22 +59,26 @@ def lower_openvino(graph: Graph, *, threads: int | None = None, keep_model: bool
                           "'accel[openvino]' (or pip install openvino)") from e
     from accel.backends.onnx.ort import int8_weights_for
 
-    if model_bytes is None:
-        model_bytes = graph_to_onnx(graph, int8_weights=int8_weights_for(host())
-                                    ).SerializeToString()
+    own = model_file is None
+    if own:
+        model_file = export_file(graph, int8_weights=int8_weights_for(host()))
     threads = threads or physical_cores()
     core = ov.Core()
     try:
-        model = core.read_model(model_bytes)
+        model = core.read_model(str(model_file))
         compiled = core.compile_model(model, "CPU", {
             "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
             "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1})
     except RuntimeError as e:  # OpenVINO reports unsupported ops as RuntimeError
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"OpenVINO cannot compile graph {graph.name}: {first}") from e
+    finally:
+        if own and not keep_model:
+            shutil.rmtree(model_file.parent, ignore_errors=True)
+    del model
     executor = OpenVinoExecutor(graph, compiled, threads)
     if keep_model:
-        executor.model_bytes = model_bytes
+        executor.model_file = model_file
     return executor
 
 
@@ -88,8 +95,8 @@ class OpenVinoExecutor:
         self.n_inputs = len(compiled.inputs)
         self.threads = threads
         """Inference threads."""
-        self.model_bytes: bytes | None = None
-        """The serialized ONNX model, when lowering was asked to keep it."""
+        self.model_file: Path | None = None
+        """The ONNX file the model was read from, when lowering was asked to keep it."""
 
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Execute on ``inputs`` (CPU tensors in graph input order)."""

@@ -39,7 +39,7 @@ class LowerContext:
     seconds: dict[str, float] = field(default_factory=dict)
     """Time spent in named parts of lowering (``choice``: measuring executors)."""
     keep_model: bool = False
-    """Keep the serialized model an executor starts from (``model_bytes``), for the compile
+    """Keep the model file an executor starts from (``model_file``), for the compile
     cache."""
 
     @contextmanager

@@ -2,32 +2,35 @@
 
 Backends: aten (reference, runs anything), onnxruntime and OpenVINO (the whole graph as one
 session / compiled model, from the same standard-op ONNX; OpenVINO when it is installed).
-By default each is built and timed on the example inputs, within a time budget: a first
-call of each, then calls in alternation (a pause at each switch) while the budget lasts, and
-the fastest is kept; the choice and the timings go into the report. aten is not timed where a
-cheap estimate rules it out (its first call is many times slower than the fastest, or the
-graph's int8 matmuls would run on ``torch._int_mm``, which no CPU runs faster than
-onnxruntime's integer kernels). A graph with ops that have no ONNX lowering runs on aten.
-``options={"executor": "ort" | "openvino" | "aten"}`` forces one.
+By default each is built and timed on the example inputs, one at a time (so compiling never
+holds two runtimes' copies of the weights) within a time budget, and the fastest is kept;
+for int8 graphs, their fp32-dequantized forms compete too, so int8 runs only where it pays
+on this host. The choice and the timings go into the report. aten is not re-timed where a
+cheap estimate rules it out (its first call is many times slower than the fastest), nor
+timed at all for int8 graphs (its int8 matmuls run on ``torch._int_mm``, which no CPU runs
+faster than onnxruntime's integer kernels). A graph with ops that have no ONNX lowering
+runs on aten. ``options={"executor": "ort" | "openvino" | "aten"}`` forces one.
 """
 
 from __future__ import annotations
 
-import statistics
+import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 
 import torch
 
 from accel.backends.aten import AtenExecutor
-from accel.backends.onnx.exporter import unsupported_nodes
+from accel.backends.onnx.exporter import export_file, unsupported_nodes
+from accel.backends.onnx.ort import int8_weights_for
 from accel.backends.openvino import available as openvino_available
 from accel.errors import AccelValueError, ExportError
-from accel.host import host
+from accel.host import host, trim_memory
 from accel.ir.graph import Graph
 from accel.runtime import Executable
 from accel.targets import LowerContext, register_target
-from accel.timing import interleaved_ms, median_ms
+from accel.timing import median_ms
 
 EXECUTORS = ("auto", "ort", "openvino", "aten")
 TIMED_RUNS = 3
@@ -77,41 +80,54 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
         executor = _build(choice, graph, ctx)
         ctx.note(f"{executor.name} executor: {executor.threads} threads (forced by options)")
         return executor
-    candidates: dict[str, Executable] = {}
-    failed = []
-    int8 = sum(n.op in _INT8_OPS for n in graph.nodes)
-    fp32 = dequantized(graph) if int8 else None
-    for name in ("ort", "openvino", "ort-fp32", "openvino-fp32"):
-        base = name.removesuffix("-fp32")
-        if (base == "openvino" and not openvino_available()) or (name != base and not int8):
-            continue
-        try:
-            candidates[name] = _build(base, graph if name == base else fp32, ctx)
-        except ExportError as e:
-            failed.append(f"{name}: {e}")
-    for line in failed:
-        ctx.note(f"executor not used: {line}")
-    if not candidates:
-        ctx.note(f"aten executor: {len(graph)} steps")
-        return aten
     inputs = ctx.example_inputs
     if any(t.device.type != "cpu" for t in inputs):
         ctx.note("aten executor: inputs are not on the CPU")
         return aten
+    int8 = sum(n.op in _INT8_OPS for n in graph.nodes)
+    fp32 = dequantized(graph) if int8 else None
+    files: dict[str, Path] = {}  # one ONNX export per graph form, read by both runtimes
+
+    def factory(name: str) -> Callable[[], Executable]:
+        base, form = name.removesuffix("-fp32"), fp32 if name.endswith("-fp32") else graph
+        key = "fp32" if name.endswith("-fp32") else "int8"
+
+        def make() -> Executable:
+            if key not in files:
+                files[key] = export_file(form, int8_weights=int8_weights_for(host()))
+            return _build(base, form, ctx, files[key])
+        return make
+
+    factories: dict[str, Callable[[], Executable]] = {}
+    for name in ("ort", "openvino", "ort-fp32", "openvino-fp32"):
+        if name.startswith("openvino") and not openvino_available():
+            continue
+        if name.endswith("-fp32") and not int8:
+            continue
+        factories[name] = factory(name)
     skip_aten = (f"aten not timed: {int8} int8 matmul(s) would run on torch._int_mm, slower "
                  "than onnxruntime's integer kernels on CPU") if int8 else None
     if skip_aten is None:
-        candidates["aten"] = aten
-    with ctx.timed("choice"):
-        best_name, line = _choose(candidates, inputs)
-    best = candidates[best_name]
+        factories["aten"] = lambda: aten
+    best: Executable | None = None
+    try:
+        with ctx.timed("choice"):
+            best_name, best, line, failed = _choose(factories, inputs)
+    finally:
+        keep = getattr(best, "model_file", None) if ctx.keep_model else None
+        _drop(p for p in files.values() if p != keep)  # the winner's file: the cache's
+    for msg in failed:
+        ctx.note(f"executor not used: {msg}")
+    if best is None:
+        ctx.note(f"aten executor: {len(graph)} steps")
+        return aten
     ctx.note(f"executor: {best.name} (measured: {line}{'; ' + skip_aten if skip_aten else ''})")
     if best_name.endswith("-fp32"):
         ctx.note(f"int8 does not pay on this host ({host().describe()}): its {int8} int8 "
                  "linear(s) run as fp32 linears on the dequantized int8 weights (activations "
                  "unquantized: at least as accurate as the int8 graph the accuracy report "
                  "measures)")
-    return best  # the losers (sessions, their copies of the weights) go with ``candidates``
+    return best
 
 
 def dequantized(graph: Graph) -> Graph:
@@ -131,46 +147,60 @@ def dequantized(graph: Graph) -> Graph:
     return rw.finish()
 
 
-def _build(name: str, graph: Graph, ctx: LowerContext) -> Executable:
+def _drop(paths: Iterable[Path]) -> None:
+    """Remove exported model files (each in its own temporary directory)."""
+    for path in paths:
+        shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def _build(name: str, graph: Graph, ctx: LowerContext,
+           model_file: Path | None = None) -> Executable:
+    keep = ctx.keep_model or model_file is not None  # a shared file: the target removes it
     if name == "ort":
         from accel.backends.onnx.ort import lower_onnxruntime
-        return lower_onnxruntime(graph, keep_model=ctx.keep_model)
+        return lower_onnxruntime(graph, keep_model=keep, model_file=model_file)
     from accel.backends.openvino import lower_openvino
-    return lower_openvino(graph, keep_model=ctx.keep_model)
+    return lower_openvino(graph, keep_model=keep, model_file=model_file)
 
 
-def _choose(candidates: dict[str, Executable], inputs: Sequence[torch.Tensor]
-            ) -> tuple[str, str]:
-    """The fastest of ``candidates`` on ``inputs``, and a line saying how it was measured.
+def _choose(factories: dict[str, Callable[[], Executable]], inputs: Sequence[torch.Tensor]
+            ) -> tuple[str, Executable | None, str, list[str]]:
+    """The fastest executor ``factories`` build on ``inputs``: ``(name, executor, how it was
+    measured, build failures)``.
 
-    One first run each (after a warm-up call for sessions); executors more than
-    :data:`CLEAR_WIN` times slower than the fastest first run are dropped; the rest
-    alternate while :data:`CHOICE_BUDGET_S` lasts, up to :data:`TIMED_RUNS` runs each, and
-    the lowest median wins.
+    One candidate is alive at a time, so compiling never holds two runtimes' copies of the
+    weights: each is built, run once (after a warm-up call for sessions), re-timed while its
+    share of :data:`CHOICE_BUDGET_S` lasts (at most :data:`TIMED_RUNS` runs) unless its
+    first run is more than :data:`CLEAR_WIN` times the best so far, and dropped (its memory
+    returned to the OS); the fastest is built again from the same exported file.
     """
-    first: dict[str, float] = {}
-    for name, ex in candidates.items():  # a session's first call sets up (shapes, buffers)
-        first[name] = time_executor(ex, inputs, runs=1, warmup=name != "aten")
-        time.sleep(SWITCH_PAUSE_S)
-    fastest = min(first.values())
-    alive = {k: ex for k, ex in candidates.items() if first[k] <= CLEAR_WIN * fastest}
-    per_round = sum(first[k] for k in alive) + SWITCH_PAUSE_S * len(alive)
-    runs = max(1, min(TIMED_RUNS, int(CHOICE_BUDGET_S / max(per_round, 1e-9))))
-    medians = dict(first)
-    if len(alive) > 1:
-        times = interleaved_ms({k: (lambda ex=ex: ex.run(inputs)) for k, ex in alive.items()},
-                               runs, SWITCH_PAUSE_S)
-        medians.update({k: statistics.median(v) / 1e3 for k, v in times.items()})
-        how = f"interleaved, median of {runs}"
-    else:
-        how = "first run each"
-    best = min(alive, key=lambda k: medians[k])
     labels = {"ort": "onnxruntime", "openvino": "OpenVINO", "aten": "aten",
               "ort-fp32": "onnxruntime fp32-dequantized",
               "openvino-fp32": "OpenVINO fp32-dequantized"}
-    parts = []
-    for k, ex in candidates.items():
+    share = CHOICE_BUDGET_S / max(1, len(factories))
+    best_name, best_t = "aten", float("inf")
+    parts, failed = [], []
+    for name, make in factories.items():
+        try:
+            ex = make()
+        except ExportError as e:
+            failed.append(f"{labels[name]}: {e}")
+            continue
+        first = time_executor(ex, inputs, runs=1, warmup=name != "aten")
+        t, how = first, "1 run"
+        if first <= CLEAR_WIN * best_t:
+            runs = max(1, min(TIMED_RUNS, int(share / max(first, 1e-9))))
+            if runs > 1:
+                t, how = time_executor(ex, inputs, runs=runs, warmup=False), f"median of {runs}"
         threads = f", {ex.threads} threads" if hasattr(ex, "threads") else ""
-        dropped = "" if k in alive else " (1 run)"
-        parts.append(f"{labels[k]} {medians[k] * 1e3:.2f} ms{threads}{dropped}")
-    return best, "; ".join(parts) + f"; {how}"
+        parts.append(f"{labels[name]} {t * 1e3:.2f} ms{threads} ({how})")
+        if t < best_t:
+            best_name, best_t = name, t
+        del ex  # built again if it wins: only one session alive at a time
+        trim_memory()  # a dropped session's pages go back to the OS before the next one
+        time.sleep(SWITCH_PAUSE_S)
+    if best_t == float("inf"):
+        return "aten", None, "", failed
+    best = factories[best_name]()
+    return best_name, best, "; ".join(parts) + "; one at a time, the fastest built again", \
+        failed

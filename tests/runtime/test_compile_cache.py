@@ -88,7 +88,7 @@ def test_corrupt_entry_is_rebuilt(cache_dir: Path) -> None:
     model, x = Block().eval(), torch.randn(4, 16)
     accel.compile(model, (x,), options={"executor": "ort"})
     (entry,) = _entries(cache_dir)
-    payload = entry / "payload.bin"
+    payload = entry / "model.onnx.data"
     payload.write_bytes(payload.read_bytes()[:-10])  # a torn write
     with pytest.warns(UserWarning, match="corrupt"):
         cm = accel.compile(model, (x,), options={"executor": "ort"})

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import onnx
+import torch
 from onnx import helper, numpy_helper
 
 from accel.backends.onnx.builder import OnnxBuilder, onnx_dtype, to_numpy
@@ -53,13 +57,16 @@ def _value_info(name: str, v: Value) -> onnx.ValueInfoProto:
 
 def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "u8",
                   input_names: list[str] | None = None,
-                  output_names: list[str] | None = None) -> onnx.ModelProto:
+                  output_names: list[str] | None = None,
+                  external_data: Path | None = None) -> onnx.ModelProto:
     """Lower ``graph`` to a checked standard-op ONNX model (weights as initializers).
 
     The graph's symbolic dims are the model's dynamic axes (named after the symbols); sizes
     the graph computes from them are computed from the inputs' shapes at run time.
     ``int8_weights`` is how int8 weights feed integer matmuls: ``u8`` (default) is exact on
     every host, ``s8`` is faster but exact only where :attr:`HostProfile.u8s8_exact`.
+    ``external_data`` (a file path) writes the large initializers' bytes there, straight from
+    the graph's tensors, and the model refers to them: no in-memory copy of the weights.
     """
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: accel exports opset {MIN_OPSET} or newer "
@@ -102,15 +109,58 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "
         b.nodes.append(helper.make_node("Identity", [names[v]], [name], name=f"n_{name}"))
         outputs.append(_value_info(name, v))
     used = {i for n in b.nodes for i in n.input}
-    inits = [numpy_helper.from_array(to_numpy(t), names[v])
-             for v, t in graph.constants.items() if names[v] in used]
-    inits += [t for t in b.initializers if t.name in used]
+    consts = [(names[v], t) for v, t in graph.constants.items() if names[v] in used]
+    if external_data is not None:
+        inits = _write_external(external_data, consts, [t for t in b.initializers
+                                                         if t.name in used])
+    else:
+        inits = [numpy_helper.from_array(to_numpy(t), name) for name, t in consts]
+        inits += [t for t in b.initializers if t.name in used]
     g = helper.make_graph(b.nodes, graph.name, inputs, outputs, initializer=inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="accel", ir_version=8 if opset <= 17 else 9)
-    if _fits(inits):  # larger models are checked from disk by save_model
+    if external_data is None and _fits(inits):  # larger models are checked from disk
         onnx.checker.check_model(model)
     return model
+
+
+_EXTERNAL_MIN_BYTES = 1024
+_ALIGN = 4096
+"""Offsets of external tensors are page-aligned, so runtimes can map them."""
+
+
+def _write_external(path: Path, consts: list[tuple[str, torch.Tensor]],
+                    built: list[onnx.TensorProto]) -> list[onnx.TensorProto]:
+    """Initializers for ``consts`` and ``built``, large ones as references into ``path``."""
+    out: list[onnx.TensorProto] = []
+    with open(path, "wb") as f:
+        def external(name: str, dtype: int, dims: Sequence[int], data: memoryview | bytes
+                     ) -> onnx.TensorProto:
+            pad = -f.tell() % _ALIGN
+            f.write(b"\0" * pad)
+            offset = f.tell()
+            f.write(data)
+            t = onnx.TensorProto(name=name, data_type=dtype, dims=list(dims),
+                                 data_location=onnx.TensorProto.EXTERNAL)
+            for key, value in (("location", path.name), ("offset", str(offset)),
+                               ("length", str(len(data)))):
+                entry = t.external_data.add()
+                entry.key, entry.value = key, value
+            return t
+
+        for name, tensor in consts:
+            arr = np.ascontiguousarray(to_numpy(tensor))
+            if arr.nbytes < _EXTERNAL_MIN_BYTES or arr.dtype == object:
+                out.append(numpy_helper.from_array(arr, name))
+                continue
+            proto_type = helper.np_dtype_to_tensor_dtype(arr.dtype)
+            out.append(external(name, proto_type, arr.shape, memoryview(arr).cast("B")))
+        for t in built:
+            if len(t.raw_data) < _EXTERNAL_MIN_BYTES:
+                out.append(t)
+                continue
+            out.append(external(t.name, t.data_type, t.dims, t.raw_data))
+    return out
 
 
 def _fits(inits: list[onnx.TensorProto]) -> bool:
@@ -170,3 +220,26 @@ def _relocate_external_data(model_path: str, old: str, new: str) -> None:
                 entry.value = new
     with open(model_path, "wb") as f:
         f.write(m.SerializeToString())
+
+
+def export_file(graph: Graph, *, int8_weights: str = "u8") -> Path:
+    """``graph`` as an ONNX file in a new temporary directory (the caller removes it, e.g.
+    ``shutil.rmtree(path.parent)``), its weights in ``model.onnx.data`` next to it, written
+    straight from the graph's tensors (no in-memory copy of the model). Runtimes that load
+    a model from files map or copy its weights once; loading from bytes in memory keeps a
+    second copy alive."""
+    directory = Path(tempfile.mkdtemp(prefix="accel-onnx-"))
+    try:
+        path = directory / "model.onnx"
+        model = graph_to_onnx(graph, int8_weights=int8_weights,
+                              external_data=directory / "model.onnx.data")
+        onnx.save_model(model, path)
+        onnx.checker.check_model(str(path))
+        return path
+    except onnx.checker.ValidationError as e:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise ExportError(f"graph {graph.name}: the exported ONNX model is invalid: "
+                          f"{str(e).splitlines()[0]}") from e
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise

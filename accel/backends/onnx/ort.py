@@ -7,20 +7,18 @@ thread per physical core; :class:`OrtExecutor` only runs it.
 
 from __future__ import annotations
 
-import os
-import tempfile
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
-from accel.backends.onnx.exporter import graph_to_onnx, save_model
+from accel.backends.onnx.exporter import export_file
 from accel.errors import GuardError
 from accel.host import HostProfile, host, physical_cores
 from accel.ir.graph import Graph
-
-_LARGE_MODEL_BYTES = 1 << 30
 
 
 def int8_weights_for(profile: HostProfile) -> str:
@@ -29,36 +27,37 @@ def int8_weights_for(profile: HostProfile) -> str:
 
 
 def lower_onnxruntime(graph: Graph, *, threads: int | None = None, keep_model: bool = False,
-                      model_bytes: bytes | None = None) -> OrtExecutor:
+                      model_file: Path | None = None) -> OrtExecutor:
     """Export ``graph`` to standard-op ONNX and open an onnxruntime session: one session for
     every size of a graph with symbolic dims (they are the model's dynamic axes).
 
     Graph optimizations are all enabled; ``threads`` intra-op threads (default: one per
-    physical core). ``model_bytes`` (a serialized model from an earlier export, e.g. the
-    compile cache) skips the export; ``keep_model`` keeps the serialized model on the
-    executor as ``model_bytes``. Raises :class:`~accel.errors.ExportError` for a graph with an
-    op that has no ONNX lowering.
+    physical core). ``model_file`` (an ONNX file from an earlier export, e.g. the compile
+    cache's) skips the export. The session loads from a file, not from bytes in memory: from
+    bytes onnxruntime keeps a second copy of the weights alive. ``keep_model`` keeps the
+    exported file (``executor.model_file``, in a temporary directory the caller removes).
+    Raises :class:`~accel.errors.ExportError` for a graph with an op that has no ONNX
+    lowering.
     """
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.intra_op_num_threads = threads or physical_cores()
     so.inter_op_num_threads = 1
     so.log_severity_level = 3
-    providers = ["CPUExecutionProvider"]
-    if model_bytes is None:
-        model = graph_to_onnx(graph, int8_weights=int8_weights_for(host()))
-        if model.ByteSize() >= _LARGE_MODEL_BYTES:
-            # protobuf cannot hold > 2 GB in memory: go through a file with external data
-            with tempfile.TemporaryDirectory() as d:
-                path = save_model(model, os.path.join(d, "model.onnx"))
-                session = ort.InferenceSession(str(path), so, providers=providers)
-            return OrtExecutor(graph, session, so.intra_op_num_threads)
-        model_bytes = model.SerializeToString()
-        del model
-    session = ort.InferenceSession(model_bytes, so, providers=providers)
+    own = model_file is None
+    if own:
+        model_file = export_file(graph, int8_weights=int8_weights_for(host()))
+    try:
+        session = ort.InferenceSession(str(model_file), so, providers=["CPUExecutionProvider"])
+    except Exception:
+        if own:
+            shutil.rmtree(model_file.parent, ignore_errors=True)
+        raise
     executor = OrtExecutor(graph, session, so.intra_op_num_threads)
     if keep_model:
-        executor.model_bytes = model_bytes
+        executor.model_file = model_file
+    elif own:
+        shutil.rmtree(model_file.parent, ignore_errors=True)
     return executor
 
 
@@ -75,8 +74,8 @@ class OrtExecutor:
         self.output_names = [o.name for o in session.get_outputs()]
         self.threads = threads
         """Intra-op threads of the session."""
-        self.model_bytes: bytes | None = None
-        """The serialized ONNX model, when lowering was asked to keep it."""
+        self.model_file: Path | None = None
+        """The ONNX file the session was loaded from, when lowering was asked to keep it."""
 
     def run(self, inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Execute on ``inputs`` (CPU tensors in graph input order)."""
