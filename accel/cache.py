@@ -119,6 +119,12 @@ def _plain(value: Any, depth: int = 0) -> Any:
         return [_plain(v, depth + 1) for v in value]
     if isinstance(value, dict):
         return {str(k): _plain(v, depth + 1) for k, v in sorted(value.items(), key=str)}
+    code = getattr(value, "__code__", None)
+    if code is not None:  # a function: keyed by what it does, not by its address
+        return f"<fn {value.__qualname__} {hashlib.blake2b(code.co_code).hexdigest()[:16]} " \
+               f"{_plain(code.co_consts, depth + 1)}>"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"<{getattr(value, '__module__', '')}.{value.__qualname__}>"
     to_dict = getattr(value, "to_dict", None)
     if callable(to_dict):
         try:
@@ -258,7 +264,10 @@ def store(key: str, entry: Entry, payload: Path | None = None) -> Path | None:
     kept (another process won the race)."""
     d = root() / key
     entry.payload_file = None
-    meta = _dumps(entry)
+    try:
+        meta = _dumps(entry)
+    except Exception:  # noqa: BLE001 - a graph holding an unpicklable value is not cached
+        return None
     try:
         root().mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=root(), prefix=f".{key}."))

@@ -154,3 +154,15 @@ def test_second_process_loads_instead_of_compiling(cache_dir: Path) -> None:
     assert "capture" in runs[0]["stages"] and set(runs[1]["stages"]) == {"cache"}
     assert runs[0]["err"] < 1e-4 and runs[1]["err"] < 1e-4
     assert runs[1]["seconds"] < runs[0]["seconds"]
+
+
+def test_function_attributes_are_keyed_and_unpicklable_graphs_skip_the_cache(
+        cache_dir: Path) -> None:
+    model, x = Block().eval(), torch.randn(4, 16)
+    model.act = torch.relu  # a builtin held as an attribute
+    a = cache.model_fingerprint(model)
+    model.act = torch.sigmoid
+    assert cache.model_fingerprint(model) != a
+    assert cache.store("k", cache.Entry(lambda: 0, "aten")) is None  # unpicklable: skipped
+    cm = accel.compile(model, (x,))
+    torch.testing.assert_close(cm(x), model(x), atol=1e-5, rtol=1e-5)
