@@ -1,7 +1,7 @@
 """Host-aware CPU lowering, measured: lossy pipelines never slower than `default`, compile
 time by stage, the persistent compile cache, and peak memory.
 
-    python benchmarks/host.py [--models minilm,bert_base] [--rounds 7] [--isa avx2,fma]
+    python benchmarks/host.py [--models minilm,bert_base,gpt2] [--rounds 7] [--isa avx2,fma]
 
 Per model, in one process, each pipeline compiled for the ``cpu`` target (which measures
 onnxruntime, OpenVINO and, for int8 graphs, their fp32-dequantized forms) and the compiled
@@ -46,6 +46,10 @@ def workload(name: str) -> tuple[torch.nn.Module, tuple]:
     if name == "minilm":
         from cpu_onnx import minilm
         return minilm(batch=8, seq=128)
+    if name == "gpt2":  # GPT-2 small LM (124M, random init), prefill of 128 tokens
+        from accel.bench.suite import get_case
+        w = get_case("hf_gpt2").build()
+        return w.model, w.inputs
     from accel.models import get_model
     return get_model(name, batch_size=1)
 

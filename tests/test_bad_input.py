@@ -109,3 +109,58 @@ def test_training_graph_runs_eagerly_with_one_warning() -> None:
     assert model.weight.grad is not None and model.weight.grad.shape == (2, 4)
     torch.testing.assert_close(out, model(x))
     assert any(r.eager_fallbacks == ["needs gradients"] for r in accel.reports())
+
+
+class UpdatesInput(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.exponential_()  # writes the random sample into the caller's tensor
+
+
+class UpdatesBuffer(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("calls", torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls.add_(1)
+        return x + self.calls
+
+
+@pytest.mark.parametrize(("model", "what"), [
+    (UpdatesInput(), r"input 'x' \(by aten.exponential.default\)"),
+    (UpdatesBuffer(), r"buffer 'calls' \(by aten.add.Tensor\)"),
+])
+def test_in_place_update_of_an_input_or_buffer_is_refused(model: torch.nn.Module, what: str,
+                                                          tmp_path) -> None:  # noqa: ANN001
+    # the functional graph would drop the update (and used to crash at call time with a bare
+    # pytree ValueError: the update's extra output broke the output structure)
+    with pytest.raises(CaptureError, match=f"(?s)updates {what} in place.*x = x.clone"):
+        accel.compile(model, (torch.ones(3),))
+    with pytest.raises(CaptureError, match="in place"):
+        accel.export_onnx(model, (torch.ones(3),), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_in_place_update_of_an_input_runs_eagerly_under_torch_compile() -> None:
+    torch._dynamo.reset()
+    compiled = torch.compile(UpdatesBuffer(), backend="accel")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = compiled(torch.ones(3))
+    torch.testing.assert_close(out, torch.full((3,), 2.0))
+
+
+class UpdatesConstant(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.noise = torch.ones(3)  # a plain tensor attribute, not a buffer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.noise.exponential_()
+
+
+def test_in_place_update_of_a_tensor_constant_is_a_capture_error() -> None:
+    # torch.export's own RuntimeError ("Constant noise is mutated") used to escape unwrapped
+    with pytest.raises(CaptureError, match=r"(?s)could not capture UpdatesConstant: it updates "
+                                           r"a tensor in place.*Constant noise is mutated.*clone"):
+        accel.compile(UpdatesConstant(), (torch.ones(3),))

@@ -522,6 +522,8 @@ def _unsqueeze(c: ImportContext, x: Value, dim: int) -> Value:
 
 @handles(aten.squeeze)
 def _squeeze(c: ImportContext, x: Value, dim: Any = None) -> Value:
+    if isinstance(dim, list | tuple) and not dim:  # squeeze(x, ()) squeezes no dim
+        return x
     dims = set(_dims(x, dim))
     shape = tuple(s for i, s in enumerate(x.shape) if not (i in dims and s == 1))
     return x if shape == x.shape else c.op("reshape", x, shape=shape)
@@ -697,11 +699,15 @@ def _weight_norm(c: ImportContext, v: Value, g: Value, dim: int = 0) -> Value:
 
 @handles(aten.index_select)
 def _index_select(c: ImportContext, x: Value, dim: int, index: Value) -> Value:
+    if x.type.rank == 0:
+        raise Unsupported("index_select on a 0-d tensor")
     return c.op("index_select", x, index, dim=dim % x.type.rank)
 
 
 @handles(aten.gather)
 def _gather(c: ImportContext, x: Value, dim: int, index: Value, sparse_grad: bool = False) -> Value:
+    if x.type.rank == 0:
+        raise Unsupported("gather on a 0-d tensor")
     return c.op("gather", x, index, dim=dim % x.type.rank)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import operator
 import threading
 import traceback
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from typing import Any
 
 import torch
 import torch.fx as fx
-from torch.export.graph_signature import InputKind
+from torch.export.graph_signature import InputKind, OutputKind
 
 from accel.errors import AccelTypeError, CaptureError
 from accel.frontend.dynamic import DynamicShapes, name_symbols, normalize_spec, widen_examples
@@ -154,9 +155,48 @@ def _export_program(module: torch.nn.Module, inputs: tuple[Any, ...], name: str,
     except Exception as e:  # noqa: BLE001 - re-raised with the failing source line
         raise CaptureError(_explain_export_failure(name, e)) from e
     if _has_mutation(ep.graph_module):
-        with _EXPORT_LOCK:
-            ep = ep.run_decompositions({})
+        try:
+            with _EXPORT_LOCK:
+                ep = ep.run_decompositions({})
+        except Exception as e:  # noqa: BLE001 - e.g. "Constant c is mutated": re-raised
+            first = (str(e).strip().splitlines() or [""])[0]
+            raise CaptureError(f"could not capture {name}: it updates a tensor in place that "
+                               f"torch.export cannot make functional ({type(e).__name__}: "
+                               f"{first})\n{_UPDATE_HINT}") from e
+    _check_no_state_update(ep, name)
     return ep
+
+
+_STATE_UPDATES = {OutputKind.USER_INPUT_MUTATION: "input", OutputKind.BUFFER_MUTATION: "buffer",
+                  OutputKind.PARAMETER_MUTATION: "parameter"}
+
+
+def _check_no_state_update(ep: torch.export.ExportedProgram, name: str) -> None:
+    """Refuse a model that writes into an input, buffer or parameter in place (``x.mul_(2)``,
+    ``x.exponential_()``, a running-statistics update): its graph is functional, so the
+    write would be lost (and its extra outputs broke the output structure at call time)."""
+    updates = [s for s in ep.graph_signature.output_specs if s.kind in _STATE_UPDATES]
+    if not updates:
+        return
+    nodes = {n.name: n for n in ep.graph_module.graph.nodes}
+    what = []
+    for s in updates:
+        node = nodes.get(getattr(s.arg, "name", ""))
+        while node is not None and node.target is operator.getitem:  # an output of a multi-
+            node = node.args[0]  # output op (e.g. a batch norm's running statistics)
+        op = f" (by {node.target})" if node is not None and node.op == "call_function" else ""
+        what.append(f"{_STATE_UPDATES[s.kind]} '{s.target}'{op}")
+    hint = _UPDATE_HINT
+    if any("running_" in s.target or "num_batches_tracked" in s.target for s in updates):
+        hint = ("A BatchNorm in training mode updates its running statistics: call model.eval() "
+                "before compiling (accel compiles inference graphs).")
+    raise CaptureError(
+        f"could not capture {name}: it updates {', '.join(what)} in place; accel compiles "
+        f"functional inference graphs, in which that update would be lost.\n{hint}")
+
+
+_UPDATE_HINT = ("Clone the tensor before the in-place op (x = x.clone()) or return the new value "
+                "as an output; torch.compile(model, backend='accel') runs such code eagerly.")
 
 
 def _ident(name: str) -> str:

@@ -147,6 +147,9 @@ def _import_call(ctx: aten_map.ImportContext, node: fx.Node, env: dict[fx.Node, 
         ctx.out_shapes = _traced_shapes(node, rename, symbols)
         try:
             result = handler(ctx, *args, **kwargs)
+            missing = _missing_outputs(node, result)
+            if missing:  # a multi-output op lowers all the outputs used, or falls back whole
+                raise aten_map.Unsupported(f"output {missing[0]} has no IR lowering")
         except aten_map.Unsupported as e:
             del ctx.rw.nodes[mark:]
             meta = {**meta, "fallback_reason": str(e)}
@@ -154,6 +157,17 @@ def _import_call(ctx: aten_map.ImportContext, node: fx.Node, env: dict[fx.Node, 
             _stamp(ctx.rw, mark, meta)
             return result
     return _fallback(ctx, node, target, args, kwargs, meta)
+
+
+def _missing_outputs(node: fx.Node, result: Any) -> list[int]:
+    """Indices of outputs the handler left out (``None``) that the graph uses."""
+    if not isinstance(result, list | tuple) or all(r is not None for r in result):
+        return []
+    if all(u.target is operator.getitem for u in node.users):
+        used = {u.args[1] for u in node.users}
+    else:  # the tuple itself is used (returned, say): every output is
+        used = set(range(len(result)))
+    return sorted(i for i in used if isinstance(i, int) and i < len(result) and result[i] is None)
 
 
 def _source_meta(node: fx.Node) -> dict[str, Any]:

@@ -63,3 +63,49 @@ def test_sdpa_fully_masked_rows_give_zero(tmp_path) -> None:  # noqa: ANN001
     mask[:, :, 3] = False
     assert MaskedSDPA()(q, mask)[:, :, 3].eq(0).all()
     _every_path(MaskedSDPA(), (q, mask), tmp_path)
+
+
+class SqueezeNone(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.squeeze(x, ())  # an empty dim list squeezes nothing
+
+
+def test_squeeze_with_no_dims_is_the_identity(tmp_path) -> None:  # noqa: ANN001
+    x = torch.randn(1, 3, 1, 1)
+    assert SqueezeNone()(x).shape == (1, 3, 1, 1)
+    _every_path(SqueezeNone(), (x,), tmp_path)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x, i: torch.index_select(x, 0, i),
+    lambda x, i: torch.gather(x, 0, i),
+])
+def test_index_ops_on_a_0d_tensor_fall_back(fn: object) -> None:
+    x = torch.tensor(3.5)
+    i = torch.tensor([0]) if "index_select" in fn.__code__.co_names else torch.tensor(0)
+    compiled = accel.compile(fn, (x, i), target="reference")
+    torch.testing.assert_close(compiled(x, i), fn(x, i))
+    assert compiled.graph.fallbacks()
+
+
+class PoolWithIndices(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.max_pool2d(x, 2, return_indices=True)
+
+
+class LayerNormStats(torch.nn.Module):
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return torch.native_layer_norm(x, (8,), w, None, 1e-5)
+
+
+@pytest.mark.parametrize(("model", "inputs"), [
+    (PoolWithIndices(), (torch.randn(1, 2, 4, 4),)),
+    (LayerNormStats(), (torch.randn(3, 8), torch.randn(8))),
+])
+def test_multi_output_op_whose_extra_outputs_are_used_falls_back_whole(
+        model: torch.nn.Module, inputs: tuple) -> None:
+    compiled = accel.compile(model, inputs, target="reference")
+    for out, ref in zip(compiled(*inputs), model(*inputs), strict=True):
+        torch.testing.assert_close(out, ref)
+    (node,) = compiled.graph.fallbacks()
+    assert "has no IR lowering" in node.meta["fallback_reason"]

@@ -1,8 +1,10 @@
 """fold-bn: conv/linear -> eval BN becomes one conv/linear; training-mode BN is never folded."""
 
+import pytest
 import torch
 from torch import nn
 
+from accel.errors import CaptureError
 from accel.frontend import capture
 from accel.models import get_model
 from accel.passes import PassContext
@@ -42,12 +44,12 @@ def test_fold_bn_linear_bn1d():
     assert result.op_changes() == {"batch_norm": (1, 0)}
 
 
-def test_training_mode_bn_is_not_folded():
+def test_training_mode_bn_is_refused_with_the_fix():
+    # A training-mode BN updates its running statistics in place; a functional inference graph
+    # would drop that update, so capture refuses and names the fix instead of folding.
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)).train()
-    graph = capture(model, (torch.randn(2, 3, 8, 8),))
-    assert "batch_norm" not in graph.op_counts()  # training BN stays an aten fallback
-    assert graph.fallbacks()
-    assert _run(graph) is graph
+    with pytest.raises(CaptureError, match=r"(?s)running_mean.*model\.eval\(\)"):
+        capture(model, (torch.randn(2, 3, 8, 8),))
 
 
 def test_shared_conv_output_is_not_folded():
