@@ -35,6 +35,7 @@ import shutil
 import tempfile
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -43,9 +44,15 @@ from typing import Any
 import torch
 
 from accel import env
+from accel.host import physical_cores
 
 FORMAT = 2
 """Bumped when an entry's layout changes (old entries are then never read)."""
+
+PARALLEL_HASH_BYTES = 16 << 20
+"""Weights larger than this are hashed on several threads."""
+BACKGROUND_CHECK_BYTES = 8 << 20
+"""Payload files larger than this are checked while the executor starts from them."""
 
 _SIMPLE = (int, float, str, bool, type(None))
 
@@ -156,10 +163,27 @@ def model_fingerprint(model: Any) -> str | None:
                  if k not in _MODULE_STATE and not k.startswith("_")}
         h.add(name, cls.__module__, cls.__qualname__, src, m.training,
               json.dumps(attrs, sort_keys=True, default=str))
-    for name, t in [*model.named_parameters(), *model.named_buffers()]:
-        h.add(name)
-        h.tensor(t)
+    tensors = [*model.named_parameters(), *model.named_buffers()]
+    for (name, t), digest in zip(tensors, _tensor_digests([t for _, t in tensors]),
+                                 strict=True):
+        h.add(name, str(t.dtype), tuple(t.shape), digest)
     return h.hexdigest()
+
+
+def _tensor_digests(tensors: list[torch.Tensor]) -> list[bytes]:
+    """Each tensor's bytes hashed, spread over the host's cores (hashlib releases the GIL):
+    a model's weights are hundreds of MB, and this runs on every cached compile."""
+    def one(t: torch.Tensor) -> bytes:
+        h = _Hasher()
+        h.tensor(t)
+        return h._h.digest()
+
+    big = sum(t.numel() * t.element_size() for t in tensors) > PARALLEL_HASH_BYTES
+    workers = min(len(tensors), physical_cores()) if big else 1
+    if workers <= 1:
+        return [one(t) for t in tensors]
+    with ThreadPoolExecutor(workers, thread_name_prefix="accel-hash") as pool:
+        return list(pool.map(one, tensors))
 
 
 def batches_fingerprint(batches: Iterable[Sequence[torch.Tensor]] | None) -> str:
@@ -220,6 +244,22 @@ class Entry:
     payload_file: Path | None = None
     """What the executor starts from (``model.onnx`` in the entry, its weights in
     ``model.onnx.data``), ``None`` for aten."""
+    _check: Future | None = field(default=None, repr=False, compare=False)
+    _dir: Path | None = field(default=None, repr=False, compare=False)
+
+    def verified(self) -> bool:
+        """Whether the payload's large files hash as stored (waits for the background
+        check :func:`load` started); a corrupt entry is removed, with a warning."""
+        if self._check is None:
+            return True
+        ok = self._check.result()
+        self._check = None
+        if not ok and self._dir is not None:
+            _corrupt(self._dir)
+        return ok
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_check": None, "_dir": None}
 
 
 def _file_digest(path: Path) -> str:
@@ -230,21 +270,35 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def _corrupt(d: Path) -> None:
+    warnings.warn(f"accel: compile cache entry {d} is corrupt; compiling again", stacklevel=4)
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def load(key: str) -> Entry | None:
-    """The entry for ``key``, or ``None`` (missing, from another format, or corrupt)."""
+    """The entry for ``key``, or ``None`` (missing, from another format, or corrupt).
+
+    The entry and the small files are checked here; the payload's weights (hundreds of MB)
+    are checked in the background while the executor starts from them: call
+    :meth:`Entry.verified` before using what was built (a corrupt entry is then removed)."""
     d = root() / key
     try:
         meta = (d / "entry.pkl").read_bytes()
         sums = json.loads((d / "sha256.json").read_text())
-        files = {p.name: _file_digest(p) for p in sorted(d.iterdir())
-                 if p.name not in ("entry.pkl", "sha256.json")}
+        present = {p.name: p for p in sorted(d.iterdir())
+                   if p.name not in ("entry.pkl", "sha256.json")}
     except (OSError, ValueError):
         return None
-    if sums.get("entry") != hashlib.sha256(meta).hexdigest() \
-            or sums.get("files", {}) != files:
-        warnings.warn(f"accel: compile cache entry {d} is corrupt; compiling again",
-                      stacklevel=3)
-        shutil.rmtree(d, ignore_errors=True)
+    expected = sums.get("files", {})
+    if sums.get("entry") != hashlib.sha256(meta).hexdigest() or set(present) != set(expected):
+        _corrupt(d)
+        return None
+    large = {n for n, p in present.items() if p.stat().st_size > BACKGROUND_CHECK_BYTES}
+    try:
+        if any(_file_digest(present[n]) != expected[n] for n in present if n not in large):
+            _corrupt(d)
+            return None
+    except OSError:
         return None
     try:
         with warnings.catch_warnings():  # torch's pytree specs warn on unpickling
@@ -253,7 +307,17 @@ def load(key: str) -> Entry | None:
     except Exception:  # noqa: BLE001 - an unreadable entry is rebuilt, whatever broke it
         shutil.rmtree(d, ignore_errors=True)
         return None
-    entry.payload_file = d / "model.onnx" if "model.onnx" in files else None
+    entry.payload_file = d / "model.onnx" if "model.onnx" in present else None
+    if large:
+        def check() -> bool:
+            try:
+                return all(_file_digest(present[n]) == expected[n] for n in sorted(large))
+            except OSError:
+                return False
+        pool = ThreadPoolExecutor(1, thread_name_prefix="accel-cache-check")
+        entry._check = pool.submit(check)
+        pool.shutdown(wait=False)
+    entry._dir = d
     return entry
 
 

@@ -155,18 +155,21 @@ def compile_captured(capture: Callable[[Batch, Any], Graph], example_inputs: Bat
         graph, records = run_pipeline(graph, list(config.steps), ctx,
                                       dump_dir=config.dump if first else None)
         stages["passes"] = time.perf_counter() - t0
+        accuracy = {}
+        if first:  # before lowering: a target may move the weights out of the graph
+            t0 = time.perf_counter()
+            accuracy = lossy_accuracy(captured, graph, records, calib or [args])
+            stages["accuracy"] = time.perf_counter() - t0
+        del captured
         lctx = LowerContext(options=dict(config.options), example_inputs=args,
-                            dump_dir=config.dump, keep_model=key is not None)
+                            dump_dir=config.dump, keep_model=key is not None,
+                            keep_weights=keep_weights)
         t0 = time.perf_counter()
         executable = lower(graph, config.target, lctx)
         lowering = time.perf_counter() - t0
         stages["choice"] = lctx.seconds.get("choice", 0.0)
         stages["lowering"] = lowering - stages["choice"]
-        accuracy = {}
         if first:
-            t0 = time.perf_counter()
-            accuracy = lossy_accuracy(captured, graph, records, calib or [args])
-            stages["accuracy"] = time.perf_counter() - t0
             reported = True
             report.accuracy = accuracy
             report.passes = records
@@ -228,6 +231,9 @@ def _from_cache(key: str) -> tuple[Specialization, cache.Entry] | None:
     except Exception as e:  # noqa: BLE001 - a stale entry is rebuilt, never fatal
         warnings.warn(f"accel: compile cache entry {key[:12]} could not be loaded ({e}); "
                       "compiling again", stacklevel=4)
+        entry.verified()
+        return None
+    if not entry.verified():  # the weights it started from do not hash as stored
         return None
     return Specialization(entry.graph, executable), entry
 

@@ -131,3 +131,12 @@ def trim_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: nothing to do
         pass
+
+
+def header() -> str:
+    """One line naming the host and versions, for the top of every benchmark's output: a
+    figure holds only for the ISA it was taken on."""
+    import torch
+
+    return (f"host: {host().describe()}; torch {torch.__version__}, "
+            f"python {platform.python_version()}")

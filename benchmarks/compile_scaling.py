@@ -46,6 +46,9 @@ def measure(nodes: int, repeats: int) -> tuple[int, float, float, float]:
 
 def main() -> None:
     """Run the sweep and print a table."""
+    from accel.host import header
+
+    print(header(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="250,500,1000,2000")
     parser.add_argument("--repeats", type=int, default=1)

@@ -143,6 +143,9 @@ def bench(name: str, reps: int) -> dict:
 
 def main() -> None:
     """Run the benchmark and write the JSON results."""
+    from accel.host import header, host
+
+    print(header(), flush=True)
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--reps", type=int, default=10)
     p.add_argument("--models", default=",".join(WORKLOADS))
@@ -151,7 +154,7 @@ def main() -> None:
     torch.manual_seed(0)
     rows = [bench(m, args.reps) for m in args.models.split(",")]
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"torch": torch.__version__, "onnxruntime": ort.__version__,
+    meta = {"host": host().describe(), "torch": torch.__version__, "onnxruntime": ort.__version__,
             "machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
             "physical_cores": physical_cores(), "torch_threads": torch.get_num_threads(),
             "reps": args.reps, "load_average": os.getloadavg()}

@@ -66,6 +66,9 @@ def bench_model(name: str, kwargs: dict[str, Any], repeats: int, inductor: bool)
 
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark, print a table, write the JSON."""
+    from accel.host import header, host
+
+    print(header(), flush=True)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -89,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:<20} {r['eager_ms']:>9.2f} {ind} {r['accel_ms']:>9.2f} {ind_ratio} "
               f"{r['accel_vs_eager']:>11.3f} {'yes' if r['within_10pct_of_eager'] else 'NO':>6} "
               f"{r['accel_max_abs_err']:>9.2g}", flush=True)
-    result = {"quick": args.quick, "repeats": repeats, "threads": torch.get_num_threads(),
+    result = {"host": host().describe(), "quick": args.quick, "repeats": repeats,
+              "threads": torch.get_num_threads(),
               "torch": torch.__version__, "machine": platform.machine(),
               "processor": platform.processor(), "models": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,9 @@ def us_per_call(fn: Callable[[], object], calls: int, repeats: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     """Measure and print."""
+    from accel.host import header
+
+    print(header(), flush=True)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--calls", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=7)

@@ -254,6 +254,9 @@ def digits(reps: int, tmp: str) -> None:
 
 def main() -> None:
     """Run the selected benchmarks."""
+    from accel.host import header
+
+    print(header(), flush=True)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--skip-minilm", action="store_true")
     ap.add_argument("--skip-digits", action="store_true")

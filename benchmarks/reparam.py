@@ -64,6 +64,9 @@ def repavit_table() -> list[str]:
 
 def main() -> None:
     """Print the tables."""
+    from accel.host import header
+
+    print(header(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1,

@@ -193,6 +193,9 @@ def latency_table(name: str, model: torch.nn.Module, x: torch.Tensor, specs: lis
 
 def main() -> None:
     """Run the benchmark tables and write the JSON."""
+    from accel.host import header, host
+
+    print(header(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="digits accuracy table only")
     parser.add_argument("--latency-only", action="store_true",
@@ -216,7 +219,7 @@ def main() -> None:
     else:
         tasks = [train_digits_vit(seed=seed) for seed in range(args.seeds)]
         task = tasks[0]
-        result = {"digits": digits_accuracy(tasks)}
+        result = {"host": host().describe(), "digits": digits_accuracy(tasks)}
         _write(result)
     if not args.quick:
         chosen = result["digits"]["chosen"]

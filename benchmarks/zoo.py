@@ -26,6 +26,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main(argv: list[str] | None = None) -> int:
     """Run the zoo, print and write the table."""
+    from accel.host import header
+
+    print(header(), flush=True)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", help="comma-separated zoo names (default: all)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "zoo.json")

@@ -156,6 +156,7 @@ def measure(w: Workload, system_name: str, s: Settings) -> dict[str, Any]:
         report = getattr(fn, "report", None)  # accel systems: the executor the target chose
         if report is not None:
             row["executor"] = report.executor
+            row["compile_stages"] = dict(report.stages)  # seconds: capture, passes, ...
         with torch.no_grad():
             ref = w.model(*w.inputs)
         row.update(_fidelity(out, ref))

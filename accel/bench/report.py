@@ -17,7 +17,8 @@ import torch
 from accel.host import cpu_model, host
 
 COLUMNS = ["model", "system", "status", "median_ms", "iqr_ms", "speedup", "compile_s",
-           "peak_mem_mb", "mem_over_model_mb", "cosine", "max_abs", "top1", "executor"]
+           "compile_stages", "peak_mem_mb", "mem_over_model_mb", "cosine", "max_abs", "top1",
+           "executor"]
 """Markdown table columns (the JSON rows hold these and more)."""
 
 
@@ -74,6 +75,8 @@ def _fmt(value: Any, col: str) -> str:
         return f"{value:.2e}"
     if col == "top1":
         return f"{value:.2f}%"
+    if col == "compile_stages":  # e.g. "capture 3.0 / passes 0.1 / choice 5.7"
+        return " / ".join(f"{k} {v:.1f}" for k, v in value.items() if v >= 0.05) or "–"
     if isinstance(value, float):
         return f"{value:.2f}" if abs(value) < 1000 else f"{value:.0f}"
     return str(value).replace("|", "/")
@@ -102,7 +105,9 @@ METHOD_NOTES = [
     "(JSON also holds p25/p75/min/max and the iteration count).",
     "speedup: eager median / system median, same model and inputs.",
     "compile_s: time to prepare the system (export, compile, session creation) plus the "
-    "first call, minus one median call.",
+    "first call, minus one median call; compile_stages (accel systems): seconds per stage of "
+    "accel's compile as its report gives them (capture, passes, choice = the cpu target's "
+    "executor measurement, lowering; cache = a compile-cache load).",
     "peak_mem_mb: the process's peak resident set (VmHWM reset before preparing the system; "
     "CUDA: max_memory_allocated); mem_over_model_mb: that peak minus the resident set once the "
     "model was built. With --isolate each (model, system) runs in a fresh subprocess.",

@@ -41,6 +41,9 @@ class LowerContext:
     keep_model: bool = False
     """Keep the model file an executor starts from (``model_file``), for the compile
     cache."""
+    keep_weights: bool = False
+    """Keep the graph's constants in memory throughout (export reads them afterwards);
+    otherwise a target may move them out of the graph while runtime sessions are built."""
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:

@@ -10,6 +10,10 @@ cheap estimate rules it out (its first call is many times slower than the fastes
 timed at all for int8 graphs (its int8 matmuls run on ``torch._int_mm``, which no CPU runs
 faster than onnxruntime's integer kernels). A graph with ops that have no ONNX lowering
 runs on aten. ``options={"executor": "ort" | "openvino" | "aten"}`` forces one.
+
+Memory: aten is timed first; the graph's weights then wait in a temporary file (mapped back
+only if aten wins) while the sessions, which read theirs from the exported ONNX file, are
+built and timed one at a time, so compiling holds the model, one session and little else.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 
@@ -67,10 +72,9 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
     if choice not in EXECUTORS:
         raise AccelValueError(f"cpu target: unknown executor '{choice}'; valid: "
                               f"{', '.join(EXECUTORS)}")
-    aten = AtenExecutor(graph)
     if choice == "aten":
         ctx.note(f"aten executor: {len(graph)} steps (forced by options)")
-        return aten
+        return AtenExecutor(graph)
     missing = unsupported_nodes(graph)
     if missing:
         ops = sorted({n.op for n in missing})
@@ -80,7 +84,7 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
         if choice != "auto":
             raise ExportError(f"cpu target: executor '{choice}' was requested but {msg}")
         ctx.note(msg)
-        return aten
+        return AtenExecutor(graph)
     if choice != "auto":
         executor = _build(choice, graph, ctx)
         ctx.note(f"{executor.name} executor: {executor.threads} threads (forced by options)")
@@ -88,32 +92,48 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
     inputs = ctx.example_inputs
     if any(t.device.type != "cpu" for t in inputs):
         ctx.note("aten executor: inputs are not on the CPU")
-        return aten
+        return AtenExecutor(graph)
     int8 = sum(n.op in _INT8_OPS for n in graph.nodes)
     fp32 = dequantized(graph) if int8 else None
     files: dict[str, Path] = {}  # one ONNX export per graph form, read by both runtimes
 
+    export_failed: dict[str, ExportError] = {}
+    for key, form in (("int8", graph), ("fp32", fp32)):  # exported up front: the sessions
+        if form is None:  # start from these files, and the graphs' weights can then go
+            continue
+        try:
+            files[key] = export_file(form, int8_weights=int8_weights_for(host()))
+        except ExportError as e:
+            export_failed[key] = e
+    fp32 = None  # its weights live in its file now (sessions read the graph's structure)
+    spill = _Spill(graph, enabled=not ctx.keep_weights)
+
     def factory(name: str) -> Callable[[], Executable]:
-        base, form = name.removesuffix("-fp32"), fp32 if name.endswith("-fp32") else graph
+        base = name.removesuffix("-fp32")
         key = "fp32" if name.endswith("-fp32") else "int8"
 
         def make() -> Executable:
-            if key not in files:
-                files[key] = export_file(form, int8_weights=int8_weights_for(host()))
-            return _build(base, form, ctx, files[key])
+            if key in export_failed:
+                raise export_failed[key]
+            spill.release()  # no session holds the weights next to the graph's copy
+            return _build(base, graph, ctx, files[key])  # one interface for both forms
         return make
 
     factories: dict[str, Callable[[], Executable]] = {}
+    skip_aten = (f"aten not timed: {int8} int8 matmul(s) would run on torch._int_mm, slower "
+                 "than onnxruntime's integer kernels on CPU") if int8 else None
+    if skip_aten is None:  # first, while the graph still holds its weights
+
+        def make_aten() -> Executable:
+            spill.restore()  # when it won: built again after the sessions were timed
+            return AtenExecutor(graph)  # (its schedule holds the weights: one at a time)
+        factories["aten"] = make_aten
     for name in ("ort", "openvino", "ort-fp32", "openvino-fp32"):
         if name.startswith("openvino") and not openvino_available():
             continue
         if name.endswith("-fp32") and not int8:
             continue
         factories[name] = factory(name)
-    skip_aten = (f"aten not timed: {int8} int8 matmul(s) would run on torch._int_mm, slower "
-                 "than onnxruntime's integer kernels on CPU") if int8 else None
-    if skip_aten is None:
-        factories["aten"] = lambda: aten
     best: Executable | None = None
     try:
         with ctx.timed("choice"):
@@ -121,11 +141,14 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
     finally:
         keep = getattr(best, "model_file", None) if ctx.keep_model else None
         _drop(p for p in files.values() if p != keep)  # the winner's file: the cache's
+        if best is None:
+            spill.restore()  # the graph runs on aten with its own tensors
+        spill.close()
     for msg in failed:
         ctx.note(f"executor not used: {msg}")
     if best is None:
         ctx.note(f"aten executor: {len(graph)} steps")
-        return aten
+        return AtenExecutor(graph)
     ctx.note(f"executor: {best.name} (measured: {line}{'; ' + skip_aten if skip_aten else ''})")
     if best_name.endswith("-fp32"):
         ctx.note(f"int8 does not pay on this host ({host().describe()}): its {int8} int8 "
@@ -133,6 +156,55 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
                  "unquantized: at least as accurate as the int8 graph the accuracy report "
                  "measures)")
     return best
+
+
+class _Spill:
+    """The graph's large constants, written to a temporary file and dropped from memory while
+    runtime sessions are built and timed (each session reads the weights from its ONNX
+    file), so compiling holds the model, one session and nothing else; mapped back from the
+    file (``restore``) if the graph itself must run (aten wins, or every session failed).
+    Graphs with little constant data are left alone."""
+
+    MIN_BYTES = 64 << 20
+
+    def __init__(self, graph: Graph, enabled: bool = True) -> None:
+        self.graph = graph
+        self.path: Path | None = None
+        self.released = False
+        large = sum(t.numel() * t.element_size() for t in graph.constants.values()
+                    if t.numel() * t.element_size() >= Graph.RELEASE_MIN_BYTES)
+        self.worth = enabled and large >= self.MIN_BYTES
+
+    def release(self) -> None:
+        if not self.worth or self.released:
+            return
+        import tempfile
+
+        d = Path(tempfile.mkdtemp(prefix="accel-weights-"))
+        names = {v: f"c{i}" for i, v in enumerate(self.graph.constants)}
+        try:
+            torch.save({names[v]: t for v, t in self.graph.constants.items()}, d / "c.pt")
+        except (OSError, RuntimeError):  # no room on disk: keep the weights in memory
+            shutil.rmtree(d, ignore_errors=True)
+            self.worth = False
+            return
+        self.path, self._names = d / "c.pt", names
+        self.graph.release_constants()
+        self.released = True
+        trim_memory()
+
+    def restore(self) -> None:
+        if not self.released or self.path is None:
+            return
+        saved = torch.load(self.path, mmap=True, weights_only=True)  # pages read on use
+        self.graph.constants = MappingProxyType(
+            {v: saved[n] for v, n in self._names.items()})
+        self.released = False
+
+    def close(self) -> None:
+        if self.path is not None:  # a mapped file stays readable once unlinked
+            shutil.rmtree(self.path.parent, ignore_errors=True)
+            self.path = None
 
 
 def dequantized(graph: Graph) -> Graph:

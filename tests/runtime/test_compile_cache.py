@@ -97,6 +97,34 @@ def test_corrupt_entry_is_rebuilt(cache_dir: Path) -> None:
     assert cache.load(entry.name) is not None
 
 
+def test_corrupt_weights_checked_in_the_background_are_rebuilt(cache_dir: Path,
+                                                              monkeypatch) -> None:  # noqa: ANN001
+    # Large payloads are hashed while the session starts from them: a flipped byte in the
+    # weights (same size, so only the hash can tell) must still discard what was built.
+    monkeypatch.setattr(cache, "BACKGROUND_CHECK_BYTES", 0)
+    model, x = Block().eval(), torch.randn(4, 16)
+    accel.compile(model, (x,), options={"executor": "ort"})
+    (entry,) = _entries(cache_dir)
+    payload = entry / "model.onnx.data"
+    data = bytearray(payload.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    payload.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="corrupt"):
+        cm = accel.compile(model, (x,), options={"executor": "ort"})
+    assert any("compile cache: stored" in n for n in cm.report.lowering)
+    torch.testing.assert_close(cm(x), model(x), atol=1e-5, rtol=1e-5)
+    second = accel.compile(model, (x,), options={"executor": "ort"})  # the rebuilt entry
+    assert any("compile cache: loaded" in n for n in second.report.lowering)
+
+
+def test_threaded_fingerprint_equals_the_serial_one(monkeypatch) -> None:  # noqa: ANN001
+    model = Block().eval()
+    serial = cache.model_fingerprint(model)
+    monkeypatch.setattr(cache, "PARALLEL_HASH_BYTES", 0)
+    monkeypatch.setattr(cache, "physical_cores", lambda: 4)
+    assert cache.model_fingerprint(model) == serial
+
+
 def test_models_the_key_cannot_describe_are_not_cached(cache_dir: Path) -> None:
     model, x = Block().eval(), torch.randn(4, 16)
     model.fc1.register_forward_hook(lambda m, i, o: o * 2)

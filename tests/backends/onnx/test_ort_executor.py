@@ -33,7 +33,7 @@ def test_ort_executor_matches_eager(vit) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize("executor, note", [
     ("ort", "onnxruntime executor"), ("openvino", "openvino executor"),
-    ("aten", "aten executor"), ("auto", "measured: onnxruntime"),
+    ("aten", "aten executor"), ("auto", "(measured: aten"),
 ])
 def test_cpu_target_executor_option(vit, executor: str, note: str) -> None:  # noqa: ANN001
     model, inputs = vit
