@@ -35,7 +35,7 @@ from accel.host import host, trim_memory
 from accel.ir.graph import Graph
 from accel.runtime import Executable
 from accel.targets import LowerContext, register_target
-from accel.timing import median_ms
+from accel.timing import best_ms
 
 EXECUTORS = ("auto", "ort", "openvino", "aten")
 TIMED_RUNS = 3
@@ -57,8 +57,8 @@ _INT8_OPS = frozenset({"linear_int8_dynamic", "linear_int8_static"})
 
 def time_executor(executable: Executable, inputs: Sequence[torch.Tensor],
                   runs: int = TIMED_RUNS, warmup: bool = True) -> float:
-    """Median seconds of ``runs`` calls (after one warm-up call if ``warmup``)."""
-    return median_ms(lambda: executable.run(inputs), runs, warmup=int(warmup)) / 1e3
+    """Seconds of the fastest of ``runs`` calls (after one warm-up call if ``warmup``)."""
+    return best_ms(lambda: executable.run(inputs), runs, warmup=int(warmup)) / 1e3
 
 
 OPTIONS = {"executor": "'auto' (measure), 'ort', 'openvino' or 'aten'"}
@@ -269,7 +269,7 @@ def _choose(factories: dict[str, Callable[[], Executable]], inputs: Sequence[tor
         if first <= CLEAR_WIN * best_t:
             runs = max(1, min(TIMED_RUNS, int(share / max(first, 1e-9))))
             if runs > 1:
-                t, how = time_executor(ex, inputs, runs=runs, warmup=False), f"median of {runs}"
+                t, how = time_executor(ex, inputs, runs=runs, warmup=False), f"best of {runs}"
         threads = f", {ex.threads} threads" if hasattr(ex, "threads") else ""
         parts.append(f"{labels[name]} {t * 1e3:.2f} ms{threads} ({how})")
         lighter = _MEMORY_RANK[name] <= _MEMORY_RANK.get(best_name, 0) or best_t == float("inf")
