@@ -86,7 +86,20 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
         ctx.note(msg)
         return AtenExecutor(graph)
     if choice != "auto":
-        executor = _build(choice, graph, ctx)
+        path = export_file(graph, int8_weights=int8_weights_for(host()))
+        spill = _Spill(graph, enabled=not ctx.keep_weights)
+        spill.release()  # the session reads the weights from the file, not from the graph
+        try:
+            executor = _build(choice, graph, ctx, path)
+        except BaseException:
+            spill.restore()
+            _drop([path])
+            raise
+        finally:
+            spill.close()
+        if not ctx.keep_model:  # else the compile cache takes the file (and removes it)
+            _drop([path])
+            executor.model_file = None
         ctx.note(f"{executor.name} executor: {executor.threads} threads (forced by options)")
         return executor
     inputs = ctx.example_inputs
