@@ -128,8 +128,7 @@ def _plain(value: Any, depth: int = 0) -> Any:
         return {str(k): _plain(v, depth + 1) for k, v in sorted(value.items(), key=str)}
     code = getattr(value, "__code__", None)
     if code is not None:  # a function: keyed by what it does, not by its address
-        return f"<fn {value.__qualname__} {hashlib.blake2b(code.co_code).hexdigest()[:16]} " \
-               f"{_plain(code.co_consts, depth + 1)}>"
+        return f"<fn {value.__qualname__} {_code_hash(code)} {_plain(code.co_consts, depth + 1)}>"
     if callable(value) and hasattr(value, "__qualname__"):
         return f"<{getattr(value, '__module__', '')}.{value.__qualname__}>"
     to_dict = getattr(value, "to_dict", None)
@@ -139,6 +138,30 @@ def _plain(value: Any, depth: int = 0) -> Any:
         except Exception:  # noqa: BLE001 - a config that cannot say itself: keyed by type
             pass
     return f"<{type(value).__qualname__}>"
+
+
+def _code_hash(code: Any) -> str:
+    """What a code object does: its bytecode, the names it reads (``torch.all`` and
+    ``torch.any`` differ only there) and, recursively, its nested functions."""
+    h = hashlib.blake2b(code.co_code, digest_size=8)
+    h.update(repr(code.co_names).encode())
+    for c in code.co_consts:
+        h.update(_code_hash(c).encode() if hasattr(c, "co_code") else repr(c).encode())
+    return h.hexdigest()
+
+
+def _globals_read(fn: Any) -> dict[str, Any]:
+    """The module-level values ``fn`` reads (a flag, a helper function, a config), as plain
+    data: a forward that reads a global computes something else when the global changes,
+    though its class and source file did not."""
+    code, env = getattr(fn, "__code__", None), getattr(fn, "__globals__", None)
+    if code is None or env is None:
+        return {}
+    out = {}
+    for name in code.co_names:
+        if name in env and not inspect.ismodule(env[name]):
+            out[name] = _plain(env[name])
+    return out
 
 
 _MODULE_STATE = {"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set",
@@ -162,7 +185,8 @@ def model_fingerprint(model: Any) -> str | None:
         attrs = {k: _plain(v) for k, v in vars(m).items()
                  if k not in _MODULE_STATE and not k.startswith("_")}
         h.add(name, cls.__module__, cls.__qualname__, src, m.training,
-              json.dumps(attrs, sort_keys=True, default=str))
+              json.dumps(attrs, sort_keys=True, default=str),
+              json.dumps(_globals_read(cls.forward), sort_keys=True, default=str))
     tensors = [*model.named_parameters(), *model.named_buffers()]
     for (name, t), digest in zip(tensors, _tensor_digests([t for _, t in tensors]),
                                  strict=True):

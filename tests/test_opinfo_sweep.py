@@ -28,11 +28,8 @@ from accel.opinfo import (
 
 KNOWN_WRONG: dict[str, tuple[str, str]] = {
     # op: (accel path, why). The test fails when one of them is no longer wrong: remove it.
-    # A list output of an aten fallback comes back nested in one more list, (t,) -> ([t],)
-    # (issue 20 item 2: list/tuple outputs through fallbacks keep their structure).
-    "gradient": ("compile", "list output of an aten fallback nested in one more list"),
-    "meshgrid.list_of_tensors": ("compile", "list output of an aten fallback nested"),
-    "meshgrid.variadic_tensors": ("compile", "list output of an aten fallback nested"),
+    # (gradient and meshgrid, whose one-tensor list output came back nested in one more
+    # list, were fixed in the fallback op.)
 }
 
 # The ratchet, measured with torch 2.13.0 on the 702 op_db entries: raise the figures when

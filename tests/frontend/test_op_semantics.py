@@ -109,3 +109,43 @@ def test_multi_output_op_whose_extra_outputs_are_used_falls_back_whole(
         torch.testing.assert_close(out, ref)
     (node,) = compiled.graph.fallbacks()
     assert "has no IR lowering" in node.meta["fallback_reason"]
+
+
+@pytest.mark.parametrize("fn", [
+    lambda a, b: torch.meshgrid(a, indexing="xy"),  # Tensor[] of one, through a fallback
+    lambda a, b: torch.gradient(a),
+    lambda a, b: torch.meshgrid(a, b, indexing="ij"),
+])
+def test_list_outputs_of_fallbacks_keep_their_structure(fn: object) -> None:
+    class M(torch.nn.Module):
+        def forward(self, a, b):  # noqa: ANN001, ANN202
+            return fn(a, b)
+
+    a, b = torch.randn(5), torch.randn(3)
+    expected = M()(a, b)
+    out = accel.compile(M(), (a, b), target="reference")(a, b)
+    assert type(out) is type(expected) and len(out) == len(expected)
+    for o, e in zip(out, expected, strict=True):
+        assert isinstance(o, torch.Tensor)
+        torch.testing.assert_close(o, e)
+
+
+class _Fn(torch.nn.Module):
+    def __init__(self, fn: object) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):  # noqa: ANN001, ANN202
+        return self.fn(x)
+
+
+@pytest.mark.parametrize("fn", [
+    torch.logical_not,  # of floats: x == 0
+    lambda x: torch.all(x, dim=1),
+    lambda x: torch.any(x > 0.5),
+    lambda x: torch.all(x > -0.5, dim=0, keepdim=True),
+])
+def test_boolean_ops_export_valid_onnx(fn: object, tmp_path) -> None:  # noqa: ANN001
+    x = torch.randn(3, 4)
+    x[0, 1] = 0.0
+    _every_path(_Fn(fn), (x,), tmp_path)

@@ -194,3 +194,25 @@ def test_function_attributes_are_keyed_and_unpicklable_graphs_skip_the_cache(
     assert cache.store("k", cache.Entry(lambda: 0, "aten")) is None  # unpicklable: skipped
     cm = accel.compile(model, (x,))
     torch.testing.assert_close(cm(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+SCALE_FN = torch.sin
+
+
+class ReadsAGlobal(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return SCALE_FN(x) + 1
+
+
+def test_key_changes_with_the_globals_forward_reads(cache_dir: Path, monkeypatch) -> None:  # noqa: ANN001
+    """A forward that reads a module-level value computes something else when it changes,
+    though class and source file did not: the key must see it (torch.all vs torch.any
+    differ only in the names their bytecode reads)."""
+    x = torch.randn(4, 8)
+    first = cache.model_fingerprint(ReadsAGlobal())
+    monkeypatch.setattr(sys.modules[__name__], "SCALE_FN", torch.cos)
+    assert cache.model_fingerprint(ReadsAGlobal()) != first
+    cm = accel.compile(ReadsAGlobal(), (x,))
+    torch.testing.assert_close(cm(x), torch.cos(x) + 1)
+    f_all, f_any = (lambda t: torch.all(t)), (lambda t: torch.any(t))  # noqa: E731
+    assert cache._plain(f_all) != cache._plain(f_any)

@@ -35,7 +35,10 @@ def _to_call_args(template: Any, tensors: tuple) -> Any:
 def _aten(*tensors, target, args=(), kwargs=()):  # noqa: ANN001, ANN202
     call_args = [_to_call_args(a, tensors) for a in args]
     call_kwargs = {k: _to_call_args(v, tensors) for k, v in kwargs}
-    return target(*call_args, **call_kwargs)
+    out = target(*call_args, **call_kwargs)
+    if isinstance(out, list | tuple) and len(out) == 1:  # a Tensor[] of one (meshgrid of one
+        return out[0]  # tensor, gradient of a 1-D input): the node's one output is the tensor
+    return out
 
 
 register_op(OpDef(

@@ -61,7 +61,14 @@ def _binary(op: str, onnx_op: str):  # noqa: ANN202
 
 
 for _op, _onnx in _UNARY.items():
-    onnx_lowering(_op)(_unary(_onnx))
+    if _op != "logical_not":
+        onnx_lowering(_op)(_unary(_onnx))
+
+
+@onnx_lowering("logical_not")
+def lower_logical_not(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Not of the input as bool (``logical_not`` of a number is ``x == 0``)."""
+    return [b.add("Not", [cast_to(b, inputs[0], node.inputs[0].dtype, torch.bool)])]
 for _op, _onnx in _BINARY.items():
     onnx_lowering(_op)(_binary(_op, _onnx))
 
@@ -194,6 +201,10 @@ def _reduction(onnx_op: str):  # noqa: ANN202
             x = cast_to(b, x, node.inputs[0].dtype, dtype)
         elif node.outputs[0].dtype != node.inputs[0].dtype:  # e.g. sum of bool -> int64
             x = cast_to(b, x, node.inputs[0].dtype, node.outputs[0].dtype)
+        if node.outputs[0].dtype == torch.bool:  # any/all: ONNX reduces no bools; via uint8
+            x = cast_to(b, x, torch.bool, torch.uint8)
+            y = reduce(b, onnx_op, x, _dims(node), node.attrs["keepdim"])
+            return [cast_to(b, y, torch.uint8, torch.bool)]
         return [reduce(b, onnx_op, x, _dims(node), node.attrs["keepdim"])]
     return lower
 
