@@ -178,11 +178,16 @@ def _gelu(c: ImportContext, x: Value, approximate: str = "none") -> Value:
     return c.op("gelu", x, approximate=approximate)
 
 
-@handles(aten.clamp, aten.clip, aten.hardtanh)
-def _clamp(c: ImportContext, x: Value, min: Any = -1.0, max: Any = 1.0, **_: Any) -> Value:  # noqa: A002
+@handles(aten.clamp, aten.clip)
+def _clamp(c: ImportContext, x: Value, min: Any = None, max: Any = None, **_: Any) -> Value:  # noqa: A002
     if isinstance(min, Value) or isinstance(max, Value):
         raise Unsupported("tensor clamp bounds")
     return c.op("clamp", x, min=min, max=max)
+
+
+@handles(aten.hardtanh)
+def _hardtanh(c: ImportContext, x: Value, min_val: Any = -1.0, max_val: Any = 1.0) -> Value:
+    return _clamp(c, x, min_val, max_val)
 
 
 @handles(aten.clamp_min)

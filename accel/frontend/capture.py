@@ -164,6 +164,48 @@ def _export_program(module: torch.nn.Module, inputs: tuple[Any, ...], name: str,
                                f"torch.export cannot make functional ({type(e).__name__}: "
                                f"{first})\n{_UPDATE_HINT}") from e
     _check_no_state_update(ep, name)
+    ep = _decompose_unhandled(ep, name)
+    _check_no_state_update(ep, name)  # a decomposition may reveal one (training batch norm)
+    return ep
+
+
+_DECOMPOSE_ROUNDS = 3
+
+
+def _decompose_unhandled(ep: torch.export.ExportedProgram, name: str
+                         ) -> torch.export.ExportedProgram:
+    """Decompose the ops accel has no IR lowering for but torch can express in simpler ATen
+    ops (``divide``, ``square``, ``logsumexp``, ``glu``, ``flip``...): their parts may lower,
+    so they need not run as opaque fallbacks (which no executor but aten can run). Ops accel
+    lowers are left whole: the passes pattern-match them. Ops whose decomposition still
+    does not lower stay fallbacks, as before."""
+    from torch._decomp import decomposition_table
+
+    from accel.frontend import aten_map
+
+    tried: set[Any] = set()
+    for _ in range(_DECOMPOSE_ROUNDS):
+        table = {}
+        for node in ep.graph_module.graph.nodes:
+            op = node.target
+            if node.op != "call_function" or not isinstance(op, torch._ops.OpOverload) \
+                    or op in tried or aten_map.lookup(op) is not None \
+                    or torch.Tag.nondeterministic_seeded in op.tags:
+                continue
+            decomp = decomposition_table.get(op)
+            if decomp is None and torch._C._dispatch_has_kernel_for_dispatch_key(
+                    op.name(), "CompositeImplicitAutograd"):
+                decomp = op.decompose
+            if decomp is not None:
+                table[op] = decomp
+        if not table:
+            break
+        tried |= set(table)
+        try:
+            with _EXPORT_LOCK:
+                ep = ep.run_decompositions(table)
+        except Exception:  # noqa: BLE001 - the ops then run whole, as fallbacks
+            break
     return ep
 
 

@@ -15,8 +15,9 @@ _SMALL = 4096  # constants up to this many elements are compared by content
 
 def _const_key(t: torch.Tensor) -> tuple:
     if t.numel() <= _SMALL:
-        data = t.detach().cpu().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() \
-            if t.numel() else b""
+        flat = torch.empty(t.numel(), dtype=t.dtype).copy_(t.detach().cpu().reshape(-1))
+        data = flat.view(torch.uint8).numpy().tobytes() if t.numel() else b""  # (a fresh
+        # buffer: an expanded one-element constant has stride 0, which cannot be viewed)
         return ("data", t.dtype, tuple(t.shape), hashlib.sha1(data).hexdigest())
     return ("ptr", t.dtype, tuple(t.shape), tuple(t.stride()), t.data_ptr(), t.device.type)
 

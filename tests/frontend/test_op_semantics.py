@@ -149,3 +149,14 @@ def test_boolean_ops_export_valid_onnx(fn: object, tmp_path) -> None:  # noqa: A
     x = torch.randn(3, 4)
     x[0, 1] = 0.0
     _every_path(_Fn(fn), (x,), tmp_path)
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x: torch.clamp(x, min=0.0),  # was clamped to [0, 1]: hardtanh's defaults leaked
+    lambda x: torch.clamp(x, max=0.5),
+    lambda x: torch.clip(x, -0.25),
+    F.hardtanh,
+    lambda x: F.hardtanh(x, -2.0, 0.5),
+])
+def test_clamp_bounds_follow_torch_defaults(fn: object, tmp_path) -> None:  # noqa: ANN001
+    _every_path(_Fn(fn), (torch.randn(4, 5) * 3,), tmp_path)
