@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping
 import torch
 
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of ``repeats`` calls of ``fn()`` in milliseconds, after ``warmup``
-    untimed calls, with autograd off."""
+def _call_ms(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:
+    """Wall times in ms of ``repeats`` calls of ``fn()`` after ``warmup`` untimed ones, with
+    autograd off."""
     with torch.no_grad():
         for _ in range(warmup):
             fn()
@@ -20,22 +20,20 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
             t0 = time.perf_counter()
             fn()
             times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return times
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    """Median wall time of ``repeats`` calls of ``fn()`` in milliseconds, after ``warmup``
+    untimed calls, with autograd off."""
+    return statistics.median(_call_ms(fn, repeats, warmup))
 
 
 def best_ms(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Fastest of ``repeats`` calls of ``fn()`` in milliseconds, after ``warmup`` untimed
     calls, with autograd off: on a shared machine a transient slowdown only ever adds time,
     so the minimum of a few calls ranks two runtimes more reliably than their median."""
-    with torch.no_grad():
-        for _ in range(warmup):
-            fn()
-        best = float("inf")
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fn()
-            best = min(best, (time.perf_counter() - t0) * 1e3)
-    return best
+    return min(_call_ms(fn, repeats, warmup))
 
 
 def interleaved_ms(fns: Mapping[str, Callable[[], object]], rounds: int,

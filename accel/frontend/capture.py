@@ -164,7 +164,7 @@ def _export_program(module: torch.nn.Module, inputs: tuple[Any, ...], name: str,
                                f"torch.export cannot make functional ({type(e).__name__}: "
                                f"{first})\n{_UPDATE_HINT}") from e
     _check_no_state_update(ep, name)
-    ep = _decompose_unhandled(ep, name)
+    ep = _decompose_unhandled(ep)
     _check_no_state_update(ep, name)  # a decomposition may reveal one (training batch norm)
     return ep
 
@@ -172,8 +172,7 @@ def _export_program(module: torch.nn.Module, inputs: tuple[Any, ...], name: str,
 _DECOMPOSE_ROUNDS = 3
 
 
-def _decompose_unhandled(ep: torch.export.ExportedProgram, name: str
-                         ) -> torch.export.ExportedProgram:
+def _decompose_unhandled(ep: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
     """Decompose the ops accel has no IR lowering for but torch can express in simpler ATen
     ops (``divide``, ``square``, ``logsumexp``, ``glu``, ``flip``...): their parts may lower,
     so they need not run as opaque fallbacks (which no executor but aten can run). Ops accel

@@ -183,6 +183,7 @@ class _Spill:
     def __init__(self, graph: Graph, enabled: bool = True) -> None:
         self.graph = graph
         self.path: Path | None = None
+        self._names: dict = {}
         self.released = False
         large = sum(t.numel() * t.element_size() for t in graph.constants.values()
                     if t.numel() * t.element_size() >= Graph.RELEASE_MIN_BYTES)
