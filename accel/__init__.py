@@ -7,6 +7,7 @@
 
 from accel import debug as debug
 from accel.api import compile  # noqa: A004
+from accel.api import kernels as kernels
 from accel.api import reports as reports
 from accel.errors import (
     AccelError,
@@ -28,5 +29,5 @@ __version__ = "0.1.0"
 __all__ = [
     "AccelError", "AccelTypeError", "AccelValueError", "CaptureError", "CompiledModel",
     "ExportError", "Graph", "GraphError", "GuardError", "PassError", "PassRecord", "Report",
-    "compile", "debug", "export_onnx", "reports",
+    "compile", "debug", "export_onnx", "kernels", "reports",
 ]

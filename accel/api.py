@@ -78,6 +78,25 @@ def _compile(model: Any, example_inputs: Any, pipeline: str, target: str, *,
                             inputs, config, cache_key=key, serve_example=serve_example)
 
 
+def kernels(model: Any, example_inputs: Any, pipeline: str = "default", arch: str = "sm_90a",
+            dtype: torch.dtype | str | None = None, *, dump: str | os.PathLike | None = None,
+            fp32_precision: str | None = None, progress: bool = False) -> list[Any]:
+    """Every Triton kernel the ``cuda`` target would launch for ``model``, compiled ahead of
+    time for ``arch`` (``sm_80``, ``sm_90a``) on this machine, GPU or not.
+
+    One :class:`~accel.backends.triton.aot.KernelInfo` per kernel and autotune config:
+    registers, spill bytes, stack, shared memory, tensor-core instructions (wgmma, mma),
+    FLOPs and bytes from the IR. ``dtype`` (``fp16``, ``bf16``, ``fp32``) casts the model
+    first; ``dump`` writes each kernel's source, PTX and SASS; ``progress`` prints a line
+    per compile to stderr. See ``accel kernels --help``.
+    """
+    from accel.backends.triton import aot
+
+    return aot.kernels(model, example_inputs, pipeline, arch, dtype, dump=dump,
+                       fp32_precision=fp32_precision,
+                       progress=aot.print_progress if progress else None)
+
+
 def reports() -> list[Report]:
     """Reports of the graphs compiled through ``torch.compile(backend="accel")``, oldest first.
 

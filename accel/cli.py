@@ -160,6 +160,51 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("kernels", "compile every Triton kernel of a model ahead of time for a GPU "
+                    "architecture (no GPU needed): registers, spills, shared memory, wgmma")
+def _kernels(args: argparse.Namespace) -> int:
+    from accel.backends.triton import aot
+
+    args.arch = args.arch or ["sm_90a"]
+    model, inputs = _load_model(args.model, args.batch_size)
+    graph, inputs = aot.prepare(model, inputs, args.pipeline, args.dtype)
+    infos = []
+    for arch in args.arch:
+        launches = aot.record(graph, inputs, arch, args.fp32_precision)
+        infos += aot.compile_launches(launches, arch, dump=args.dump,
+                                      progress=None if args.quiet else aot.print_progress)
+    print(aot.table(infos, args.device))
+    est = aot.model_estimate([i for i in infos if i.arch == args.arch[0]], graph, args.device)
+    print(f"\nroofline estimate on {aot.DEVICES[args.device].name} ({args.arch[0]} kernels; "
+          f"an estimate from data-sheet peaks, not a measurement): "
+          f"{est['estimate_s'] * 1e6:.1f} us for {int(est['launches'])} launches, "
+          f"{est['bytes'] / 1e6:.1f} MB moved; unfused graph "
+          f"{est['unfused_bytes'] / 1e6:.1f} MB ({est['unfused_bandwidth_s'] * 1e6:.1f} us at "
+          "full bandwidth)")
+    if args.dump:
+        print(f"sources, PTX and SASS in {args.dump}/<arch>/")
+    print(aot.verdict(infos))
+    return 0 if aot.verdict(infos).startswith("OK") else 1
+
+
+@_kernels.args
+def _kernels_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="built-in model name (see accel models)")
+    p.add_argument("--arch", action="append", choices=["sm_80", "sm_90a"],
+                   help="architecture (repeat for several; default sm_90a)")
+    p.add_argument("--pipeline", default="default")
+    p.add_argument("--dtype", default=None, choices=["fp16", "bf16", "fp32"],
+                   help="cast the model and its float inputs first")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--fp32-precision", default=None, choices=["ieee", "tf32", "tf32x3"],
+                   help="float32 dots (default: torch.get_float32_matmul_precision())")
+    p.add_argument("--device", default="H100", choices=["H100", "H200", "A100"],
+                   help="device of the roofline estimate")
+    p.add_argument("--dump", default=None, help="write Triton source, PTX and SASS here")
+    p.add_argument("--quiet", action="store_true", help="no per-compile progress lines")
+    p.set_defaults(arch=None)
+
+
 def _load_plugins() -> None:
     """Import modules that add subcommands (bench, export, bisect) when present."""
     import importlib

@@ -21,7 +21,25 @@ from accel.runtime import Executable
 from accel.targets import LowerContext, register_target
 
 OPTIONS = {"cudagraphs": "replay the schedule as one captured CUDA graph (bool)",
+           "fp32_precision": "float32 matmul/attention dots: ieee (exact, no tensor cores), "
+                             "tf32 or tf32x3; default follows "
+                             "torch.get_float32_matmul_precision() (highest: ieee; high, "
+                             "medium: tf32, as Inductor)",
            "interpret": "tests only: run the kernels in Triton's CPU interpreter (bool)"}
+
+
+FP32_PRECISIONS = ("ieee", "tf32", "tf32x3")
+
+
+def fp32_precision(option: object = None) -> str:
+    """The ``input_precision`` of float32 dots: the option, or torch's float32 matmul
+    precision setting (``highest``: ieee; ``high``/``medium``: tf32, as Inductor)."""
+    if option is None:
+        return "ieee" if torch.get_float32_matmul_precision() == "highest" else "tf32"
+    if option not in FP32_PRECISIONS:
+        raise AccelValueError(f"target 'cuda' option fp32_precision={option!r}: use one of "
+                              f"{', '.join(FP32_PRECISIONS)}")
+    return str(option)
 
 
 @register_target("cuda", "CUDA: Triton kernels for fused groups, ATen for the rest", OPTIONS)
@@ -41,7 +59,8 @@ def lower_cuda(graph: Graph, ctx: LowerContext) -> Executable:
         ctx.note("aten executor: no CUDA device or inputs not on CUDA; Triton lowering "
                  f"skipped ({len(graph)} steps)")
         return AtenExecutor(graph)
-    device = Device(torch.cuda.get_device_capability() if real_cuda else None, interpret)
+    device = Device(torch.cuda.get_device_capability() if real_cuda else None, interpret,
+                    fp32_precision=fp32_precision(ctx.options.get("fp32_precision")))
     cudagraphs = bool(ctx.options.get("cudagraphs", False)) and not interpret
     if cudagraphs and graph.is_dynamic:
         ctx.note("cudagraphs off: the graph has symbolic dims (a captured graph fixes its "

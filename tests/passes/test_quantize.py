@@ -216,3 +216,18 @@ def test_minilm_real_weights_int8_dynamic_sentence_cosine(act: str, min_cos: flo
     out = out[0] if isinstance(out, tuple | list) else getattr(out, "last_hidden_state", out)
     emb_ref, emb_q = (ref * mask).sum(1) / mask.sum(1), (out * mask).sum(1) / mask.sum(1)
     assert F.cosine_similarity(emb_ref, emb_q).min() > min_cos
+
+
+def test_quantize_a_half_precision_model() -> None:
+    """An fp16 model quantizes (the per-layer SQNR is measured in float32; it crashed on the
+    fp16 weights) and stays close to its fp16 eager output."""
+    model, (x,) = get_model("vit_small_test")
+    model, x = model.half(), x.half()
+    compiled = accel.compile(model, (x,), "default,quantize{mode=int8-dynamic}",
+                             target="reference")
+    with torch.no_grad():
+        want = model(x).float()
+    got = compiled(x).float()
+    assert (got - want).abs().max() < 0.05 * want.abs().max()
+    metrics = compiled.report.passes[-1].metrics
+    assert metrics["min_layer_sqnr_db"] > 20

@@ -21,12 +21,13 @@ from types import ModuleType
 
 import torch
 import triton
+from triton import knobs
 
 from accel import env
 from accel.errors import AccelError
 
 _LOCK = threading.Lock()
-_MODULES: dict[Path, ModuleType] = {}
+_MODULES: dict[tuple[Path, bool], ModuleType] = {}
 
 
 def device_name(interpret: bool) -> str:
@@ -106,19 +107,29 @@ def _fallback_dir() -> Path:
         return _FALLBACK[0]
 
 
-def load_kernel(name: str, source: str, *, interpret: bool = False) -> object:
-    """The ``triton.jit`` kernel ``name`` defined by ``source``, via the on-disk cache."""
+def load_kernel(name: str, source: str, *, interpret: bool = False, jit: bool = False
+                ) -> object:
+    """The ``triton.jit`` kernel ``name`` defined by ``source``, via the on-disk cache.
+
+    ``jit``: decorate it as a compiled (not interpreted) kernel even when this process runs
+    Triton's interpreter, for ahead-of-time compilation.
+    """
     path = kernel_path(name, source, interpret=interpret)
     with _LOCK:
-        module = _MODULES.get(path)
+        module = _MODULES.get((path, jit))
         if module is None:
-            mod_name = f"accel_kernels.{path.parent.name}.{name}"
+            mod_name = f"accel_kernels.{path.parent.name}.{name}" + ("_jit" if jit else "")
             spec = importlib.util.spec_from_file_location(mod_name, path)
             assert spec is not None and spec.loader is not None
             module = importlib.util.module_from_spec(spec)
             sys.modules[mod_name] = module
-            spec.loader.exec_module(module)
-            _MODULES[path] = module
+            if jit:
+                with knobs.runtime.scope():
+                    knobs.runtime.interpret = False
+                    spec.loader.exec_module(module)
+            else:
+                spec.loader.exec_module(module)
+            _MODULES[(path, jit)] = module
     return getattr(module, name)
 
 

@@ -36,6 +36,8 @@ class KernelSource(Generic[L]):
     """Python/Triton module source."""
     launch: L
     """Launch facts the template fixed (a dataclass of the kind's own)."""
+    notes: tuple[str, ...] = ()
+    """Report lines about choices the template made for this device (smaller tiles...)."""
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,39 @@ class Device:
     """``(major, minor)`` of a real CUDA device, ``None`` without one (the interpreter)."""
     interpret: bool = False
     """Kernels run in Triton's CPU interpreter (tests)."""
+    fp32_precision: str = "ieee"
+    """How float32 ``tl.dot`` computes: ``ieee`` (no tensor cores), ``tf32`` or ``tf32x3``
+    (tensor cores; the cuda target follows ``torch.get_float32_matmul_precision()``)."""
+    record: bool = False
+    """Launches are recorded for ahead-of-time compilation for :attr:`capability`, not run
+    (:mod:`accel.backends.triton.record`); kernels are built as for that GPU."""
 
+    @property
+    def arch(self) -> str | None:
+        """The architecture name kernels are built for (``sm_90a``, ``sm_80``), ``None`` for
+        the interpreter."""
+        if self.capability is None or (self.interpret and not self.record):
+            return None
+        major, minor = self.capability
+        return f"sm_{major}{minor}" + ("a" if major == 9 else "")
+
+    @property
+    def hopper(self) -> bool:
+        """Kernels are built for sm_90 (wgmma needs 4-warp groups and 64-row tiles)."""
+        return self.arch == "sm_90a"
+
+    def dot_precision(self, dtype: torch.dtype) -> str:
+        """The ``input_precision`` argument of ``tl.dot`` on ``dtype`` operands ('' for
+        16-bit ones, which always use tensor cores)."""
+        return f', input_precision="{self.fp32_precision}"' if dtype == torch.float32 else ""
+
+    def tensor_core_dots(self, dtype: torch.dtype) -> bool:
+        """Whether a ``tl.dot`` on ``dtype`` operands runs on tensor cores here."""
+        return dtype != torch.float32 or self.fp32_precision != "ieee"
+
+
+INTERPRETER = Device(interpret=True)
+"""Triton's CPU interpreter (the tests' device)."""
 
 Launch = Callable[..., object]
 """A step function: ``fn(inputs, outputs) -> None`` for kinds writing into buffers,
@@ -85,9 +119,9 @@ class KernelKind:
     to decline it (it then goes to a later kind)."""
     launch: Callable[[Graph, KernelGroup, CompiledKernel | None], Launch]
     """The group's step function, built once at lowering (weight-side work done here)."""
-    emit: Callable[[KernelGroup, bool], KernelSource] | None = None
-    """Template kinds: the group's Triton source (``interpret`` flag second); ``None`` for
-    kinds running fixed kernels."""
+    emit: Callable[[KernelGroup, Device], KernelSource] | None = None
+    """Template kinds: the group's Triton source for the device (its configs depend on the
+    architecture); ``None`` for kinds running fixed kernels."""
     args: Args = Args.GROUP
     """What the step function is called with."""
     into_buffers: bool = True

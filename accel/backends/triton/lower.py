@@ -14,33 +14,55 @@ from pathlib import Path
 
 from accel.backends.triton.cache import dump_source, load_kernel
 from accel.backends.triton.executor import TritonExecutor
-from accel.backends.triton.kernel import CompiledKernel, Device, KernelGroup
+from accel.backends.triton.kernel import Args, CompiledKernel, Device, KernelGroup
 from accel.backends.triton.kinds import ATEN, KINDS
 from accel.backends.triton.partition import partition
+from accel.backends.triton.record import Recorder
 from accel.ir.graph import Graph
 
 
-def build_kernel(group: KernelGroup, device: Device, dump_dir: Path | None = None
-                 ) -> CompiledKernel | None:
-    """The compiled kernel of a template group (``None`` for kinds with fixed kernels)."""
+def build_kernel(group: KernelGroup, device: Device, dump_dir: Path | None = None,
+                 recorder: Recorder | None = None) -> CompiledKernel | None:
+    """The compiled kernel of a template group (``None`` for kinds with fixed kernels); with
+    a ``recorder``, a stand-in recording its launches."""
     if group.kind.emit is None:
         return None
-    src = group.kind.emit(group, device.interpret)
+    src = group.kind.emit(group, device)
     if dump_dir is not None:
         dump_source(dump_dir, src.name, src.source)
+    if recorder is not None:
+        fn = load_kernel(src.name, src.source, jit=True)
+        return CompiledKernel(src, recorder.wrap(fn, src.source, src.notes))
     return CompiledKernel(src, load_kernel(src.name, src.source, interpret=device.interpret))
 
 
 def lower_triton(graph: Graph, device: Device, *, cudagraphs: bool = False,
-                 dump_dir: Path | None = None, note: Callable[[str], None] = lambda _: None
-                 ) -> TritonExecutor:
-    """The Triton executor of ``graph`` on ``device``; ``note`` receives report lines."""
+                 dump_dir: Path | None = None, note: Callable[[str], None] = lambda _: None,
+                 recorder: Recorder | None = None) -> TritonExecutor:
+    """The Triton executor of ``graph`` on ``device``; ``note`` receives report lines.
+
+    With a ``recorder`` (``device.record``), running the executor records every Triton
+    launch instead of running it; library kernels run their ATen reference instead.
+    """
+    if (recorder is not None) != device.record:
+        raise ValueError("lower_triton: a recorder goes with Device(record=True)")
     groups = partition(graph, KINDS, device, note)
     fns = []
+    template_notes: Counter[str] = Counter()
     for g in groups:
-        fns.append(g.kind.launch(graph, g, build_kernel(g, device, dump_dir)))
+        if recorder is not None and g.kind.runs_on != "triton":
+            # ATen and library kernels (2:4 sparse) have nothing to compile: run the node
+            assert g.kind.args is Args.NODE and not g.kind.into_buffers, g.kind
+            fns.append(ATEN.launch(graph, g, None))
+        else:
+            kernel = build_kernel(g, device, dump_dir, recorder)
+            template_notes.update(kernel.source.notes if kernel is not None else ())
+            fn = g.kind.launch(graph, g, kernel)
+            fns.append(fn if recorder is None else recorder.step(g, fn, g.kind.into_buffers))
         if g.kind is not ATEN:
             note(f"{g.kind.runs_on} {g.describe()}")
+    for line, count in template_notes.items():
+        note(line + (f" (x{count})" if count > 1 else ""))
     aten = Counter(g.nodes[0].op for g in groups if g.kind is ATEN)
     if aten:
         note("left to aten: " + ", ".join(f"{op} x{c}" for op, c in sorted(aten.items())))

@@ -139,8 +139,12 @@ def report_layer_sqnr(ctx: PassContext, pass_name: str, sqnr: dict[str, float],
 
 def layer_sqnr(node: Node, graph: Graph, x: torch.Tensor,
                approx: Callable[[torch.Tensor], torch.Tensor]) -> float:
-    """SQNR of ``approx(x)`` against the float linear ``node`` on input rows ``x``."""
+    """SQNR of ``approx(x)`` against the float linear ``node`` on input rows ``x`` (the
+    reference in float32, whatever the model's dtype; ``approx`` gets rows in the linear's
+    own dtype)."""
     w = graph.const(node.inputs[1])
     b = graph.const(node.inputs[2]) if len(node.inputs) > 2 and node.inputs[2] else None
+    x = x.to(w.dtype)
     with torch.no_grad():
-        return sqnr_db(F.linear(x, w, b), approx(x))
+        ref = F.linear(x.float(), w.float(), b.float() if b is not None else None)
+        return sqnr_db(ref, approx(x).float())

@@ -20,9 +20,9 @@ import torch
 import triton
 import triton.language as tl
 
-from accel import env
 from accel.backends.triton.kernel import Args, CompiledKernel, KernelGroup, KernelKind, is_float
 from accel.backends.triton.partition import Claims
+from accel.backends.triton.record import interpreted, launcher
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Node
 from accel.ir.ops.quant import quantize_activation
@@ -90,7 +90,7 @@ class WeightOperands:
 
 
 def _blocks() -> tuple[int, int, int]:
-    return (16, 16, 32) if env.triton_interpret() else (64, 64, 64)
+    return (16, 16, 32) if interpreted() else (64, 64, 64)
 
 
 def _launch(x_q: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor | None,
@@ -102,7 +102,7 @@ def _launch(x_q: torch.Tensor, x_scale: torch.Tensor, x_zero_point: torch.Tensor
           if x_zero_point is not None else sx)
     wsum = w.w_sum if x_zero_point is not None else sx
     grid = (triton.cdiv(m, block[0]), triton.cdiv(n, block[1]))
-    _int8_matmul_dequant[grid](
+    launcher(_int8_matmul_dequant)[grid](
         x_q, w.w_q, sx, zp, w.w_scale, wsum, w.bias if w.bias is not None else sx, out,
         m, n, k, x_q.stride(0), x_q.stride(1), w.w_q.stride(0), w.w_q.stride(1),
         out.stride(0), out.stride(1), HAS_BIAS=w.bias is not None,

@@ -24,7 +24,6 @@ import torch
 import triton
 import triton.language as tl
 
-from accel import env
 from accel.backends.triton.kernel import (
     FLOAT_DTYPES,
     Args,
@@ -34,6 +33,7 @@ from accel.backends.triton.kernel import (
     is_float,
 )
 from accel.backends.triton.partition import Claims
+from accel.backends.triton.record import interpreted, launcher
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Node
 from accel.ir.ops.tokens import attentive_select, bipartite_match, prune_fuses
@@ -126,7 +126,7 @@ def _weighted_row_sum(
 
 def _blocks(c: int) -> tuple[int, int]:
     """(rows, channels) per program: small under the interpreter, GPU-sized otherwise."""
-    interpret = env.triton_interpret()
+    interpret = interpreted()
     block_c = min(triton.next_power_of_2(max(c, 1)), 64 if interpret else 256)
     return (16 if interpret else 32), block_c
 
@@ -167,7 +167,7 @@ def gather_merge_rows(x: torch.Tensor, size: torch.Tensor | None, base: torch.Te
     sz = _size_rows(x, size)
     block_r, block_c = _blocks(c)
     grid = (bsz, triton.cdiv(n_out, block_r), triton.cdiv(c, block_c))
-    _gather_merge_rows[grid](
+    launcher(_gather_merge_rows)[grid](
         x, sz, base, lo, hi, src if num_src else base, out, out_size,
         n_out, first_merged, num_src, c, *x.stride(), sz.stride(0), sz.stride(1),
         *out.stride(), out_size.stride(0), out_size.stride(1),
@@ -232,7 +232,7 @@ def attentive_prune(x: torch.Tensor, cls_attn: torch.Tensor, size: torch.Tensor 
         sz = _size_rows(x, size)
         block_r, block_c = _blocks(c)
         fused, fused_size = out[:, n_out - 1], out_size[:, n_out - 1]
-        _weighted_row_sum[(bsz, triton.cdiv(c, block_c))](
+        launcher(_weighted_row_sum)[(bsz, triton.cdiv(c, block_c))](
             x, sz, rows, w, fused, fused_size, rows.shape[1], c, *x.stride(),
             sz.stride(0), sz.stride(1), fused.stride(0), fused.stride(1), fused_size.stride(0),
             HAS_SIZE=size is not None, BLOCK_R=block_r, BLOCK_C=block_c,

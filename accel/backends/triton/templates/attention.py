@@ -17,7 +17,9 @@ import triton
 
 from accel.backends.triton.kernel import (
     FLOAT_DTYPES,
+    INTERPRETER,
     CompiledKernel,
+    Device,
     KernelGroup,
     KernelKind,
     KernelSource,
@@ -27,13 +29,34 @@ from accel.backends.triton.templates.expr import header, jit, kernel_name
 from accel.ir.graph import Graph, Node
 from accel.ir.shapes import is_symbolic
 
-GPU_CONFIGS = [  # (BLOCK_M, BLOCK_N, num_warps, num_stages)
-    (128, 64, 4, 3),
-    (64, 64, 4, 3),
-    (128, 32, 4, 4),
-    (64, 32, 2, 4),
+TENSOR_CORE_CONFIGS = [  # (BLOCK_M, BLOCK_N, num_warps, num_stages)
+    (128, 32, 8, 3),
+    (128, 32, 8, 4),
+    (64, 32, 4, 3),
+    (64, 32, 4, 4),
 ]
+"""Configs for tensor-core dots (fp16/bf16, tf32): 64-row tiles and 4-warp groups, so all
+use wgmma on sm_90a; none spills on sm_80 or sm_90a at head dims 16 and 64, with or without
+a bias (ToMe's log-size bias, BERT's mask). With a bias, 128x64 tiles (4 or 8 warps) and
+64x64 ones (4 or 8 warps) spill 40-372 B; the 2-warp 64x32 tile cannot use wgmma."""
+IEEE_CONFIGS = [
+    (64, 32, 8, 3),
+    (64, 32, 8, 2),
+    (32, 32, 4, 3),
+    (64, 16, 4, 3),
+]
+"""Configs for exact fp32 dots (CUDA cores): none spills on sm_80 or sm_90a at head dims 16
+and 64, with or without a bias. Larger tiles do: 128x64 on 4 warps 13-17 KB (ptxas settles
+at 32 registers); with ToMe's bias 64x64 on 8 warps and 64x32 on 4 170-650 B, 64x64 and
+128x32 on 16 warps 12-16 B."""
 INTERPRET_CONFIGS = [(16, 16, 1, 1)]
+
+
+def configs(device: Device, dtype: torch.dtype) -> list[tuple[int, int, int, int]]:
+    """The configs offered on ``device`` for ``dtype`` operands."""
+    if device.interpret:
+        return INTERPRET_CONFIGS
+    return TENSOR_CORE_CONFIGS if device.tensor_core_dots(dtype) else IEEE_CONFIGS
 
 
 def configs_source(configs: list[tuple[int, int, int, int]]) -> str:
@@ -69,8 +92,9 @@ def claim(claims: Claims, node: Node) -> list[Node] | None:
     return [node]
 
 
-def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[AttentionLaunch]:
+def emit(group: KernelGroup, device: Device = INTERPRETER) -> KernelSource[AttentionLaunch]:
     """Triton source for one attention node."""
+    interpret = device.interpret
     (node,) = group.nodes
     q, k, v = node.inputs[:3]
     has_bias = len(node.inputs) > 3 and node.inputs[3] is not None
@@ -79,12 +103,12 @@ def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[AttentionL
     scale = node.attrs["scale"]
     scale = d ** -0.5 if scale is None else scale
     causal = bool(node.attrs["causal"])
-    precision = ', input_precision="ieee"' if q.dtype == torch.float32 else ""
+    precision = device.dot_precision(q.dtype)
     # the interpreter's tl.dot mishandles bf16 operands (numpy has no bf16): upcast there
     upcast = ".to(tl.float32)" if interpret and q.dtype == torch.bfloat16 else ""
     if upcast:
         precision = ', input_precision="ieee"'
-    configs = INTERPRET_CONFIGS if interpret else GPU_CONFIGS
+    offered = configs(device, q.dtype)
     bias_add = """
         bias_tile = (bias_ptr + b * stride_zb + h * stride_zh + rm[:, None] * stride_zm
                      + rn[None, :] * stride_zn)
@@ -97,7 +121,7 @@ def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[AttentionL
         v_: n_ for v_, n_ in zip(node.inputs, ("q_ptr", "k_ptr", "v_ptr", "bias_ptr"), strict=False)
         if v_ is not None} | {node.output: "out_ptr"}) + f"""
 
-@triton.autotune(configs={configs_source(configs)}, key=["LQ", "LK"])
+@triton.autotune(configs={configs_source(offered)}, key=["LQ", "LK"])
 {jit(["H", "LQ", "LK"] if is_symbolic((q.shape, k.shape)) else [])}
 def {name}(q_ptr, k_ptr, v_ptr, bias_ptr, out_ptr, H, LQ, LK,
         stride_qb, stride_qh, stride_qm, stride_qd,

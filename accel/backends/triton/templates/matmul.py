@@ -15,7 +15,9 @@ import torch
 import triton
 
 from accel.backends.triton.kernel import (
+    INTERPRETER,
     CompiledKernel,
+    Device,
     KernelGroup,
     KernelKind,
     KernelSource,
@@ -42,7 +44,34 @@ GPU_CONFIGS = [  # (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)
     (64, 64, 32, 4, 4),
     (32, 64, 32, 4, 5),
 ]
+"""Configs the autotuner tries on a GPU; :func:`configs` picks among them per device. All
+compile without spills for sm_80 and sm_90a in fp16, bf16 and fp32 (checked ahead of time:
+``accel kernels``, tests/backends/triton/test_aot.py)."""
 INTERPRET_CONFIGS = [(32, 32, 32, 1, 1)]
+WGMMA_ROWS = 64
+"""wgmma (sm_90) works on 64-row tiles of a 4-warp group: smaller tiles fall back to
+mma.sync."""
+
+
+def configs(device: Device, dtype: torch.dtype, m: Dim
+            ) -> tuple[list[tuple[int, int, int, int, int]], tuple[str, ...]]:
+    """The configs offered on ``device`` for ``dtype`` operands and ``m`` rows, and a note
+    when the choice gives something up.
+
+    On sm_90a with tensor-core dots only configs wgmma can run (64-row tiles, warps in
+    groups of 4) are offered, unless the problem has fewer than 64 rows: then the 32-row
+    tile, on mma.sync, and the report says so.
+    """
+    if device.interpret:
+        return INTERPRET_CONFIGS, ()
+    if not (device.hopper and device.tensor_core_dots(dtype)):
+        return GPU_CONFIGS, ()
+    wgmma = [c for c in GPU_CONFIGS if c[0] >= WGMMA_ROWS and c[3] % 4 == 0]
+    if isinstance(m, int) and m < WGMMA_ROWS:
+        small = [c for c in GPU_CONFIGS if c[0] < WGMMA_ROWS]
+        return small, (f"matmul with {m} rows (< {WGMMA_ROWS}): 32-row tiles on mma.sync, "
+                       "not wgmma",)
+    return wgmma, ()
 
 
 def configs_source(configs: list[tuple[int, int, int, int, int]]) -> str:
@@ -89,8 +118,9 @@ def _epilogue_inputs(group: KernelGroup) -> list:
                               if v is not None and v not in inside))
 
 
-def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[MatmulLaunch]:
+def emit(group: KernelGroup, device: Device = INTERPRETER) -> KernelSource[MatmulLaunch]:
     """Triton source for a linear/matmul group with its epilogue."""
+    interpret = device.interpret
     name = kernel_name(group.name, "matmul")
     mm = group.nodes[0]
     a = mm.inputs[0]
@@ -108,7 +138,7 @@ def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[MatmulLaun
     pointwise_chain(em, group.nodes[1:], out_shape, "idx", "mask")
     for v in group.outputs:
         em.store(v, "idx", "mask")
-    precision = ', input_precision="ieee"' if a.dtype == torch.float32 else ""
+    precision = device.dot_precision(a.dtype)
     # the interpreter's tl.dot mishandles bf16 operands (numpy has no bf16): upcast there
     upcast = ".to(tl.float32)" if interpret and a.dtype == torch.bfloat16 else ""
     if upcast:
@@ -121,7 +151,7 @@ def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[MatmulLaun
                         *args.values(), "M", "N", "K", *strides, *em.sizes.values(),
                         "M_KEY", "N_KEY", "K_KEY",
                         "BLOCK_M: tl.constexpr", "BLOCK_N: tl.constexpr", "BLOCK_K: tl.constexpr"])
-    configs = INTERPRET_CONFIGS if interpret else GPU_CONFIGS
+    offered, notes = configs(device, a.dtype, m)
     dynamic = is_symbolic((m, n, k, batch)) or bool(em.sizes)
     # symbolic sizes: tune once per power-of-two bucket of the sizes (not per length), and
     # compile once (sizes and strides unspecialized)
@@ -129,7 +159,7 @@ def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[MatmulLaun
     key = ["M_KEY", "N_KEY", "K_KEY"] if dynamic else ["M", "N", "K"]
     src = (header("matmul", group.name, group.nodes, doc_args) + f"""
 
-@triton.autotune(configs={configs_source(configs)}, key={key!r})
+@triton.autotune(configs={configs_source(offered)}, key={key!r})
 {jit(sizes if dynamic else [])}
 def {name}({params}):
     pid = tl.program_id(0)
@@ -153,7 +183,7 @@ def {name}({params}):
 {body}
 """)
     return KernelSource(name, src, MatmulLaunch(m, n, k, batch, bias is not None,
-                                                tuple(em.sizes)))
+                                                tuple(em.sizes)), notes)
 
 
 def launch(graph: Graph, group: KernelGroup, kernel: CompiledKernel | None) -> Callable:

@@ -14,7 +14,9 @@ import torch
 import triton
 
 from accel.backends.triton.kernel import (
+    INTERPRETER,
     CompiledKernel,
+    Device,
     KernelGroup,
     KernelKind,
     KernelSource,
@@ -64,7 +66,7 @@ def claim(claims: Claims, node: Node) -> list[Node] | None:
     return [node, *claims.epilogue(node, fusible)] if fusible(node) else None
 
 
-def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[PointwiseLaunch]:
+def emit(group: KernelGroup, device: Device = INTERPRETER) -> KernelSource[PointwiseLaunch]:
     """Triton source computing ``group``'s pointwise chain over its output shape."""
     name = kernel_name(group.name, "pointwise")
     out_shape = group.nodes[-1].output.shape

@@ -15,7 +15,9 @@ import torch
 import triton
 
 from accel.backends.triton.kernel import (
+    INTERPRETER,
     CompiledKernel,
+    Device,
     KernelGroup,
     KernelKind,
     KernelSource,
@@ -133,8 +135,9 @@ def claim(claims: Claims, node: Node) -> list[Node] | None:
     return [*pro, node, *epi]
 
 
-def emit(group: KernelGroup, interpret: bool = False) -> KernelSource[ReductionLaunch]:
+def emit(group: KernelGroup, device: Device = INTERPRETER) -> KernelSource[ReductionLaunch]:
     """Triton source for a row-reduction group (prologue, reduction, epilogue)."""
+    interpret = device.interpret
     name = kernel_name(group.name, "reduction")
     anchor = group.anchor
     k = group.nodes.index(anchor)
