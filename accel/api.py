@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from collections.abc import Iterable
@@ -11,7 +12,10 @@ import torch
 
 from accel import cache
 from accel.driver import compile_captured, make_config
+from accel.errors import AccelValueError
 from accel.frontend import as_module, capture, check_example_inputs
+from accel.ir.graph import Graph
+from accel.passes import PassContext, parse_pipeline, run_pipeline
 from accel.report import Report
 from accel.runtime import CompiledModel
 
@@ -86,15 +90,41 @@ def kernels(model: Any, example_inputs: Any, pipeline: str = "default", arch: st
 
     One :class:`~accel.backends.triton.aot.KernelInfo` per kernel and autotune config:
     registers, spill bytes, stack, shared memory, tensor-core instructions (wgmma, mma),
-    FLOPs and bytes from the IR. ``dtype`` (``fp16``, ``bf16``, ``fp32``) casts the model
-    first; ``dump`` writes each kernel's source, PTX and SASS; ``progress`` prints a line
-    per compile to stderr. See ``accel kernels --help``.
+    FLOPs and bytes from the IR. ``dtype`` (``fp16``, ``bf16``, ``fp32``) casts a copy of
+    the model and its float inputs first; ``dump`` writes each kernel's source, PTX and
+    SASS; ``fp32_precision`` is the cuda target's option (default: torch's float32 matmul
+    precision); ``progress`` prints a line per compile to stderr. See ``accel kernels``.
     """
     from accel.backends.triton import aot
 
-    return aot.kernels(model, example_inputs, pipeline, arch, dtype, dump=dump,
-                       fp32_precision=fp32_precision,
-                       progress=aot.print_progress if progress else None)
+    graph, inputs = kernel_graph(model, example_inputs, pipeline, dtype)
+    launches = aot.record(graph, inputs, arch, fp32_precision)
+    return aot.compile_launches(launches, arch, dump=dump,
+                                progress=aot.print_progress if progress else None)
+
+
+DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
+          "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
+
+
+def kernel_graph(model: Any, example_inputs: Any, pipeline: str = "default",
+                 dtype: torch.dtype | str | None = None
+                 ) -> tuple[Graph, tuple[torch.Tensor, ...]]:
+    """The optimized graph the ``cuda`` target would lower for ``model`` (cast to ``dtype``
+    first, on a copy), and the inputs it runs on."""
+    module = as_module(model)
+    inputs = check_example_inputs(example_inputs)
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise AccelValueError(f"dtype {dtype!r}: use one of fp16, bf16, fp32")
+        dtype = DTYPES[dtype]
+    if dtype is not None:
+        module = copy.deepcopy(module).to(dtype)
+        inputs = tuple(t.to(dtype) if t.is_floating_point() else t for t in inputs)
+    graph = capture(module, inputs, type(module).__name__)
+    ctx = PassContext(example_inputs=inputs, target="cuda")
+    graph, _ = run_pipeline(graph, list(parse_pipeline(pipeline)), ctx)
+    return graph, inputs
 
 
 def reports() -> list[Report]:

@@ -163,11 +163,12 @@ def _info(args: argparse.Namespace) -> int:
 @command("kernels", "compile every Triton kernel of a model ahead of time for a GPU "
                     "architecture (no GPU needed): registers, spills, shared memory, wgmma")
 def _kernels(args: argparse.Namespace) -> int:
+    from accel.api import kernel_graph
     from accel.backends.triton import aot
 
     args.arch = args.arch or ["sm_90a"]
     model, inputs = _load_model(args.model, args.batch_size)
-    graph, inputs = aot.prepare(model, inputs, args.pipeline, args.dtype)
+    graph, inputs = kernel_graph(model, inputs, args.pipeline, args.dtype)
     infos = []
     for arch in args.arch:
         launches = aot.record(graph, inputs, arch, args.fp32_precision)

@@ -9,7 +9,9 @@ on this host. The choice and the timings go into the report. aten is not re-time
 cheap estimate rules it out (its first call is many times slower than the fastest), nor
 timed at all for int8 graphs (its int8 matmuls run on ``torch._int_mm``, which no CPU runs
 faster than onnxruntime's integer kernels). A graph with ops that have no ONNX lowering
-runs on aten. ``options={"executor": "ort" | "openvino" | "aten"}`` forces one.
+runs on aten. ``options={"executor": "ort" | "openvino" | "aten"}`` forces one;
+``options={"prefer": "memory"}`` leaves OpenVINO out of the choice (its session holds more
+memory than onnxruntime's, for the speed it often wins by).
 
 Memory: aten is timed first; the graph's weights then wait in a temporary file (mapped back
 only if aten wins) while the sessions, which read theirs from the exported ONNX file, are
@@ -61,7 +63,11 @@ def time_executor(executable: Executable, inputs: Sequence[torch.Tensor],
     return best_ms(lambda: executable.run(inputs), runs, warmup=int(warmup)) / 1e3
 
 
-OPTIONS = {"executor": "'auto' (measure), 'ort', 'openvino' or 'aten'"}
+OPTIONS = {"executor": "'auto' (measure), 'ort', 'openvino' or 'aten'",
+           "prefer": "'speed' (default: the fastest executor) or 'memory' (measure aten and "
+                     "onnxruntime only: OpenVINO's session holds about 1.2-1.6x the memory "
+                     "of onnxruntime's)"}
+PREFER = ("speed", "memory")
 
 
 @register_target("cpu", "CPU: onnxruntime, OpenVINO or the ATen executor, whichever measures "
@@ -72,6 +78,9 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
     if choice not in EXECUTORS:
         raise AccelValueError(f"cpu target: unknown executor '{choice}'; valid: "
                               f"{', '.join(EXECUTORS)}")
+    prefer = ctx.options.get("prefer", "speed")
+    if prefer not in PREFER:
+        raise AccelValueError(f"cpu target: prefer={prefer!r}; valid: {', '.join(PREFER)}")
     if choice == "aten":
         ctx.note(f"aten executor: {len(graph)} steps (forced by options)")
         return AtenExecutor(graph)
@@ -144,6 +153,8 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
     for name in ("ort", "openvino", "ort-fp32", "openvino-fp32"):
         if name.startswith("openvino") and not openvino_available():
             continue
+        if name.startswith("openvino") and prefer == "memory":
+            continue
         if name.endswith("-fp32") and not int8:
             continue
         factories[name] = factory(name)
@@ -162,7 +173,9 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
     if best is None:
         ctx.note(f"aten executor: {len(graph)} steps")
         return AtenExecutor(graph)
-    ctx.note(f"executor: {best.name} (measured: {line}{'; ' + skip_aten if skip_aten else ''})")
+    ctx.note(f"executor: {best.name} (measured: {line}{'; ' + skip_aten if skip_aten else ''})"
+             + ("; OpenVINO not tried (prefer=memory)" if prefer == "memory"
+                and openvino_available() else ""))
     if best_name.endswith("-fp32"):
         ctx.note(f"int8 does not pay on this host ({host().describe()}): its {int8} int8 "
                  "linear(s) run as fp32 linears on the dequantized int8 weights (activations "

@@ -67,6 +67,17 @@ def test_auto_choice_measures_openvino_too() -> None:
     assert "choice" in cm.report.stages
 
 
+def test_prefer_memory_leaves_openvino_out() -> None:
+    model, inputs = get_model("vit_small_test", batch_size=2)
+    cm = accel.compile(model, inputs, target="cpu", options={"prefer": "memory"})
+    (line,) = [n for n in cm.report.lowering if n.startswith("executor:")]
+    assert "OpenVINO not tried (prefer=memory)" in line and "onnxruntime" in line
+    assert cm.report.executor in ("onnxruntime", "aten")
+    assert_matches_eager(cm, model, inputs)
+    with pytest.raises(accel.AccelValueError, match="prefer"):
+        accel.compile(model, inputs, target="cpu", options={"prefer": "small"})
+
+
 def test_int8_graphs_do_not_time_aten() -> None:
     model, ids = _bert()
     cm = accel.compile(model, (ids,), pipeline="default,quantize{mode=int8-dynamic}")

@@ -19,7 +19,6 @@ are kept in the compile cache (``<cache>/aot``), so a rerun costs only the recor
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import hashlib
 import importlib
@@ -157,55 +156,6 @@ class KernelInfo:
             out.append(f"shared memory {self.shared_bytes} B over the {self.arch} limit "
                        f"{SHARED_LIMIT[self.arch]} B")
         return out
-
-
-def kernels(model: Any, example_inputs: Any, pipeline: str = "default", arch: str = "sm_90a",
-            dtype: torch.dtype | str | None = None, *, dump: str | Path | None = None,
-            fp32_precision: str | None = None,
-            progress: Callable[[str], None] | None = None, use_cache: bool = True
-            ) -> list[KernelInfo]:
-    """Every Triton kernel the ``cuda`` target would launch for ``model`` on ``arch``,
-    compiled ahead of time for each autotune config that would be tried.
-
-    ``dtype`` casts the model and its float inputs first (``fp16``/``bf16``/``fp32``).
-    ``dump`` writes each kernel's Triton source, PTX and SASS under ``dump/<arch>/``.
-    ``fp32_precision``: as the cuda target's option (default: torch's setting).
-    Needs no GPU. Raises :class:`~accel.errors.AccelValueError` for an unknown arch.
-    """
-    graph, inputs = prepare(model, example_inputs, pipeline, dtype)
-    launches = record(graph, inputs, arch, fp32_precision)
-    return compile_launches(launches, arch, dump=dump, progress=progress, use_cache=use_cache)
-
-
-DTYPES = {"fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
-          "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
-
-
-def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """A dtype from its short name (``fp16``, ``bf16``, ``fp32``)."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise AccelValueError(f"dtype {dtype!r}: use one of fp16, bf16, fp32")
-    return DTYPES[dtype]
-
-
-def prepare(model: Any, example_inputs: Any, pipeline: str = "default",
-            dtype: torch.dtype | str | None = None) -> tuple[Graph, tuple[torch.Tensor, ...]]:
-    """The optimized graph the ``cuda`` target would lower, and the inputs it runs on."""
-    from accel.frontend import as_module, capture, check_example_inputs
-    from accel.passes import PassContext, parse_pipeline, run_pipeline
-
-    module = as_module(model)
-    inputs = check_example_inputs(example_inputs)
-    dt = parse_dtype(dtype)
-    if dt is not None:
-        module = copy.deepcopy(module).to(dt)
-        inputs = tuple(t.to(dt) if t.is_floating_point() else t for t in inputs)
-    graph = capture(module, inputs, type(module).__name__)
-    ctx = PassContext(example_inputs=inputs, target="cuda")
-    graph, _ = run_pipeline(graph, list(parse_pipeline(pipeline)), ctx)
-    return graph, inputs
 
 
 def record(graph: Graph, inputs: Sequence[torch.Tensor], arch: str,

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import accel
+from accel.api import kernel_graph
 from accel.backends.triton import aot
 from accel.backends.triton.kernel import Device
 from accel.backends.triton.record import Recorder, TensorArg
@@ -35,7 +36,7 @@ def _problems(infos: list[aot.KernelInfo]) -> list[str]:
 def _check(name: str, dtype: str | None, pipeline: str = "default",
            batch_size: int | None = None) -> list[aot.KernelInfo]:
     model, inputs = get_model(name, batch_size=batch_size)
-    graph, inputs = aot.prepare(model, inputs, pipeline, dtype)
+    graph, inputs = kernel_graph(model, inputs, pipeline, dtype)
     infos = []
     for arch in ARCHS:
         launches = aot.record(graph, inputs, arch)
@@ -71,7 +72,7 @@ def test_recording_runs_nothing_and_builds_gpu_kernels() -> None:
     """Under the interpreter (this process), a recording lowering still emits the GPU
     configs and records every Triton group's launch; outputs come back zero-filled."""
     model, inputs = get_model("vit_small_test")
-    graph, inputs = aot.prepare(model, inputs)
+    graph, inputs = kernel_graph(model, inputs)
     launches = aot.record(graph, inputs, "sm_90a")
     kinds = {r.group.kind.name for r in launches}
     assert {"matmul", "attention", "reduction"} <= kinds
@@ -127,7 +128,7 @@ def test_tf32_dots_run_under_the_interpreter(precision: str, tmp_path) -> None: 
 
 def test_unknown_arch_is_refused() -> None:
     model, inputs = get_model("vit_small_test")
-    graph, inputs = aot.prepare(model, inputs)
+    graph, inputs = kernel_graph(model, inputs)
     with pytest.raises(AccelValueError, match="sm_70"):
         aot.record(graph, inputs, "sm_70")
 
@@ -149,7 +150,7 @@ def test_a_compile_error_names_the_kernel_and_the_first_error() -> None:
     from accel.backends.triton.record import LaunchRecord
 
     model, inputs = get_model("vit_small_test")
-    graph, inputs = aot.prepare(model, inputs)
+    graph, inputs = kernel_graph(model, inputs)
     group = aot.record(graph, inputs, "sm_80")[0].group
     launch = LaunchRecord(group, broken, None, (TensorArg(torch.float32, True, 64),),
                           {"BLOCK": 16}, (1,))
@@ -165,7 +166,7 @@ def test_roofline_and_model_estimate() -> None:
     assert aot.roofline(one, "H100") == pytest.approx(
         max(one.flops / peaks.tensor_fp16, one.bytes_moved / peaks.bandwidth))
     model, inputs = get_model("vit_small_test")
-    graph, _ = aot.prepare(model, inputs, dtype="fp16")
+    graph, _ = kernel_graph(model, inputs, dtype="fp16")
     est = aot.model_estimate([i for i in infos if i.arch == "sm_90a"], graph, "H200")
     assert 0 < est["bytes"] < est["unfused_bytes"]  # fusion saves memory traffic
     assert est["estimate_s"] > 0

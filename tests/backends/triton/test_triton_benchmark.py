@@ -36,12 +36,32 @@ def test_template_cases_fuse_into_one_kernel_of_their_kind() -> None:
         assert flops > 0
 
 
-def test_device_peak_lookup() -> None:
+def test_device_peaks_are_the_roofline_data_sheet_constants() -> None:
+    from accel.backends.triton.aot import DEVICES
+
     bench = _load()
-    assert bench.device_peaks("NVIDIA H100 PCIe") == (756.0, 2.0)
-    assert bench.device_peaks("NVIDIA H100 80GB HBM3") == (989.0, 3.35)
-    assert bench.device_peaks("NVIDIA H200") == (989.0, 4.8)
+    assert bench.device_peaks("NVIDIA H100 80GB HBM3") is DEVICES["H100"]
+    assert bench.device_peaks("NVIDIA H200") is DEVICES["H200"]
+    assert bench.device_peaks("NVIDIA H200").bandwidth == 4.8e12
     assert bench.device_peaks("some unknown accelerator") is None
+    assert bench._device_key("NVIDIA H200") == "H200"
+    assert not hasattr(bench, "DEVICE_PEAKS")  # one table, in accel.backends.triton.aot
+
+
+def test_pytest_counts_from_the_summary_line() -> None:
+    bench = _load()
+    lines = ["....s.F", "FAILED tests/x.py::test_y - assert 0",
+             "1 failed, 5 passed, 1 skipped, 2 deselected, 1 error in 12.34s"]
+    assert bench.pytest_counts(lines) == {"failed": 1, "passed": 5, "skipped": 1,
+                                          "deselected": 2, "errors": 1}
+    assert bench.pytest_counts(["no summary"]) == {}
+
+
+def test_budget_skips_and_records_a_stage_that_does_not_fit() -> None:
+    budget = _load().Budget(10.0)
+    assert budget.allows("templates", 5.0)
+    assert not budget.allows("model vit_b16", 60.0)
+    assert [s["stage"] for s in budget.skipped] == ["model vit_b16"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA exit")
