@@ -363,13 +363,10 @@ def bench_templates(budget: Budget, iters: int) -> list[dict[str, Any]]:
 
 
 def _kernel_graph(model: Any, inputs: tuple, pipeline: str, dtype: str) -> tuple[Any, tuple]:
-    """The graph the ``cuda`` target would lower (``accel.api.kernel_graph``, formerly
-    ``aot.prepare``)."""
-    import accel.api
-    from accel.backends.triton import aot
+    """The graph the ``cuda`` target would lower for the model."""
+    from accel.api import kernel_graph
 
-    prepare = getattr(accel.api, "kernel_graph", None) or aot.prepare
-    return prepare(model, inputs, pipeline, dtype)
+    return kernel_graph(model, inputs, pipeline, dtype)
 
 
 def roofline_estimate(name: str, pipeline: str, batch: int, device: str,
