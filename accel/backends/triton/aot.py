@@ -43,7 +43,6 @@ from accel.backends.triton.kernel import Device, KernelGroup
 from accel.backends.triton.record import LaunchRecord, Recorder, TensorArg
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Node
-from accel.ir.ops.registry import OpKind
 
 ARCHS: dict[str, tuple[int, int]] = {"sm_80": (8, 0), "sm_90a": (9, 0)}
 """Architectures kernels are compiled for, by name: compute capability."""
@@ -458,7 +457,7 @@ def group_flops(group: KernelGroup) -> int:
 def _node_flops(node: Node) -> int:
     f = node.opdef.count_flops([v.type if v is not None else None for v in node.inputs],
                                [v.type for v in node.outputs], node.attrs)
-    return int(f) if not isinstance(f, int) and f.is_number else f if isinstance(f, int) else 0
+    return int(f) if isinstance(f, int) or f.is_number else 0  # symbolic: not estimated
 
 
 def group_bytes(group: KernelGroup) -> int:
@@ -474,7 +473,7 @@ def unfused_bytes(graph: Graph) -> int:
     """Bytes the graph moves with every op a kernel of its own (views free)."""
     total = 0
     for node in graph.nodes:
-        if node.op in _VIEWS or node.opdef.kind is OpKind.SHAPE and node.op in _VIEWS:
+        if node.op in _VIEWS:
             continue
         total += sum(int(v.type.nbytes) for v in (*node.inputs, *node.outputs)
                      if v is not None and v.type.is_static)
@@ -549,12 +548,9 @@ def compile_launches(launches: Sequence[LaunchRecord], arch: str, *,
         took = seconds.pop(key, 0.0)  # the first row of a compile carries its time
         infos.append(KernelInfo(
             name=jf.__name__, kind=rec.group.kind.name, group=rec.group.name, arch=arch,
-            config=row.config, registers=result.registers, spill_bytes=result.spill_bytes,
-            spill_loads=result.spill_loads, stack_bytes=result.stack_bytes,
-            shared_bytes=result.shared_bytes, tensor_cores=result.tensor_cores,
-            flops=group_flops(rec.group), bytes_moved=group_bytes(rec.group),
-            programs=rec.grid_size(meta), dtype=_anchor_dtype(rec.group),
-            source=_source_path(rec, jf), instances=row.count, error=result.error,
+            config=row.config, **dataclasses.asdict(result), flops=group_flops(rec.group),
+            bytes_moved=group_bytes(rec.group), programs=rec.grid_size(meta),
+            dtype=_anchor_dtype(rec.group), source=_source_path(rec, jf), instances=row.count,
             notes=rec.notes, seconds=took, cached=key not in todo))
     return infos
 
@@ -576,7 +572,7 @@ def _source_path(rec: LaunchRecord, jf: Any) -> str | None:
 # ---- reporting ----------------------------------------------------------------------------
 
 
-def _peak_for(info: KernelInfo, peaks: DevicePeaks, fp32_precision: str = "ieee") -> float:
+def _peak_for(info: KernelInfo, peaks: DevicePeaks) -> float:
     if info.kind == "int8_linear":
         return peaks.int8
     if info.matmul_class and info.tensor_cores != "none":
