@@ -37,6 +37,8 @@ from typing import Any
 
 import torch
 
+from accel.timing import interleaved_ms
+
 RESULTS = Path(__file__).resolve().parent / "results"
 PIPELINES = ["default", "fast", "default,quantize{mode=int8-dynamic}"]
 
@@ -97,24 +99,10 @@ def compare(name: str, rounds: int) -> dict[str, Any]:
 
 
 def paired_rounds(fns: dict[str, Any], rounds: int, calls: int = 3) -> dict[str, list[float]]:
-    """Per name, one figure (ms) per round: the fastest of ``calls`` calls made after a pause
-    and one untimed call. The order alternates between rounds. One call per round straight
-    after another runtime ran measures that runtime's spinning worker threads and a cold
-    cache as much as the model (a 5-7% bias on this 2-core VM)."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    names = list(fns)
-    with torch.no_grad():
-        for r in range(rounds):
-            for name in names if r % 2 == 0 else names[::-1]:
-                time.sleep(0.2)
-                fns[name]()
-                best = float("inf")
-                for _ in range(calls):
-                    t0 = time.perf_counter()
-                    fns[name]()
-                    best = min(best, time.perf_counter() - t0)
-                times[name].append(best * 1e3)
-    return times
+    """Per name, one figure (ms) per round: the fastest of ``calls`` calls after a pause and
+    one untimed call, the order alternating between rounds (a 5-7% bias on this 2-core VM
+    otherwise: see :func:`accel.timing.interleaved_ms`)."""
+    return interleaved_ms(fns, rounds, pause_s=0.2, best_of=calls, alternate=True)
 
 
 _CHILD = textwrap.dedent("""
@@ -159,9 +147,8 @@ _CHILD = textwrap.dedent("""
             run = lambda: sess.run(None, feeds)
         else:  # OpenVINO alone, on the same export, as accel's OpenVINO executor sets it up
             import openvino as ov
-            compiled = ov.Core().compile_model(path, "CPU", {{
-                "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": physical_cores(),
-                "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1}})
+            from accel.backends.openvino import cpu_config
+            compiled = ov.Core().compile_model(path, "CPU", cpu_config())
             req = compiled.create_infer_request()
             feeds = [t.numpy() for t in inputs]
             run = lambda: req.infer(feeds)

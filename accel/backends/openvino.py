@@ -42,6 +42,14 @@ def version() -> str | None:
     return openvino.__version__
 
 
+def cpu_config(threads: int | None = None) -> dict[str, object]:
+    """The OpenVINO CPU settings accel compiles with: latency-oriented, one stream, fp32
+    (no bf16 down-conversion on hosts that have it), ``threads`` inference threads (default:
+    one per physical core). Benchmarks that run OpenVINO alone use the same."""
+    return {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads or physical_cores(),
+            "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1}
+
+
 def lower_openvino(graph: Graph, *, threads: int | None = None, keep_model: bool = False,
                    model_file: Path | None = None) -> OpenVinoExecutor:
     """Export ``graph`` to ONNX (or take ``model_file`` from an earlier export) and compile
@@ -66,9 +74,7 @@ def lower_openvino(graph: Graph, *, threads: int | None = None, keep_model: bool
     core = ov.Core()
     try:
         model = core.read_model(str(model_file))
-        compiled = core.compile_model(model, "CPU", {
-            "PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-            "INFERENCE_PRECISION_HINT": "f32", "NUM_STREAMS": 1})
+        compiled = core.compile_model(model, "CPU", cpu_config(threads))
     except RuntimeError as e:  # OpenVINO reports unsupported ops as RuntimeError
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"OpenVINO cannot compile graph {graph.name}: {first}") from e
