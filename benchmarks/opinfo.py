@@ -5,6 +5,9 @@ onnxruntime, and the peer torch.onnx.export(dynamo=True) -> onnxruntime.
     python benchmarks/opinfo.py                  # all ops: results/opinfo.json, docs/opinfo.md
     python benchmarks/opinfo.py --ops add,cat    # a few ops, printed only
     python benchmarks/opinfo.py --no-peer        # accel's columns only (~1 minute)
+    python benchmarks/opinfo.py --peer-from benchmarks/results/opinfo.json
+                                                 # the peer column of an earlier run (same
+                                                 # torch and onnxruntime), accel's rerun
 
 The same sweep without the peer column runs in CI (tests/test_opinfo_sweep.py); see
 accel/opinfo.py for what each outcome means.
@@ -46,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ops", help="comma-separated OpInfo keys, name[.variant] (default: all)")
     p.add_argument("--no-peer", action="store_true", help="skip torch.onnx.export")
+    p.add_argument("--peer-from", type=Path, help="take the peer column from an earlier "
+                   "results JSON (it does not depend on accel) instead of rerunning it")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="per op and path, s")
     p.add_argument("--out", type=Path, help="JSON results (default: results/opinfo.json; "
                    "with --ops only if given)")
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.ops:
         wanted = set(args.ops.split(","))
         ops = [o for o in ops if op_key(o) in wanted]
-    peer = not args.no_peer
+    peer = not (args.no_peer or args.peer_from)
 
     def progress(r: OpResult) -> None:
         cells = [r.capture.value + ("/WRONG" if r.compiled is Check.WRONG else ""),
@@ -66,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     results = sweep(ops, peer=peer, timeout=args.timeout, progress=progress)
     seconds = time.perf_counter() - start
+    if args.peer_from:
+        _reuse_peer(results, args.peer_from)
+        peer = True
     print(summarize(results), file=sys.stderr)
     print(f"{seconds:.0f} s", file=sys.stderr)
     if args.ops and not (args.out or args.doc):
@@ -80,6 +88,21 @@ def main(argv: list[str] | None = None) -> int:
     doc.write_text(markdown(results, data))
     print(f"wrote {out} and {doc}", file=sys.stderr)
     return 0
+
+
+def _reuse_peer(results: list[OpResult], path: Path) -> None:
+    """Fill the peer column of ``results`` from an earlier run's JSON, which must have been
+    taken with the same torch and onnxruntime (the peer's outcome depends on nothing else)."""
+    old = json.loads(path.read_text())
+    env = environment()
+    stale = [k for k in ("torch", "onnxruntime", "onnxscript") if old["env"].get(k) != env.get(k)]
+    if not old.get("peer") or stale:
+        raise SystemExit(f"{path}: no peer column, or taken with other versions of "
+                         f"{', '.join(stale) or 'the peer'}: rerun without --peer-from")
+    by_op = {r["op"]: r for r in old["results"]}
+    for r in results:
+        if r.op in by_op:
+            r.peer, r.peer_error = Check(by_op[r.op]["peer"]), by_op[r.op]["peer_error"]
 
 
 def environment() -> dict[str, str]:
