@@ -224,6 +224,22 @@ class Graph:
                     out[d.name] = (i, axis)
         return out
 
+    def count_sources(self) -> dict[str, int]:
+        """For each *counted* size symbol (the number of nonzero entries of an input, such as
+        the real tokens of a padding mask: see :mod:`accel.ir.ops.padding`) that no input dim
+        gives, the index of the input a call counts."""
+        dims = self.symbol_sources()
+        counted = self.meta.get("counted_symbols", _EMPTY)
+        return {name: self.inputs.index(v) for name, v in counted.items()
+                if name not in dims and v in self.inputs}
+
+    def call_sizes(self, inputs: Sequence[torch.Tensor]) -> dict[str, int]:
+        """The value of each size symbol on a call's ``inputs``, by name."""
+        out = {name: inputs[i].shape[a] for name, (i, a) in self.symbol_sources().items()}
+        for name, i in self.count_sources().items():
+            out[name] = int(torch.count_nonzero(inputs[i]))
+        return out
+
     # ---- statistics ---------------------------------------------------------------------
     def flops(self) -> int:
         """Total FLOPs of one execution, from the op cost models (symbolic dims at their
@@ -328,6 +344,17 @@ class Rewriter:
         return name
 
     # ---- building -----------------------------------------------------------------------
+    def add_counted_symbol(self, name: str, counted: Value, *, hint: int, hi: int | None
+                           ) -> sympy.Symbol:
+        """Declare the size symbol ``name`` whose value is the number of nonzero entries of
+        the input ``counted`` (range ``[1, hi]``, example ``hint``; see
+        :meth:`Graph.count_sources`)."""
+        sym = self.add_symbol(name, hint=max(hint, 1), lo=1, hi=hi)
+        counted_table = dict(self.meta.get("counted_symbols", {}))
+        counted_table[name] = counted
+        self.meta["counted_symbols"] = MappingProxyType(counted_table)
+        return sym
+
     def add_symbol(self, name: str, *, hint: int, lo: int = 2, hi: int | None = None
                    ) -> sympy.Symbol:
         """Declare the size symbol ``name`` (range ``[lo, hi]``, example value ``hint``) for

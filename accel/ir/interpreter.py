@@ -34,8 +34,7 @@ def interpret(graph: Graph, inputs: Sequence[torch.Tensor],
     keep = set(graph.outputs) | set(graph.constants)
     env: dict[Value, torch.Tensor] = dict(graph.constants)
     env.update(zip(graph.inputs, inputs, strict=True))
-    sizes = {symbol(name): inputs[i].shape[a]
-             for name, (i, a) in graph.symbol_sources().items()}
+    sizes = {symbol(name): v for name, v in graph.call_sizes(inputs).items()}
     with torch.no_grad():
         for i, n in enumerate(graph.nodes):
             attrs = ({k: evaluate(v, sizes) for k, v in n.attrs.items()}

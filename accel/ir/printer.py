@@ -73,6 +73,8 @@ def print_graph(graph: Graph) -> str:
         v = graph.inputs[i]
         lines.append(f"    {name} = {v.name}.shape[{axis}]  # {graph.symbols[name].describe()}"
                      if name in graph.symbols else f"    {name} = {v.name}.shape[{axis}]")
+    for name, i in graph.count_sources().items():
+        lines.append(f"    {name} = int(torch.count_nonzero({graph.inputs[i].name}))  # counted")
     for n in graph.nodes:
         args = [v.name if v is not None else "None" for v in n.inputs]
         args += [f"{k}={format_attr(v)}" for k, v in n.attrs.items()]

@@ -63,7 +63,9 @@ class Guard:
 
     def __init__(self, graph: Graph) -> None:
         self.types = tuple(v.type for v in graph.inputs)
-        self.symbols: dict[str, SymbolInfo] = dict(graph.symbols)
+        counted = graph.count_sources()  # computed from the inputs' values: nothing to guard
+        self.symbols: dict[str, SymbolInfo] = {n: s for n, s in graph.symbols.items()
+                                               if n not in counted}
         self.dynamic = not all(t.is_static for t in self.types)
         names = tuple(sorted(self.symbols))
         self._names = names

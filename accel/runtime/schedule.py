@@ -125,12 +125,15 @@ class Schedule:
         self._arenas = threading.local()
         self.size_names: tuple[str, ...] = graph.size_names
         """The size symbols, in the order of :meth:`sizes`."""
-        sources = graph.symbol_sources()
+        sources: dict[str, tuple[int, int | None]] = dict(graph.symbol_sources())
+        sources.update({n: (i, None) for n, i in graph.count_sources().items()})
         missing = [n for n in self.size_names if n not in sources]
         if missing:
             raise GraphError(f"graph {graph.name}: size symbol(s) {', '.join(missing)} are not "
                              "a dim of any input, so a call cannot tell their value")
         self._sources = tuple(sources[n] for n in self.size_names)
+        """Where each size comes from: (input, axis), or (input, None) for a count of the
+        input's nonzero entries (a counted symbol)."""
 
     @property
     def dynamic(self) -> bool:
@@ -139,7 +142,8 @@ class Schedule:
 
     def sizes(self, inputs: Sequence[torch.Tensor]) -> tuple[int, ...]:
         """The value of each size symbol (:attr:`size_names` order) in a call's inputs."""
-        return tuple(inputs[i].shape[a] for i, a in self._sources)
+        return tuple(inputs[i].shape[a] if a is not None else int(torch.count_nonzero(inputs[i]))
+                     for i, a in self._sources)
 
     def _liveness(self) -> list[tuple[int, ...]]:
         last_use: dict[int, int] = {}

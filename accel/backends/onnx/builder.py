@@ -62,6 +62,7 @@ class OnnxBuilder:
         self.initializers: list[onnx.TensorProto] = []
         self._names: set[str] = set()
         self._sources: dict[str, tuple[str, int]] = {}
+        self._counts: dict[str, str] = {}
         self._sizes: dict[Any, str] = {}
         self._const_cache: dict[tuple, str] = {}
         self.constants: dict[Any, torch.Tensor] = {}
@@ -133,6 +134,11 @@ class OnnxBuilder:
         """The ONNX value (a graph input) whose dim ``axis`` gives size symbol ``name``."""
         self._sources.setdefault(name, (value, axis))
 
+    def set_count_source(self, name: str, value: str) -> None:
+        """The ONNX value (a graph input) whose number of nonzero entries is size symbol
+        ``name`` (a counted symbol, such as the real tokens of a padding mask)."""
+        self._counts.setdefault(name, value)
+
     def size(self, dim: Any) -> str:
         """An int64 ``[1]`` vector holding ``dim``: a constant for an int, read from an
         input's shape (and computed, for an expression) at run time for a symbolic dim."""
@@ -153,6 +159,11 @@ class OnnxBuilder:
         if e.is_Integer:
             return self.const_i64([int(e)], "size")
         if e.is_Symbol:
+            if e.name in self._counts and e.name not in self._sources:
+                nonzero = self.add("Cast", [self._counts[e.name]], to=onnx.TensorProto.BOOL)
+                ones = self.add("Cast", [nonzero], to=onnx.TensorProto.INT64)
+                flat = self.add("Reshape", [ones, self.const_i64([-1])])
+                return self.add("ReduceSum", [flat, self.const_i64([0])], keepdims=1)
             if e.name not in self._sources:
                 raise ExportError(f"size symbol {e.name} is not a dim of any graph input, so "
                                   "the exported model cannot compute it")

@@ -85,6 +85,8 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "
         inputs.append(_value_info(name, v))
     for sym, (i, axis) in graph.symbol_sources().items():
         b.set_symbol_source(sym, in_names[i], axis)
+    for sym, i in graph.count_sources().items():
+        b.set_count_source(sym, in_names[i])
     for v in graph.constants:
         names[v] = b.fresh(v.name)
     for node in graph.nodes:
