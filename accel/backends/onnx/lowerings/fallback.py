@@ -32,6 +32,10 @@ from accel.errors import ExportError
 from accel.ir.graph import Node, Value
 from accel.ir.shapes import is_symbolic
 
+CHECK_SCALES = (30.0, 1e-3)
+"""Besides standard-normal inputs, each splice is checked on inputs scaled by these."""
+RTOL = ATOL = 1e-5
+"""How close onnxruntime must come to the ATen op on the check inputs (float32)."""
 _CACHE: dict[Any, onnx.GraphProto | ExportError] = {}
 """One-op exports (or the reason there is none) by operator, template, types and opset."""
 
@@ -48,21 +52,23 @@ class _OneOp(torch.nn.Module):
         return tuple(out) if isinstance(out, list) else out
 
 
-def _example(v: Value, b: OnnxBuilder, seed: int) -> torch.Tensor:
-    """The node input's constant, or a tensor of its type (ints: zeros, valid as indices)."""
-    const = b.constant(v)
+def _example(v: Value, const: torch.Tensor | None, seed: int, scale: float = 1.0
+             ) -> torch.Tensor:
+    """The node input's constant value, or a tensor of its type (floats: normal times
+    ``scale``; bools: random; ints: zeros, valid as indices)."""
     if const is not None:
         return const
     shape, dtype = tuple(v.shape), v.dtype
     g = torch.Generator().manual_seed(seed)
     if dtype.is_floating_point:
-        return torch.randn(shape, generator=g).to(dtype)
+        return (torch.randn(shape, generator=g) * scale).to(dtype)
     if dtype == torch.bool:
         return torch.rand(shape, generator=g) < 0.5
     return torch.zeros(shape, dtype=dtype)
 
 
-def _export_one(node: Node, examples: list[torch.Tensor], opset: int) -> onnx.GraphProto:
+def _export_one(node: Node, examples: list[torch.Tensor], constant: tuple[bool, ...],
+                opset: int) -> onnx.GraphProto:
     """torch.onnx.export of the node's one-op module, checked in onnxruntime."""
     target = node.attrs.get("target")
     quiet = contextlib.redirect_stdout(io.StringIO())
@@ -89,7 +95,11 @@ def _export_one(node: Node, examples: list[torch.Tensor], opset: int) -> onnx.Gr
     if bad:
         raise ExportError(f"'aten' fallback {target}: torch's exporter emits ops accel cannot "
                           f"splice ({', '.join(bad)})")
+    consts = [t if is_const else None for t, is_const in zip(examples, constant, strict=True)]
     _check_numerics(node, model, examples)
+    for scale in CHECK_SCALES:  # large and tiny magnitudes: where approximations part ways
+        _check_numerics(node, model, [_example(v, c, i, scale) for i, (v, c) in
+                                      enumerate(zip(node.inputs, consts, strict=True))])
     return model.graph
 
 
@@ -128,7 +138,7 @@ def _check_numerics(node: Node, model: onnx.ModelProto, examples: list[torch.Ten
             raise ExportError(f"'aten' fallback {target}: torch's ONNX export returns "
                               f"{g.dtype}{list(g.shape)} where the op returns "
                               f"{w_np.dtype}{list(w_np.shape)}")
-        if not np.allclose(g, w_np, rtol=1e-4, atol=1e-5, equal_nan=True):
+        if not np.allclose(g, w_np, rtol=RTOL, atol=ATOL, equal_nan=True):
             raise ExportError(f"'aten' fallback {target}: torch's ONNX export of it differs "
                               "from the ATen op on a check input; it stays a fallback (run the "
                               "model with accel.compile, or add an IR lowering)")
@@ -186,9 +196,10 @@ def lower_aten(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
         key = None
     hit = _CACHE.get(key) if key is not None else None
     if hit is None:
-        examples = [_example(v, b, i) for i, v in enumerate(node.inputs)]  # type: ignore[arg-type]
+        examples = [_example(v, b.constant(v), i)  # type: ignore[arg-type]
+                    for i, v in enumerate(node.inputs)]
         try:
-            hit = _export_one(node, examples, b.opset)
+            hit = _export_one(node, examples, consts, b.opset)
         except ExportError as e:
             hit = e
         if key is not None and not any(consts):  # a constant's value shaped the export
