@@ -319,6 +319,8 @@ def _rewrite(graph: Graph, ctx: PassContext, mask: Value, packed: list[Node]) ->
     hint = int(torch.count_nonzero(example)) if example is not None else _hint(graph, b) * \
         _hint(graph, s)
     rw.add_counted_symbol(COUNT_SYMBOL, mask, hint=hint, hi=hi)
+    if example is not None:
+        ctx.metric("example_padding", 1 - hint / example.numel())
     offsets = rw.op("token_offsets", mask, count=COUNT_SYMBOL, name="token_offsets")
     packed_of: dict[Value, Value] = {}
     in_region = set(packed)
