@@ -209,7 +209,7 @@ def transform_plan(metric: torch.Tensor, importance: torch.Tensor | None, *, kee
     return TransformPlan(targets, sources, dst + offset, weight)
 
 
-def _source_map(plan: TransformPlan, n_targets: int, dtype: torch.dtype) -> torch.Tensor:
+def source_map(plan: TransformPlan, n_targets: int, dtype: torch.dtype) -> torch.Tensor:
     """[B, Nt, Ns]: entry (t, j) is source j's weight on target t (0 where t is not one of
     its k): the source columns of the token matrix W."""
     bsz, n_src, _ = plan.dst.shape
@@ -232,7 +232,7 @@ def transform_matrix(metric: torch.Tensor, importance: torch.Tensor | None = Non
     rows = torch.arange(p + nt, device=metric.device).expand(bsz, -1)
     own = torch.cat([torch.arange(p, device=metric.device).expand(bsz, p), plan.targets], 1)
     w[torch.arange(bsz)[:, None], rows, own] = 1.0
-    src_cols = _source_map(plan, nt, metric.dtype)  # [B, Nt, Ns]
+    src_cols = source_map(plan, nt, metric.dtype)  # [B, Nt, Ns]
     w[:, p:].scatter_(2, plan.sources[:, None, :].expand(-1, nt, -1), src_cols)
     return w
 
@@ -267,7 +267,7 @@ def token_transform(
     t_s = size.gather(1, plan.targets[..., None])
     s_x = x.gather(1, plan.sources[..., None].expand(-1, -1, c))
     s_s = size.gather(1, plan.sources[..., None])
-    spread = _source_map(plan, nt, x.dtype)  # [B, Nt, Ns]
+    spread = source_map(plan, nt, x.dtype)  # [B, Nt, Ns]
     out_s = t_s + spread @ s_s
     out_x = (t_x * t_s + spread @ (s_x * s_s)) / out_s
     return torch.cat([x[:, :p], out_x], dim=1), torch.cat([size[:, :p], out_s], dim=1)
