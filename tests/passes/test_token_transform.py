@@ -252,3 +252,22 @@ def test_hf_vit_exports_and_matches() -> None:
     name = sess.get_inputs()[0].name
     torch.testing.assert_close(torch.from_numpy(sess.run(None, {name: x.numpy()})[0]), want,
                                atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"keep": 2, "select": "bipartite"}, r"token_transform: keep=2 must be in \[5, 10\] for "
+                                         r"select='bipartite'"),
+    ({"keep": 0}, r"token_transform: keep=0 must be in \[1, 10\]"),
+    ({"keep": 4, "select": "nearest"}, r"token_transform: select='nearest' must be one of"),
+    ({"keep": 4, "k": 0}, r"token_transform: k=0 must be >= 1"),
+])
+def test_op_rejects_bad_attributes(kw: dict, match: str) -> None:
+    x = torch.randn(1, 11, 8)
+    with pytest.raises(AccelValueError, match=match):
+        tokens.token_transform(x, x, None, torch.rand(1, 11), **kw)
+
+
+def test_attention_select_needs_importance() -> None:
+    x = torch.randn(1, 11, 8)
+    with pytest.raises(AccelValueError, match="needs the importance input"):
+        tokens.token_transform(x, x, keep=4)

@@ -184,7 +184,12 @@ def transform_plan(metric: torch.Tensor, importance: torch.Tensor | None, *, kee
         raise AccelValueError(f"token_transform: k={k} must be >= 1 and tau={tau} > 0")
     m = _normalized(metric)
     if select == "bipartite":
-        src, _, kept = bipartite_match(metric, n_src, p)  # checks 0 <= n_src <= |A|
+        n_a = (n - p + 1) // 2
+        if not 0 <= n_src <= n_a:
+            raise AccelValueError(f"token_transform: keep={keep} must be in [{n - p - n_a}, "
+                                  f"{n - p}] for select='bipartite' ({n} tokens, {p} "
+                                  f"protected: at most the {n_a} A tokens are sources)")
+        src, _, kept = bipartite_match(metric, n_src, p)
         m_a, m_b = m[:, p::2], m[:, p + 1::2]
         nb = m_b.shape[1]
         sim = m_a.gather(1, src[..., None].expand(-1, -1, m.shape[-1])) @ m_b.transpose(1, 2)
