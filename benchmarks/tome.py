@@ -289,7 +289,8 @@ def main() -> None:
     else:
         tasks = [train_digits_vit(seed=seed) for seed in range(args.seeds)]
         task = tasks[0]
-        result = {"host": host().describe(), "digits": digits_accuracy(tasks)}
+        result = {"host": host().describe(), "digits": digits_accuracy(tasks),
+                  "latency_history": _previous_latency()}
         _write(result)
     if not args.quick:
         digits = result["digits"]
@@ -306,6 +307,16 @@ def main() -> None:
             specs = settings.split(";")
             result["latency"] += latency_table(name, model, x, specs, max(args.runs // 2, 6))
             _write(result)
+
+
+def _previous_latency() -> list[dict]:
+    """The existing JSON's latency tables (history and last run), kept across a full run."""
+    if not RESULTS.exists():
+        return []
+    old = json.loads(RESULTS.read_text())
+    last = [{"note": f"run before {time.strftime('%Y-%m-%d %H:%M')}", "rows": old["latency"]}
+            ] if "latency" in old else []
+    return old.get("latency_history", []) + last
 
 
 def _write(result: dict) -> None:
