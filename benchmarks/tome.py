@@ -1,7 +1,10 @@
 """Token reduction benchmark: accuracy vs r on the digits ViT (three seeds, each with its own
 split and model; settings chosen on the validation splits, reported on the test splits),
 FLOPs and CPU latency vs r on the digits ViT, ViT-S/16 (batch 8) and ViT-B/16 (batch 2),
-compiled with `default` vs `default,tome{...}`, on the `cpu` and `reference` targets.
+compiled with `default` vs `default,tome{...}` / `default,token-transform{...}`, on the `cpu`
+and `reference` targets. Token Transforming is compared with ToMe at matched FLOPs (−30%, −40%,
+−50%): at each level, each method's setting with the least validation drop among its settings
+cutting that much (within a point below to five above) is reported on test.
 Writes benchmarks/results/tome.json.
 
     python benchmarks/tome.py                 # everything (several minutes on 2 cores)
@@ -38,6 +41,12 @@ MAX_DROP = 0.5
 MIN_CUT = 0.4
 """FLOPs cut the accuracy target is stated at."""
 TARGETS = ("cpu", "reference")
+LEVELS = (0.3, 0.4, 0.5)
+"""FLOPs cuts Token Transforming and ToMe are compared at."""
+LEVEL_WINDOW = (-0.01, 0.05)
+"""A setting is at a level L when its FLOPs cut lies in [L - 0.01, L + 0.05)."""
+TRANSFORM_CUT = 0.5
+"""FLOPs cut the Token Transforming accuracy target (<= MAX_DROP) is stated at."""
 
 
 def _compile(model: torch.nn.Module, x: torch.Tensor, reduction: str, target: str = "cpu"):  # noqa: ANN202
@@ -73,11 +82,49 @@ def _digits_variants() -> list[str]:
     out = []
     for metric in ("keys", "tokens"):
         opt = "" if metric == "keys" else ",metric=tokens"
-        out += [f"tome{{r={r}{opt}}}" for r in (4, 8, 10, 12, 13, 14, 15, 16)]
+        out += [f"tome{{r={r}{opt}}}" for r in (4, 8, 9, 10, 12, 13, 14, 15, 16)]
         out += [f"tome{{r={r},schedule=decreasing{opt}}}" for r in (6, 8)]
         out += [f"tome{{r=13,prop_attn=false{opt}}}"]
         out += [f"tome{{schedule=list,rs=[16,12,8,0]{opt}}}"]
     out += [f"prune-tokens{{keep={k}}}" for k in (0.7, 0.5)]
+    return out + _transform_variants()
+
+
+def _transform_variants() -> list[str]:
+    """Token Transforming settings: the pass defaults (class-attention targets) and ToMe's
+    bipartite targets with several spreads (k, tau), on the keys and on the tokens, at the r
+    of the three FLOPs levels (−30%, −40%, −50% on this model)."""
+    out = []
+    for r in (9, 12, 16):
+        for metric in ("keys", "tokens"):
+            opt = "" if metric == "keys" else ",metric=tokens"
+            out.append(f"token-transform{{r={r}{opt}}}")
+            out += [f"token-transform{{r={r},select=bipartite,k={k},tau={tau}{opt}}}"
+                    for k, tau in ((2, 0.1), (3, 0.1), (4, 0.1), (4, 0.2), (4, 0.5), (8, 0.2))]
+    return out
+
+
+def _method(row: dict) -> str:
+    """The pass a row's setting runs (tome, token-transform, prune-tokens; none)."""
+    return row["reduction"].split("{")[0]
+
+
+def matched_flops(rows: list[dict]) -> list[dict]:
+    """Per FLOPs level, each method's setting with the least validation drop among its settings
+    at that level (ties: the larger cut), with its test drop."""
+    out = []
+    lo, hi = LEVEL_WINDOW
+    for level in LEVELS:
+        entry: dict = {"level": level}
+        for method in ("tome", "token-transform"):
+            ok = [r for r in rows[1:] if _method(r) == method
+                  and level + lo <= 1 - r["flops_ratio"] < level + hi]
+            best = min(ok, key=lambda r: (r["val_drop"], r["flops_ratio"])) if ok else None
+            entry[method] = best and {k: best[k] for k in ("reduction", "flops_ratio",
+                                                           "val_drop", "test_drop")}
+        tt, tm = entry["token-transform"], entry["tome"]
+        entry["transform_less_test_drop"] = bool(tt and tm and tt["test_drop"] < tm["test_drop"])
+        out.append(entry)
     return out
 
 
@@ -131,12 +178,18 @@ def digits_accuracy(tasks: list[DigitsTask], batch: int = 256) -> dict:
                      "val_drop": statistics.mean(val_drop),
                      "test_drop": pooled(base["test"], n_test) - pooled(acc[s]["test"], n_test),
                      "test_drop_per_seed": test_drop})
-    every, keys_only = (lambda r: True), (lambda r: "metric=tokens" not in r["reduction"])
+    every = (lambda r: _method(r) != "token-transform")  # the ToMe / EViT picks, as before
+    keys_only = (lambda r: every(r) and "metric=tokens" not in r["reduction"])
+    transform = (lambda r: _method(r) == "token-transform")
+    transform_50 = (lambda r: transform(r) and 1 - r["flops_ratio"] >= TRANSFORM_CUT)
     picks = {
         "at_flops": _choose_within_flops(rows, every),
         "at_flops_keys": _choose_within_flops(rows, keys_only),
         "within_drop": _choose_within_drop(rows, every),
         "within_drop_keys": _choose_within_drop(rows, keys_only),
+        "transform_at_flops": _choose_within_flops(rows, transform),
+        "transform_at_50": _choose_within_flops(rows, transform_50),
+        "transform_within_drop": _choose_within_drop(rows, transform),
     }
     print(f"\ndigits ViT {DEFAULT_OVERRIDES} (65 tokens), {len(tasks)} seeds (own split + model "
           f"each), val {sum(n_val)} / test {sum(n_test)} images in all. Δ = reduced - baseline "
@@ -156,8 +209,24 @@ def digits_accuracy(tasks: list[DigitsTask], batch: int = 256) -> dict:
             met = row["test_drop"] <= MAX_DROP and cut >= MIN_CUT
             print(f"{label:17s} {row['reduction']:44s} test drop {row['test_drop']:+.2f} pt, "
                   f"FLOPs -{100 * cut:.0f}% -> target {'MET' if met else 'MISSED'}")
+    matched = matched_flops(rows)
+    print("\nToken Transforming vs ToMe at matched FLOPs (each chosen on val, reported on test)")
+    print(f"{'level':>5s}  {'method':15s} {'setting':52s} {'cut':>5s} {'Δval':>6s} {'Δtest':>6s}")
+    for m in matched:
+        for method in ("tome", "token-transform"):
+            r = m[method]
+            if r is not None:
+                print(f"{100 * m['level']:4.0f}%  {method:15s} {r['reduction']:52s} "
+                      f"{100 * (1 - r['flops_ratio']):4.0f}% {0.0 - r['val_drop']:+6.2f} "
+                      f"{0.0 - r['test_drop']:+6.2f}")
+        print(f"{'':7s}token-transform drops less on test: {m['transform_less_test_drop']}")
+    t50 = picks["transform_at_50"]
+    if t50 is not None:
+        met = t50["test_drop"] <= MAX_DROP
+        print(f"token-transform at >= {100 * TRANSFORM_CUT:.0f}% fewer FLOPs: {t50['reduction']} "
+              f"test drop {t50['test_drop']:+.2f} pt -> target {'MET' if met else 'MISSED'}")
     chosen = picks["at_flops"]
-    return {"rows": rows, "chosen": chosen and chosen["reduction"],
+    return {"rows": rows, "chosen": chosen and chosen["reduction"], "matched": matched,
             "picks": {k: v and v["reduction"] for k, v in picks.items()},
             "seeds": len(tasks), "base_flops": flops[""], "n_val": n_val, "n_test": n_test,
             "base_val": base["val"], "base_test": base["test"]}
@@ -203,9 +272,10 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=21, help="timed runs per configuration")
     parser.add_argument("--seeds", type=int, default=3,
                         help="digits models (each with its own split) to average over")
-    big = "tome{r=8};tome{r=13};tome{r=13,metric=tokens};tome{r=16}"
-    parser.add_argument("--s16", default=big, help="';'-separated settings timed on ViT-S/16")
-    parser.add_argument("--b16", default=big, help="';'-separated settings timed on ViT-B/16")
+    parser.add_argument("--s16", default="", help="';'-separated settings timed on ViT-S/16 "
+                        "(default: tome{r=16} and both methods' -50%% picks on the digits ViT)")
+    parser.add_argument("--b16", default="", help="';'-separated settings timed on ViT-B/16 "
+                        "(default: as --s16)")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(2)
@@ -219,19 +289,34 @@ def main() -> None:
     else:
         tasks = [train_digits_vit(seed=seed) for seed in range(args.seeds)]
         task = tasks[0]
-        result = {"host": host().describe(), "digits": digits_accuracy(tasks)}
+        result = {"host": host().describe(), "digits": digits_accuracy(tasks),
+                  "latency_history": _previous_latency()}
         _write(result)
     if not args.quick:
-        chosen = result["digits"]["chosen"]
-        specs = [s for s in ("tome{r=8}", chosen) if s]
+        digits = result["digits"]
+        at_50 = next((m for m in digits.get("matched", []) if m["level"] == 0.5), {})
+        picks_50 = [(at_50.get(k) or {}).get("reduction") for k in ("tome", "token-transform")]
+        specs = [s for s in ("tome{r=8}", digits["chosen"], picks_50[1]) if s]
         result["latency"] = latency_table("digits_vit", task.model, task.x_test[:256],
                                           list(dict.fromkeys(specs)), args.runs)
         _write(result)
-        for name, batch, settings in (("vit_s16", 8, args.s16), ("vit_b16", 2, args.b16)):
+        big = ";".join(dict.fromkeys(s for s in ("tome{r=16}", *picks_50) if s))
+        for name, batch, settings in (("vit_s16", 8, args.s16 or big),
+                                      ("vit_b16", 2, args.b16 or big)):
             model, (x,) = get_model(name, batch_size=batch)
             specs = settings.split(";")
             result["latency"] += latency_table(name, model, x, specs, max(args.runs // 2, 6))
             _write(result)
+
+
+def _previous_latency() -> list[dict]:
+    """The existing JSON's latency tables (history and last run), kept across a full run."""
+    if not RESULTS.exists():
+        return []
+    old = json.loads(RESULTS.read_text())
+    last = [{"note": f"run before {time.strftime('%Y-%m-%d %H:%M')}", "rows": old["latency"]}
+            ] if "latency" in old else []
+    return old.get("latency_history", []) + last
 
 
 def _write(result: dict) -> None:

@@ -16,12 +16,11 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import torch
-
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Rewriter, Value
 from accel.passes.common.transformer_blocks import (
     TransformerBlock,
+    class_attention,
     count_prefix_tokens,
     find_blocks,
     reduce_tokens_after_blocks,
@@ -55,23 +54,6 @@ def prune_plan(
         n = max(1, math.ceil(n * keep))
         plan[b] = n
     return plan
-
-
-def _cls_attention(rw: Rewriter, block: TransformerBlock, new_of: dict[Value, Value]) -> Value:
-    """Mean-over-heads softmax attention row of the class token [B, N], built from q and k."""
-    attn = block.attention
-    q = new_of.get(attn.inputs[0], attn.inputs[0])
-    k = new_of.get(attn.inputs[1], attn.inputs[1])
-    bias = attn.inputs[3] if len(attn.inputs) > 3 else None
-    bias = new_of.get(bias, bias) if bias is not None else None
-    q_cls = rw.op("slice", q, dim=2, start=0, end=1)  # [B, H, 1, D]
-    logits = rw.op("matmul", q_cls, rw.op("permute", k, dims=(0, 1, 3, 2)))  # [B, H, 1, N]
-    scale = attn.attrs["scale"] or 1.0 / math.sqrt(q.shape[-1])
-    logits = rw.op("mul", logits, rw.const(torch.tensor(scale, dtype=q.dtype), "attn_scale"))
-    if bias is not None and bias.dtype != torch.bool:
-        logits = rw.op("add", logits, bias)
-    probs = rw.op("softmax", logits, dim=-1)
-    return rw.op("mean", probs, dims=(1, 2), name=f"cls_attn_{block.index}")  # [B, N]
 
 
 @register_pass("prune-tokens", lossy=True)
@@ -109,7 +91,7 @@ def prune_tokens(
         patches = x.shape[1] - prefix
         if kept is None or kept >= patches:
             return None
-        node = rw.node("attentive_prune", x, _cls_attention(rw, block, new_of), size,
+        node = rw.node("attentive_prune", x, class_attention(rw, block, new_of), size,
                        keep=kept, protected=prefix, fuse=fuse, name=f"prune_{block.index}")
         return node.outputs[0], node.outputs[1]
 

@@ -20,30 +20,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Rewriter, Value
 from accel.passes.common.transformer_blocks import (
+    TokenSchedule,
     TransformerBlock,
     count_prefix_tokens,
     find_blocks,
     reduce_tokens_after_blocks,
+    token_schedule,
 )
 from accel.passes.registry import PassContext, register_pass
 
-TomeSchedule = Literal["constant", "decreasing", "list"]
+TomeSchedule = TokenSchedule
 TomeMetric = Literal["keys", "tokens"]
-
-
-def tome_schedule(r: int, schedule: TomeSchedule, rs: list[int] | None, depth: int) -> list[int]:
-    """Requested tokens merged per block (before clamping to what the token count allows)."""
-    if schedule == "decreasing":  # linear from 2r to 0, same total as constant r
-        return [round(2 * r * (depth - 1 - i) / max(depth - 1, 1)) for i in range(depth)]
-    if schedule == "list":
-        if rs is None or len(rs) != depth:
-            raise AccelValueError(f"pass tome: schedule=list needs rs with one r per block "
-                                  f"({depth} blocks), got {rs}")
-        return list(rs)
-    return [r] * depth  # constant
 
 
 @register_pass("tome", lossy=True)
@@ -63,7 +52,7 @@ def tome(
     if not blocks:
         ctx.skip("no transformer blocks (attention -> proj -> residual -> MLP) found")
         return graph
-    plan = tome_schedule(r, schedule, rs, len(blocks))
+    plan = token_schedule(r, schedule, rs, len(blocks), "tome")
     prefix = count_prefix_tokens(graph, blocks) if protect < 0 else protect
     tokens = blocks[0].attention.inputs[1].shape[-2]
     applied: list[int] = []

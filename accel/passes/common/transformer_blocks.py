@@ -1,7 +1,7 @@
 """Structural discovery of pre-norm transformer blocks in a graph, and the machinery the
-token-reduction passes (tome, prune-tokens) share to insert a token-reducing op after a
-block's attention residual and re-emit everything downstream with the new (static) token
-count.
+token-reduction passes (tome, prune-tokens, token-transform) share: their per-block schedule,
+the class token's attention row, and inserting a token-reducing op after a block's attention
+residual and re-emitting everything downstream with the new (static) token count.
 
 A block is: attention -> (permute/reshape) -> proj linear -> (LayerScale mul) -> residual add
 -> layer_norm -> linear -> activation -> linear -> (mul) -> residual add.
@@ -12,10 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-from accel.errors import AccelError
+from accel.errors import AccelError, AccelValueError
 from accel.ir.graph import Graph, Node, Rewriter, Value
 from accel.ir.ops import check_op_names
 
@@ -138,6 +139,46 @@ def count_prefix_tokens(graph: Graph, blocks: list[TransformerBlock]) -> int:
         v = next((i for i in node.inputs if i is not None and not graph.is_const(i)), None)
         seen += 1
     return 0
+
+
+TokenSchedule = Literal["constant", "decreasing", "list"]
+
+
+def token_schedule(r: int, schedule: TokenSchedule, rs: list[int] | None, depth: int,
+                   pass_name: str) -> list[int]:
+    """Requested tokens removed per block (before clamping to what the token count allows):
+    r in every block, linear from 2r to 0 (same total), or one r per block from rs."""
+    if schedule == "decreasing":
+        return [round(2 * r * (depth - 1 - i) / max(depth - 1, 1)) for i in range(depth)]
+    if schedule == "list":
+        if rs is None or len(rs) != depth:
+            raise AccelValueError(f"pass {pass_name}: schedule=list needs rs with one r per "
+                                  f"block ({depth} blocks), got {rs}")
+        return list(rs)
+    return [r] * depth  # constant
+
+
+def class_attention(rw: Rewriter, block: TransformerBlock, new_of: dict[Value, Value],
+                    size: Value | None = None, name: str | None = None) -> Value:
+    """Mean-over-heads softmax attention row of the class token [B, N], built from the block's
+    (re-emitted) q and k; with `size`, the log(size) key bias of proportional attention is
+    added, as the block's attention itself had it."""
+    attn = block.attention
+    q = new_of.get(attn.inputs[0], attn.inputs[0])
+    k = new_of.get(attn.inputs[1], attn.inputs[1])
+    bias = attn.inputs[3] if len(attn.inputs) > 3 else None
+    bias = new_of.get(bias, bias) if bias is not None else None
+    q_cls = rw.op("slice", q, dim=2, start=0, end=1)  # [B, H, 1, D]
+    logits = rw.op("matmul", q_cls, rw.op("permute", k, dims=(0, 1, 3, 2)))  # [B, H, 1, N]
+    scale = attn.attrs["scale"] or 1.0 / math.sqrt(q.shape[-1])
+    logits = rw.op("mul", logits, rw.const(torch.tensor(scale, dtype=q.dtype), "attn_scale"))
+    if bias is not None and bias.dtype != torch.bool and bias.shape[-1] == k.shape[-2]:
+        logits = rw.op("add", logits, bias)
+    if size is not None:
+        b, n = size.shape[0], size.shape[1]
+        logits = rw.op("add", logits, rw.op("reshape", rw.op("log", size), shape=(b, 1, 1, n)))
+    probs = rw.op("softmax", logits, dim=-1)
+    return rw.op("mean", probs, dims=(1, 2), name=name or f"cls_attn_{block.index}")  # [B, N]
 
 
 # ---- re-emission for a new token count ------------------------------------------------------

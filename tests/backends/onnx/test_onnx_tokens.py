@@ -9,7 +9,9 @@ import torch
 from test_onnx_ops import one_node_graph, run_onnx
 
 from accel.backends.onnx.exporter import graph_to_onnx
+from accel.ir.graph import Rewriter
 from accel.ir.ops import tokens
+from accel.ir.types import TensorType
 
 TOL = {torch.float32: 1e-5, torch.float16: 2e-3}
 
@@ -52,6 +54,37 @@ def test_attentive_prune_onnx_matches_reference(dtype: torch.dtype) -> None:
     tol = TOL[dtype]
     np.testing.assert_allclose(got_x.astype(np.float32), want_x.float().numpy(), atol=tol, rtol=tol)
     np.testing.assert_allclose(got_s.astype(np.float32), want_s.float().numpy(), atol=tol, rtol=tol)
+
+
+def _transform_graph(x: torch.Tensor, metric: torch.Tensor, size: torch.Tensor | None,
+                     imp: torch.Tensor | None, attrs: dict):  # noqa: ANN202
+    """One token_transform node over graph inputs (size and importance optional)."""
+    rw = Rewriter()
+    ins = [None if t is None else rw.add_input(f"x{i}", TensorType.of(t))
+           for i, t in enumerate((x, metric, size, imp))]
+    node = rw.node("token_transform", *ins, **attrs)
+    rw.set_outputs(node.outputs)
+    return rw.finish(), [t for t in (x, metric, size, imp) if t is not None]
+
+
+@pytest.mark.parametrize("dtype", list(TOL))
+@pytest.mark.parametrize("n,keep,p,select,k,with_size", [
+    (11, 5, 1, "attention", 3, True), (12, 7, 0, "attention", 1, False),
+    (13, 6, 2, "bipartite", 2, True), (11, 6, 1, "bipartite", 9, False),
+    (10, 9, 1, "attention", 4, True), (9, 8, 1, "bipartite", 2, True)])  # last two: no sources
+def test_token_transform_onnx_matches_reference(dtype: torch.dtype, n: int, keep: int, p: int,
+                                                select: str, k: int, with_size: bool) -> None:
+    x, metric, size = _case(dtype, n, 8, with_size, seed=n + keep)
+    imp = (torch.rand(2, n, generator=torch.Generator().manual_seed(n)).softmax(-1).to(dtype)
+           if select == "attention" else None)
+    attrs = {"keep": keep, "protected": p, "select": select, "k": k, "tau": 0.2}
+    graph, runtime = _transform_graph(x, metric, size, imp, attrs)
+    got_x, got_s = run_onnx(graph_to_onnx(graph), runtime)
+    want_x, want_s = tokens.token_transform(x, metric, size, imp, **attrs)
+    tol = TOL[dtype]
+    np.testing.assert_allclose(got_x.astype(np.float32), want_x.float().numpy(), atol=tol, rtol=tol)
+    np.testing.assert_allclose(got_s.astype(np.float32), want_s.float().numpy(), atol=tol,
+                               rtol=2 * tol)
 
 
 def test_bf16_merge_exports_a_valid_model() -> None:

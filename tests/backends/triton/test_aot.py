@@ -203,6 +203,7 @@ def test_small_models_compile_clean(name: str, dtype: str) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("pipeline", ["default,tome{r=2}", "default,prune-tokens{keep=0.7}",
+                                      "default,token-transform{r=2}",
                                       "default,quantize{mode=int8-dynamic}"])
 @pytest.mark.parametrize("dtype", ["fp16", "fp32"])
 def test_token_and_int8_kernels_compile_clean(pipeline: str, dtype: str) -> None:

@@ -1,4 +1,5 @@
-"""The Triton token-reduction kernels (ToMe merge, EViT prune) under TRITON_INTERPRET=1 against
+"""The Triton token-reduction kernels (ToMe merge, EViT prune, Token Transforming) under
+TRITON_INTERPRET=1 against
 the IR ops, their partitioning, and the cuda target end to end on a small ViT."""
 
 from __future__ import annotations
@@ -64,6 +65,26 @@ def test_attentive_prune_kernel_matches_op(b: int, n: int, c: int, keep: int, p:
     _close(got, want, dtype)
 
 
+@pytest.mark.parametrize("dtype", list(TOL))
+@pytest.mark.parametrize("with_size", [False, True])
+@pytest.mark.parametrize("b,n,c,keep,p,select,k", [
+    (2, 11, 8, 5, 1, "attention", 3), (3, 16, 70, 9, 0, "attention", 1),
+    (1, 9, 20, 8, 1, "attention", 4), (2, 13, 33, 7, 1, "bipartite", 2),
+    (2, 12, 16, 6, 2, "bipartite", 8)])  # keep = all (no sources); k above the candidates
+def test_token_transform_kernel_matches_op(b: int, n: int, c: int, keep: int, p: int,
+                                           select: str, k: int, with_size: bool,
+                                           dtype: torch.dtype) -> None:
+    x, size = _inputs(b, n, c, dtype, with_size)
+    metric, imp = torch.randn(b, n, 6).to(dtype), torch.rand(b, n).softmax(-1).to(dtype)
+    kw = {"keep": keep, "protected": p, "select": select, "k": k, "tau": 0.2}
+    got = triton_tokens.token_transform(x, metric, size, imp, **kw)
+    rtol, atol = TOL[dtype]
+    want = tokens.token_transform(x, metric, size, imp, **kw)
+    for g, w in zip(got, want, strict=True):  # sizes up to ~N: a relative tolerance
+        assert g.dtype == w.dtype and g.shape == w.shape
+        torch.testing.assert_close(g, w, rtol=4 * rtol, atol=atol)
+
+
 def test_merge_writes_preallocated_outputs_and_reads_strided_tokens() -> None:
     base = torch.randn(2, 20, 24)
     x = base[:, 3:14, ::2]  # [2, 11, 12], non-contiguous
@@ -124,7 +145,10 @@ def test_r_outside_the_a_set_is_rejected(r: int) -> None:
 
 
 @pytest.mark.parametrize("pipeline,op", [("default,tome{r=2}", "bipartite_merge"),
-                                         ("default,prune-tokens{keep=0.5}", "attentive_prune")])
+                                         ("default,prune-tokens{keep=0.5}", "attentive_prune"),
+                                         ("default,token-transform{r=3}", "token_transform"),
+                                         ("default,token-transform{r=2,select=bipartite,k=2}",
+                                          "token_transform")])
 def test_vit_token_reduction_on_cuda_target_matches_reference(pipeline: str, op: str) -> None:
     model, inputs = get_model("vit_small_test", batch_size=2)
     compiled = accel.compile(model, inputs, pipeline=pipeline, target="cuda",

@@ -1,5 +1,6 @@
-"""ONNX lowerings of the token-reduction ops (bipartite_merge, attentive_prune) as standard
-ops: Slice, MatMul, TopK, GatherElements, Equal (one-hot maps), Concat, Div."""
+"""ONNX lowerings of the token-reduction ops (bipartite_merge, attentive_prune, token_transform)
+as standard ops: Slice, MatMul, TopK, GatherElements, Equal (one-hot maps), Softmax, Concat,
+Div."""
 
 from __future__ import annotations
 
@@ -121,3 +122,97 @@ def lower_attentive_prune(b: OnnxBuilder, node: Node, inputs: list[str]) -> list
         drop_s = b.add("GatherElements", [rest_s, drop_idx], axis=1)
         parts_s.append(b.add("ReduceSum", [drop_s, ax], keepdims=1))
     return [b.add("Concat", parts_x, axis=1), b.add("Concat", parts_s, axis=1)]
+
+
+def _unit_rows(b: OnnxBuilder, node: Node, m: str) -> str:
+    """Rows of metric slice m scaled to unit L2 norm, in fp32 (as the reference matches)."""
+    if node.inputs[1].dtype != torch.float32:
+        m = b.add("Cast", [m], to=b.onnx_dtype(torch.float32))
+    norm = b.add("Sqrt", [b.add("ReduceSum", [b.add("Mul", [m, m]), b.const_i64([-1], "ax")],
+                                keepdims=1)])
+    return b.add("Div", [m, norm])
+
+
+def _transform_sides(b: OnnxBuilder, node: Node, x: str, size: str, metric: str,
+                     importance: str | None) -> tuple[list[str], list[str], str, int]:
+    """(target [x, size], source [x, size], source-to-candidate similarities [B, Ns, Nc],
+    offset of the candidates among the targets) of a token_transform node."""
+    _, n, c = node.inputs[0].shape
+    p, keep = node.attrs["protected"], node.attrs["keep"]
+    ns = n - p - keep
+    m = _unit_rows(b, node, _slice(b, metric, p, n))  # [B, N-p, D]
+    d = node.inputs[1].shape[-1]
+    if node.attrs["select"] == "bipartite":
+        na = (n - p + 1) // 2
+        m_a, m_b = _slice(b, m, 0, n - p, 2), _slice(b, m, 1, n - p, 2)
+        scores = b.add("MatMul", [m_a, b.add("Transpose", [m_b], perm=[0, 2, 1])])  # [B,Na,Nb]
+        best, _ = b.add("TopK", [scores, b.const_i64([1], "k")], n_outputs=2, axis=-1,
+                        largest=1, sorted=1)
+        _, order = _topk(b, best, na)  # [B, Na, 1], best match first
+        src_idx = _slice(b, order, 0, ns)
+        keep_idx = _sorted_indices(b, _slice(b, order, ns, na), na - ns)
+        nb = (n - p) // 2
+        sim = b.add("GatherElements", [scores, _expand_index(b, node, src_idx, ns, nb)],
+                    axis=_TOKEN_AXIS)  # [B, Ns, Nb]
+        a_x, b_x = _slice(b, x, p, n, 2), _slice(b, x, p + 1, n, 2)
+        a_s, b_s = _slice(b, size, p, n, 2), _slice(b, size, p + 1, n, 2)
+        kept_s = b.add("GatherElements", [a_s, keep_idx], axis=_TOKEN_AXIS)
+        targets = [b.add("Concat", [_gather(b, node, a_x, keep_idx, na - ns, c), b_x],
+                         axis=_TOKEN_AXIS),
+                   b.add("Concat", [kept_s, b_s], axis=_TOKEN_AXIS)]
+        sources = [_gather(b, node, a_x, src_idx, ns, c),
+                   b.add("GatherElements", [a_s, src_idx], axis=_TOKEN_AXIS)]
+        return targets, sources, sim, na - ns
+    rest_x, rest_s = _slice(b, x, p, n), _slice(b, size, p, n)
+    rest_i = b.add("Unsqueeze", [_slice(b, importance, p, n), b.const_i64([-1], "ax")])
+    if node.inputs[3].dtype != torch.float32:
+        rest_i = b.add("Cast", [rest_i], to=b.onnx_dtype(torch.float32))
+    _, order = _topk(b, rest_i, n - p)  # [B, N-p, 1], most important first
+    tgt_idx = _sorted_indices(b, _slice(b, order, 0, keep), keep)
+    src_idx = _slice(b, order, keep, n - p)
+    m_t, m_s = _gather(b, node, m, tgt_idx, keep, d), _gather(b, node, m, src_idx, ns, d)
+    sim = b.add("MatMul", [m_s, b.add("Transpose", [m_t], perm=[0, 2, 1])])  # [B, Ns, Nt]
+    targets = [_gather(b, node, rest_x, tgt_idx, keep, c),
+               b.add("GatherElements", [rest_s, tgt_idx], axis=_TOKEN_AXIS)]
+    sources = [_gather(b, node, rest_x, src_idx, ns, c),
+               b.add("GatherElements", [rest_s, src_idx], axis=_TOKEN_AXIS)]
+    return targets, sources, sim, 0
+
+
+@onnx_lowering("token_transform")
+def lower_token_transform(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Token Transforming: targets by TopK (importance or ToMe's matching), each source's
+    TopK similarities -> Softmax(/tau) -> a weighted one-hot spread map S [B, Nt, Ns];
+    x' = (x_t s_t + S (x_src s_src)) / (s_t + S s_src), sizes s_t + S s_src."""
+    x, metric = inputs[0], inputs[1]
+    size = inputs[2] if len(inputs) > 2 and inputs[2] else _ones_size(b, node, x)
+    importance = inputs[3] if len(inputs) > 3 and inputs[3] else None
+    _, n, _ = node.inputs[0].shape
+    p, keep, k = node.attrs["protected"], node.attrs["keep"], node.attrs["k"]
+    ns = n - p - keep
+    (t_x, t_s), (s_x, s_s), sim, offset = _transform_sides(b, node, x, size, metric, importance)
+    head_x, head_s = _slice(b, x, 0, p), _slice(b, size, 0, p)
+    if ns == 0:
+        return [b.add("Concat", [head_x, t_x], axis=_TOKEN_AXIS),
+                b.add("Concat", [head_s, t_s], axis=_TOKEN_AXIS)]
+    n_cand = (n - p) // 2 if node.attrs["select"] == "bipartite" else keep
+    kk = min(k, n_cand)
+    vals, idx = b.add("TopK", [sim, b.const_i64([kk], "k")], n_outputs=2, axis=-1, largest=1,
+                      sorted=1)  # [B, Ns, k]
+    tau = b.scalar(node.attrs["tau"], torch.float32, "tau")
+    dtype = b.onnx_dtype(node.inputs[0].dtype)
+    w = b.add("Cast", [b.add("Softmax", [b.add("Div", [vals, tau])], axis=-1)], to=dtype)
+    if offset:
+        idx = b.add("Add", [idx, b.const_i64([offset], "offset")])
+    ax = b.const_i64([-1], "ax")
+    one_hot = b.add("Cast", [b.add("Equal", [b.add("Unsqueeze", [idx, ax]),
+                                             b.const_i64(list(range(keep)), "targets")])],
+                    to=dtype)  # [B, Ns, k, Nt]
+    spread = b.add("ReduceSum", [b.add("Mul", [one_hot, b.add("Unsqueeze", [w, ax])]),
+                                 b.const_i64([2], "ax")], keepdims=0)  # [B, Ns, Nt]
+    spread_t = b.add("Transpose", [spread], perm=[0, 2, 1])  # [B, Nt, Ns]
+    out_s = b.add("Add", [t_s, b.add("MatMul", [spread_t, s_s])])
+    total = b.add("Add", [b.add("Mul", [t_x, t_s]),
+                          b.add("MatMul", [spread_t, b.add("Mul", [s_x, s_s])])])
+    return [b.add("Concat", [head_x, b.add("Div", [total, out_s])], axis=_TOKEN_AXIS),
+            b.add("Concat", [head_s, out_s], axis=_TOKEN_AXIS)]

@@ -1,5 +1,6 @@
-"""Triton kernels for the token-reduction ops (CUDA path of ``bipartite_merge`` and
-``attentive_prune``; runs on CPU tensors under ``TRITON_INTERPRET=1`` for tests).
+"""Triton kernels for the token-reduction ops (CUDA path of ``bipartite_merge``,
+``attentive_prune`` and ``token_transform``; runs on CPU tensors under ``TRITON_INTERPRET=1``
+for tests).
 
 Which tokens go where (ToMe's matching, EViT's top-k) stays in torch ops; the kernels do the
 data movement as a deterministic gather plus segmented reduce, accumulating in fp32:
@@ -14,6 +15,10 @@ data movement as a deterministic gather plus segmented reduce, accumulating in f
 * ``attentive_prune``: the same kernel gathers the kept rows (empty segments); a second kernel
   reduces the pruned rows into the fused token ``Σ x_i a_i / max(Σ a_i, 1e-12)`` with size
   ``Σ s_i``, one program per (batch, block of channels).
+* ``token_transform``: the plan (targets, each source's top-k targets and softmax weights) in
+  torch, as a dense spread map ``S [B, N', Ns]``; one program per (batch, block of output
+  rows, block of channels) computes ``(x_t s_t + Σ_j S[t, j] s_j x_j) / (s_t + Σ_j S[t, j]
+  s_j)`` over the Ns sources (protected rows have an all-zero row of S) and the sizes.
 """
 
 from __future__ import annotations
@@ -36,7 +41,13 @@ from accel.backends.triton.partition import Claims
 from accel.backends.triton.record import interpreted, launcher
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Node
-from accel.ir.ops.tokens import attentive_select, bipartite_match, prune_fuses
+from accel.ir.ops.tokens import (
+    attentive_select,
+    bipartite_match,
+    prune_fuses,
+    source_map,
+    transform_plan,
+)
 from accel.ir.shapes import is_symbolic
 
 
@@ -122,6 +133,49 @@ def _weighted_row_sum(
     tl.store(out_ptr + b * stride_ob + cols * stride_oc, acc / total_w, mask=cmask)
     if tl.program_id(1) == 0:
         tl.store(out_size_ptr + b * stride_osb, tl.sum(ssum, axis=0))
+
+
+@triton.jit
+def _transform_rows(
+    x_ptr, size_ptr, base_ptr, src_ptr, spread_ptr, out_ptr, out_size_ptr,
+    n_out, num_src, C,
+    stride_xb, stride_xn, stride_xc, stride_sb, stride_sn,
+    stride_ob, stride_on, stride_oc, stride_osb, stride_osn,
+    HAS_SIZE: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    b = tl.program_id(0)
+    rows = tl.program_id(1) * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    rmask = rows < n_out
+    cmask = cols < C
+    mask2 = rmask[:, None] & cmask[None, :]
+    base = tl.load(base_ptr + b * n_out + rows, mask=rmask, other=0)
+    x_b = x_ptr + b * stride_xb
+    xv = tl.load(x_b + base[:, None] * stride_xn + cols[None, :] * stride_xc,
+                 mask=mask2, other=0.0).to(tl.float32)
+    if HAS_SIZE:
+        sv = tl.load(size_ptr + b * stride_sb + base * stride_sn, mask=rmask,
+                     other=1.0).to(tl.float32)
+    else:
+        sv = tl.full((BLOCK_R,), 1.0, tl.float32)
+    acc = xv * sv[:, None]
+    ssum = sv
+    for j in range(0, num_src):  # every source, weighted by its spread onto these rows
+        src = tl.load(src_ptr + b * num_src + j)
+        xs = tl.load(x_b + src * stride_xn + cols * stride_xc, mask=cmask,
+                     other=0.0).to(tl.float32)
+        if HAS_SIZE:
+            ss = tl.load(size_ptr + b * stride_sb + src * stride_sn).to(tl.float32)
+        else:
+            ss = 1.0
+        w = tl.load(spread_ptr + (b * n_out + rows) * num_src + j, mask=rmask,
+                    other=0.0).to(tl.float32) * ss
+        acc += w[:, None] * xs[None, :]
+        ssum += w
+    tl.store(out_ptr + b * stride_ob + rows[:, None] * stride_on + cols[None, :] * stride_oc,
+             acc / ssum[:, None], mask=mask2)
+    if tl.program_id(2) == 0:
+        tl.store(out_size_ptr + b * stride_osb + rows * stride_osn, ssum, mask=rmask)
 
 
 def _blocks(c: int) -> tuple[int, int]:
@@ -240,28 +294,63 @@ def attentive_prune(x: torch.Tensor, cls_attn: torch.Tensor, size: torch.Tensor 
     return out, out_size
 
 
-TOKEN_KERNELS = {"bipartite_merge": bipartite_merge, "attentive_prune": attentive_prune}
+def token_transform(x: torch.Tensor, metric: torch.Tensor, size: torch.Tensor | None = None,
+                    importance: torch.Tensor | None = None, *, keep: int, protected: int = 1,
+                    select: str = "attention", k: int = 4, tau: float = 0.1,
+                    out: torch.Tensor | None = None, out_size: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``token_transform`` with the transform on the Triton kernel (plan in torch).
+
+    Same result as :func:`accel.ir.ops.tokens.token_transform`: protected tokens, then the
+    targets, each the size-weighted mean of itself and the sources spread onto it.
+    """
+    bsz, n, c = x.shape
+    p, dev = protected, x.device
+    plan = transform_plan(metric, importance, keep=keep, protected=p, select=select, k=k,
+                          tau=tau)
+    nt, ns = plan.targets.shape[1], plan.sources.shape[1]
+    n_out = p + nt
+    base = torch.cat([torch.arange(p, device=dev).expand(bsz, p), plan.targets], dim=1)
+    spread = torch.zeros(bsz, n_out, ns, dtype=torch.float32, device=dev)
+    spread[:, p:] = source_map(plan, nt, torch.float32)
+    out, out_size = _results("token_transform", x, n_out, out, out_size)
+    sz = _size_rows(x, size)
+    block_r, block_c = _blocks(c)
+    grid = (bsz, triton.cdiv(n_out, block_r), triton.cdiv(c, block_c))
+    src = plan.sources.to(torch.int32).contiguous()
+    launcher(_transform_rows)[grid](
+        x, sz, base.to(torch.int32).contiguous(), src if ns else base, spread.contiguous(),
+        out, out_size, n_out, ns, c, *x.stride(), sz.stride(0), sz.stride(1), *out.stride(),
+        out_size.stride(0), out_size.stride(1),
+        HAS_SIZE=size is not None, BLOCK_R=block_r, BLOCK_C=block_c,
+    )
+    return out, out_size
+
+
+TOKEN_KERNELS = {"bipartite_merge": bipartite_merge, "attentive_prune": attentive_prune,
+                 "token_transform": token_transform}
 """The token-reduction ops the kernels run, by op name."""
 
 
 def token_node_fn(node: Node) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
-    """Step function ``(x, metric_or_attn, size?, out=, out_size=) -> (x, size)`` for a
-    ``bipartite_merge`` or ``attentive_prune`` node."""
+    """Step function ``(x, metric_or_attn, size?, importance?, out=, out_size=) -> (x, size)``
+    for a ``bipartite_merge``, ``attentive_prune`` or ``token_transform`` node."""
     if node.op not in TOKEN_KERNELS:
         raise AccelValueError(f"token kernel: node {node.name} is '{node.op}', expected one of "
                               f"{sorted(TOKEN_KERNELS)}")
     attrs = dict(node.attrs)
     fn = TOKEN_KERNELS[node.op]
 
-    def run(x: torch.Tensor, guide: torch.Tensor, size: torch.Tensor | None = None, *,
+    def run(x: torch.Tensor, guide: torch.Tensor, *rest: torch.Tensor | None,
             out: torch.Tensor | None = None, out_size: torch.Tensor | None = None
             ) -> tuple[torch.Tensor, torch.Tensor]:
-        return fn(x, guide, size, **attrs, out=out, out_size=out_size)
+        return fn(x, guide, *rest, **attrs, out=out, out_size=out_size)
     return run
 
 
 def claim(claims: Claims, node: Node) -> list[Node] | None:
-    """Float tokens [B, N, C], guide [B, N, D] (merge) or [B, N] (prune), sizes [B, N, 1]."""
+    """Float tokens [B, N, C], guide [B, N, D] (merge, transform) or [B, N] (prune), sizes
+    [B, N, 1], importance [B, N] (transform)."""
     x, guide = node.inputs[0], node.inputs[1]
     size = node.inputs[2] if len(node.inputs) > 2 else None
     if not (x.dtype in FLOAT_DTYPES and guide.dtype in FLOAT_DTYPES and is_float(size)
@@ -276,6 +365,13 @@ def claim(claims: Claims, node: Node) -> list[Node] | None:
     if node.op == "bipartite_merge":
         ok = (len(guide.shape) == 3 and guide.shape[:2] == (b, n)
               and 0 <= p <= n and 0 <= node.attrs["r"] <= (n - p + 1) // 2)
+    elif node.op == "token_transform":
+        imp = node.inputs[3] if len(node.inputs) > 3 else None
+        keep, select = node.attrs["keep"], node.attrs["select"]
+        ok = (len(guide.shape) == 3 and guide.shape[:2] == (b, n) and 0 <= p <= n
+              and (0 <= n - p - keep <= (n - p + 1) // 2 if select == "bipartite" else
+                   imp is not None and imp.shape == (b, n) and is_float(imp)
+                   and 1 <= keep <= n - p))
     else:
         ok = len(guide.shape) == 2 and guide.shape == (b, n) and 0 <= node.attrs["keep"] <= n - p
     return [node] if ok else None
