@@ -6,7 +6,9 @@ observers record statistics of chosen values, and measure accuracy of lossy rewr
 
 Observers: :class:`MinMaxObserver` (running min/max, per-channel |max| over the last dim),
 :class:`HistogramObserver` (|x| histogram: percentile and entropy (KL) thresholds) and
-:class:`SampleObserver` (a bounded sample of rows, for SQNR and Wanda norms).
+:class:`SampleObserver` (a bounded sample of rows, for SQNR and Wanda norms) and
+:class:`HessianObserver` (the streamed ``K x K`` Hessian of a linear's inputs, for GPTQ and
+SparseGPT).
 """
 
 from __future__ import annotations
@@ -129,6 +131,42 @@ class SampleObserver(Observer):
     def sample(self) -> torch.Tensor:
         """The kept rows as one ``[rows, features]`` tensor."""
         return torch.cat(self.rows)
+
+
+class HessianObserver(Observer):
+    """Streams ``H = 2/n · Σ xᵀx`` over the rows ``x`` (last dim ``K``) of a linear's input.
+
+    This is the Hessian of the layer's squared output error ``‖XWᵀ − XŴᵀ‖²`` with respect to
+    each row of the weight (GPTQ, arXiv 2210.17323, eq. 1). Memory is one ``[K, K]``
+    accumulator whatever the number of batches: each batch is folded in as a running mean
+    (``H ← H·n/(n+m) + 2/(n+m)·XᵀX``), in ``dtype`` (float64 by default; float32 halves the
+    memory of very wide layers).
+    """
+
+    def __init__(self, dtype: torch.dtype = torch.float64) -> None:
+        self.dtype = dtype
+        self.h: torch.Tensor | None = None
+        """The running ``[K, K]`` Hessian (``None`` before the first batch)."""
+        self.rows = 0
+        """Rows folded in so far (``n``)."""
+
+    def update(self, t: torch.Tensor) -> None:
+        """Fold one batch of rows into the running Hessian."""
+        x = t.detach().reshape(-1, t.shape[-1]).to(self.dtype)
+        m = x.shape[0]
+        if m == 0:
+            return
+        if self.h is None:
+            self.h = torch.zeros(x.shape[1], x.shape[1], dtype=self.dtype)
+        total = self.rows + m
+        self.h.mul_(self.rows / total).addmm_(x.t(), x, alpha=2.0 / total)
+        self.rows = total
+
+    def hessian(self) -> torch.Tensor:
+        """The ``[K, K]`` Hessian seen so far."""
+        if self.h is None:
+            raise AccelValueError("HessianObserver saw no rows; check the calibration data")
+        return self.h
 
 
 def progress(iterable: Iterable, total: int | None, desc: str) -> Iterable:

@@ -1,8 +1,15 @@
-"""2:4 semi-structured sparsity: ``sparsify{pattern=2:4,method=magnitude|wanda,targets=mlp}``.
+"""2:4 semi-structured sparsity: ``sparsify{pattern=2:4,method=magnitude|wanda|sparsegpt,
+targets=mlp}``.
 
 In every group of 4 consecutive input weights of a row, the 2 with the lowest score are
-zeroed: ``|W_ij|`` (magnitude) or ``|W_ij|·‖X_j‖₂`` over the calibration inputs (Wanda). The
-pruned weight stays a dense ``linear`` weight annotated ``sparsity="2:4"``: the ``cuda``
+zeroed: ``|W_ij|`` (magnitude) or ``|W_ij|·‖X_j‖₂`` over the calibration inputs (Wanda), and
+the kept weights are left as they were. ``sparsegpt`` (arXiv 2301.00774,
+:mod:`accel.passes.common.gptq`) streams each linear input's ``K x K`` Hessian in one
+calibration run, then prunes column by column: each group's 2 are chosen by the OBS
+saliency ``w² / [H⁻¹]_jj`` (inverse Hessian of the columns not yet visited) of the weights
+as updated so far, and every pruned weight's error is compensated by updating the columns
+not yet visited (``damp`` x mean-diagonal damping, blocks of ``block`` columns).
+The pruned weight stays a dense ``linear`` weight annotated ``sparsity="2:4"``: the ``cuda``
 target runs it through ``torch.sparse.to_sparse_semi_structured`` on sm80+ GPUs with
 fp16/bf16 weights (see accel/backends/triton/kernels/sparse24.py); every other executor
 multiplies the masked dense weight, and the lowering notes say so.
@@ -13,6 +20,7 @@ default.
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import torch
@@ -20,19 +28,20 @@ import torch.nn.functional as F
 
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph
+from accel.passes.common.gptq import sparsegpt_2_4
 from accel.passes.common.linears import (
     LayerTargets,
+    calibrate_linears,
     calibration_batches,
     layer_label,
     layer_sqnr,
     report_layer_sqnr,
-    sample_linear_inputs,
     select_linears,
 )
 from accel.passes.registry import PassContext, register_pass
 
 SparsityPattern = Literal["2:4"]
-PruneMethod = Literal["magnitude", "wanda"]
+PruneMethod = Literal["magnitude", "wanda", "sparsegpt"]
 
 
 def mask_n_m(score: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
@@ -54,15 +63,26 @@ def sparsify(
     targets: LayerTargets = "all",
     exclude: list[str] = (),  # type: ignore[assignment]
     warn_below_db: float = 5.0,
+    damp: float = 0.01,
+    block: int = 128,
 ) -> Graph:
-    """Prune linears to 2:4 semi-structured sparsity (magnitude or Wanda scores)."""
+    """Prune linears to 2:4 semi-structured sparsity (magnitude, Wanda or SparseGPT).
+
+    ``damp`` and ``block`` apply to ``sparsegpt`` only (Hessian damping as a fraction of its
+    mean diagonal; columns per lazy-update block)."""
+    if damp < 0 or block < 1:
+        raise AccelValueError(f"pass 'sparsify': need damp >= 0 and block >= 1 (got "
+                              f"damp={damp}, block={block})")
     nodes = [n for n in select_linears(graph, ctx, exclude, targets) if n.inputs[1].shape[1] % 4
              == 0]
     if not nodes:
         ctx.skip("no linear with constant weights and K divisible by 4 to sparsify")
         return graph
-    batches = calibration_batches(ctx, "sparsify", required=method == "wanda")
-    samples = sample_linear_inputs(graph, nodes, batches)
+    batches = calibration_batches(ctx, "sparsify", required=method != "magnitude",
+                                  why=f"method={method}")
+    samples, hessians = calibrate_linears(ctx, graph, nodes, batches,
+                                          hessians=method == "sparsegpt")
+    sweep_s = 0.0
     rw = graph.rewriter()
     rw.pass_name = "sparsify"
     sqnr: dict[str, float] = {}
@@ -77,8 +97,15 @@ def sparsify(
                 raise AccelValueError(f"pass 'sparsify': no calibration activations reached "
                                       f"{n.name}; check the calibration data")
             score = score * sq.sqrt().unsqueeze(0)
-        keep = mask_n_m(score)
-        pruned = torch.where(keep, w, torch.zeros((), dtype=w.dtype))
+        if method == "sparsegpt":
+            t0 = time.perf_counter()
+            pruned, keep = sparsegpt_2_4(w, hessians[n.inputs[0]].hessian(), damp=damp,
+                                         block=block,
+                                         name=f"pass 'sparsify' (sparsegpt) at {layer_label(n)}")
+            sweep_s += time.perf_counter() - t0
+        else:
+            keep = mask_n_m(score)
+            pruned = torch.where(keep, w, torch.zeros((), dtype=w.dtype))
         kept += int(keep.sum())
         total += keep.numel()
         new_w = rw.const(pruned, f"{w_val.name}_{pattern.replace(':', 'of')}")
@@ -99,5 +126,8 @@ def sparsify(
         if ctx.target == "cuda" else "masked dense weights"
     ctx.note(f"{pattern} {method}: {len(nodes)} linear(s), density {density:.3f} of their "
              f"weights; runs as {where}")
+    if method == "sparsegpt":
+        ctx.metric("sparsegpt_s", sweep_s)
+        ctx.note(f"sparsegpt: damp {damp}, block {block}, {sweep_s:.2f}s of column sweeps")
     report_layer_sqnr(ctx, "sparsify", sqnr, warn_below_db)
     return new
