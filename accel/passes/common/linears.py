@@ -147,6 +147,17 @@ def calibrate_linears(ctx: PassContext, graph: Graph, nodes: Sequence[Node],
     return samples, hess
 
 
+def by_input(nodes: Sequence[Node]) -> dict[Value, list[Node]]:
+    """The chosen linears grouped by the value they read (a block's q, k and v share one).
+
+    GPTQ and SparseGPT treat weight rows independently given the input's Hessian, so the
+    weights of one group can be stacked along N and swept once."""
+    groups: dict[Value, list[Node]] = {}
+    for n in nodes:
+        groups.setdefault(n.inputs[0], []).append(n)
+    return groups
+
+
 def layer_label(node: Node) -> str:
     """``node`` name with its source module path, for reports and warnings."""
     src = node.meta.get("source")
