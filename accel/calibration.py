@@ -250,8 +250,9 @@ def hidden_accuracy_loss(accuracy: Mapping[str, float], records: Sequence[PassRe
     names = ", ".join(dict.fromkeys(r.name for r in measured))
     return (f"end-to-end {' and '.join(low)} vs the unmodified model, although no layer of "
             f"{names} fell below its SQNR collapse threshold (worst layer {floor:.1f} dB): "
-            "per-layer errors compound; exclude layers, use a milder mode or an "
-            "error-compensating method (quantize{method=gptq}, sparsify{method=sparsegpt})")
+            "per-layer errors compound; exclude layers, use a milder mode, or an "
+            "error-compensating method (quantize{method=gptq}, sparsify{method=sparsegpt}) "
+            "if not already")
 
 
 def lossy_accuracy(reference: Graph, modified: Graph, records: Sequence[PassRecord],
