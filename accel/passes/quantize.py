@@ -9,10 +9,12 @@ float linear on the calibration data (per-layer SQNR, worst layers in the report
 Weight-only modes round to nearest (``method=rtn``) or run GPTQ (``method=gptq``,
 :mod:`accel.passes.common.gptq`): one calibration run streams each linear input's ``K x K``
 Hessian, then every linear's weight is quantized column by column with second-order error
-compensation (``damp``, ``act_order``, ``block``). All Hessians come from the float model
-in that one run (not re-collected after each quantized layer, as GPTQ's sequential variant
-does). GPTQ writes the same ``linear_weight_only`` op and format as RTN (int8 values,
-float32 scales per row or group), so the ONNX lowering and every executor run it unchanged.
+compensation (``damp``, ``act_order``, ``block``). By default all Hessians come from the
+float model in that one run; ``sequential=true`` re-collects each layer's Hessian on the
+model whose earlier layers are already quantized (GPTQ's own procedure: one calibration run
+per group of linears sharing an input). GPTQ writes the same ``linear_weight_only`` op and
+format as RTN (int8 values, float32 scales per row or group), so the ONNX lowering and
+every executor run it unchanged.
 
 A weight annotated ``sparsity="2:4"`` (from ``sparsify``) keeps its zeros: RTN maps 0 to 0,
 GPTQ is given the weight's nonzero pattern as a fixed mask (quantize, then re-apply the mask;
@@ -42,18 +44,24 @@ import torch
 from accel.calibration import HistogramObserver, MinMaxObserver
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Node, Rewriter, Value
-from accel.ir.ops.quant import quantize_grouped, quantize_per_channel, weight_row_sums
+from accel.ir.ops.quant import (
+    dequantize_weight,
+    quantize_grouped,
+    quantize_per_channel,
+    weight_row_sums,
+)
 from accel.passes.common.gptq import gptq
 from accel.passes.common.linears import (
     SQNR_COLLAPSE_DB,
     LayerTargets,
-    by_input,
+    Solve,
     calibrate_linears,
     calibration_batches,
     layer_label,
     layer_sqnr,
     report_layer_sqnr,
     select_linears,
+    solve_in_order,
 )
 from accel.passes.registry import PassContext, register_pass
 
@@ -86,6 +94,7 @@ def quantize(
     damp: float = 0.01,
     act_order: bool = False,
     block: int = 128,
+    sequential: bool = False,
 ) -> Graph:
     """Quantize linears to int8/int4 (weights per channel; activations dynamic or static).
 
@@ -100,7 +109,9 @@ def quantize(
     with the Hessian damped by ``damp`` x its mean diagonal, columns in blocks of ``block``
     and, with ``act_order``, visited by descending Hessian diagonal. int4 groups are
     ``group_size`` input channels (the largest divisor of K not above it; the report notes a
-    change), int8-weight-only has one scale per output channel.
+    change), int8-weight-only has one scale per output channel. ``sequential`` (gptq):
+    each group of linears gets the Hessian of its input on the model whose earlier linears
+    are already quantized (one calibration run per group of linears sharing an input).
     """
     if method == "gptq" and mode not in WEIGHT_ONLY:
         raise AccelValueError(f"pass 'quantize': method=gptq applies to the weight-only modes "
@@ -120,14 +131,17 @@ def quantize(
     if static:
         make = MinMaxObserver if observer == "minmax" else HistogramObserver
         stats = {n.inputs[0]: make() for n in nodes}
-    samples, hessians = calibrate_linears(ctx, graph, nodes, batches, hessians=use_gptq,
+    samples, hessians = calibrate_linears(ctx, graph, nodes, batches,
+                                          hessians=use_gptq and not sequential,
                                           extra={v: [o] for v, o in stats.items()})
     bits = 8 if mode == "int8-weight-only" else 4
-    swept, sweep_s = {}, 0.0
+    swept, sweep_s, seq_s = {}, 0.0, 0.0
     if use_gptq:
         t0 = time.perf_counter()
-        swept = _gptq_linears(graph, nodes, hessians, bits, group_size, damp, block, act_order)
-        sweep_s = time.perf_counter() - t0
+        swept, seq_s = solve_in_order(
+            graph, nodes, batches, hessians,
+            _gptq_solver(graph, bits, group_size, damp, block, act_order), sequential)
+        sweep_s = time.perf_counter() - t0 - seq_s
     regrouped: list[str] = []
 
     rw = graph.rewriter()
@@ -182,8 +196,11 @@ def quantize(
                  f"it for {', '.join(regrouped[:4])}" + (" ..." if len(regrouped) > 4 else ""))
     if use_gptq:
         ctx.metric("gptq_s", sweep_s)
-        ctx.note(f"gptq: damp {damp}, block {block}, act_order {act_order}, "
-                 f"{sweep_s:.2f}s of column sweeps")
+        if sequential:
+            ctx.metric("sequential_calibration_s", seq_s)
+        ctx.note(f"gptq: damp {damp}, block {block}, act_order {act_order}, sequential "
+                 f"{sequential}: {sweep_s:.2f}s of column sweeps" +
+                 (f", {seq_s:.2f}s of calibration runs between them" if sequential else ""))
     report_layer_sqnr(ctx, "quantize", sqnr, warn_below_db)
     return new
 
@@ -194,30 +211,26 @@ def _group(bits: int, k: int, group_size: int) -> int:
     return 0 if bits == 8 else largest_divisor(k, group_size)
 
 
-def _gptq_linears(graph: Graph, nodes: list[Node], hessians: dict, bits: int, group_size: int,
-                  damp: float, block: int, act_order: bool
-                  ) -> dict[Node, tuple[torch.Tensor, torch.Tensor]]:
-    """GPTQ ``(int8 values, scales)`` of every linear, one sweep per shared input: the
-    stacked weights of the linears reading one value (q, k, v) share its Hessian.
-
-    A weight annotated ``sparsity`` keeps its nonzero pattern as a fixed mask."""
-    out = {}
-    for x, group in by_input(nodes).items():
+def _gptq_solver(graph: Graph, bits: int, group_size: int, damp: float, block: int,
+                 act_order: bool) -> Solve:
+    """GPTQ of the linears reading one input, in one sweep: their stacked weights share the
+    input's Hessian (GPTQ treats rows independently). A weight annotated ``sparsity`` keeps
+    its nonzero pattern as a fixed mask."""
+    def solve(group: list[Node], h: torch.Tensor) -> list[tuple[tuple, torch.Tensor]]:
         ws = [graph.const(n.inputs[1]).float() for n in group]
         masks = [(w != 0) if n.inputs[1].annotations.get("sparsity") else None
                  for n, w in zip(group, ws, strict=True)]
         keep = None if all(m is None for m in masks) else torch.cat(
             [torch.ones_like(w, dtype=torch.bool) if m is None else m
              for w, m in zip(ws, masks, strict=True)])
+        gs = _group(bits, ws[0].shape[1], group_size)
         names = ", ".join(layer_label(n) for n in group)
-        q, s = gptq(torch.cat(ws), hessians[x].hessian(), bits=bits,
-                    group_size=_group(bits, ws[0].shape[1], group_size), damp=damp,
-                    block=block, act_order=act_order, keep=keep,
-                    name=f"pass 'quantize' (gptq) at {names}")
+        q, s = gptq(torch.cat(ws), h, bits=bits, group_size=gs, damp=damp, block=block,
+                    act_order=act_order, keep=keep, name=f"pass 'quantize' (gptq) at {names}")
         rows = [w.shape[0] for w in ws]
-        for n, qi, si in zip(group, q.split(rows), s.split(rows), strict=True):
-            out[n] = (qi.clone(), si.clone())  # own storage, not a view of the stack
-    return out
+        return [((qi.clone(), si.clone()), dequantize_weight(qi, si, gs or qi.shape[1]))
+                for qi, si in zip(q.split(rows), s.split(rows), strict=True)]
+    return solve
 
 
 def _runner(node: Node, graph: Graph, rw: Rewriter) -> Callable[[torch.Tensor], torch.Tensor]:

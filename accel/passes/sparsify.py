@@ -5,7 +5,8 @@ In every group of 4 consecutive input weights of a row, the 2 with the lowest sc
 zeroed: ``|W_ij|`` (magnitude) or ``|W_ij|·‖X_j‖₂`` over the calibration inputs (Wanda), and
 the kept weights are left as they were. ``sparsegpt`` (arXiv 2301.00774,
 :mod:`accel.passes.common.gptq`) streams each linear input's ``K x K`` Hessian in one
-calibration run, then prunes column by column: each group's 2 are chosen by the OBS
+calibration run (``sequential=true``: one run per layer, on the model already pruned before
+it), then prunes column by column: each group's 2 are chosen by the OBS
 saliency ``w² / [H⁻¹]_jj`` (inverse Hessian of the columns not yet visited) of the weights
 as updated so far, and every pruned weight's error is compensated by updating the columns
 not yet visited (``damp`` x mean-diagonal damping, blocks of ``block`` columns).
@@ -31,13 +32,14 @@ from accel.ir.graph import Graph
 from accel.passes.common.gptq import sparsegpt_2_4
 from accel.passes.common.linears import (
     LayerTargets,
-    by_input,
+    Solve,
     calibrate_linears,
     calibration_batches,
     layer_label,
     layer_sqnr,
     report_layer_sqnr,
     select_linears,
+    solve_in_order,
 )
 from accel.passes.registry import PassContext, register_pass
 
@@ -54,20 +56,17 @@ def mask_n_m(score: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     return keep.reshape(rows, k)
 
 
-def _sparsegpt_linears(graph: Graph, nodes: list, hessians: dict, damp: float, block: int
-                       ) -> dict:
-    """SparseGPT ``(pruned weight, keep mask)`` of every linear, one sweep per shared input
-    (the stacked weights of q, k and v share their input's Hessian)."""
-    out = {}
-    for x, group in by_input(nodes).items():
+def _sparsegpt_solver(graph: Graph, damp: float, block: int) -> Solve:
+    """SparseGPT of the linears reading one input, in one sweep of their stacked weights."""
+    def solve(group: list, h: torch.Tensor) -> list[tuple[tuple, torch.Tensor]]:
         ws = [graph.const(n.inputs[1]) for n in group]
         names = ", ".join(layer_label(n) for n in group)
-        pruned, keep = sparsegpt_2_4(torch.cat(ws), hessians[x].hessian(), damp=damp,
-                                     block=block, name=f"pass 'sparsify' (sparsegpt) at {names}")
+        pruned, keep = sparsegpt_2_4(torch.cat(ws), h, damp=damp, block=block,
+                                     name=f"pass 'sparsify' (sparsegpt) at {names}")
         rows = [w.shape[0] for w in ws]
-        for n, p, k in zip(group, pruned.split(rows), keep.split(rows), strict=True):
-            out[n] = (p.clone(), k.clone())
-    return out
+        return [((p.clone(), k.clone()), p)
+                for p, k in zip(pruned.split(rows), keep.split(rows), strict=True)]
+    return solve
 
 
 @register_pass("sparsify", lossy=True)
@@ -82,11 +81,13 @@ def sparsify(
     warn_below_db: float = 5.0,
     damp: float = 0.01,
     block: int = 128,
+    sequential: bool = False,
 ) -> Graph:
     """Prune linears to 2:4 semi-structured sparsity (magnitude, Wanda or SparseGPT).
 
-    ``damp`` and ``block`` apply to ``sparsegpt`` only (Hessian damping as a fraction of its
-    mean diagonal; columns per lazy-update block)."""
+    ``damp``, ``block`` and ``sequential`` apply to ``sparsegpt`` only (Hessian damping as a
+    fraction of its mean diagonal; columns per lazy-update block; each group of linears
+    calibrated on the model with the earlier ones already pruned, one run per group)."""
     if damp < 0 or block < 1:
         raise AccelValueError(f"pass 'sparsify': need damp >= 0 and block >= 1 (got "
                               f"damp={damp}, block={block})")
@@ -98,12 +99,13 @@ def sparsify(
     batches = calibration_batches(ctx, "sparsify", required=method != "magnitude",
                                   why=f"method={method}")
     samples, hessians = calibrate_linears(ctx, graph, nodes, batches,
-                                          hessians=method == "sparsegpt")
-    swept, sweep_s = {}, 0.0
+                                          hessians=method == "sparsegpt" and not sequential)
+    swept, sweep_s, seq_s = {}, 0.0, 0.0
     if method == "sparsegpt":
         t0 = time.perf_counter()
-        swept = _sparsegpt_linears(graph, nodes, hessians, damp, block)
-        sweep_s = time.perf_counter() - t0
+        swept, seq_s = solve_in_order(graph, nodes, batches, hessians,
+                                      _sparsegpt_solver(graph, damp, block), sequential)
+        sweep_s = time.perf_counter() - t0 - seq_s
     rw = graph.rewriter()
     rw.pass_name = "sparsify"
     sqnr: dict[str, float] = {}
@@ -145,6 +147,10 @@ def sparsify(
              f"weights; runs as {where}")
     if method == "sparsegpt":
         ctx.metric("sparsegpt_s", sweep_s)
-        ctx.note(f"sparsegpt: damp {damp}, block {block}, {sweep_s:.2f}s of column sweeps")
+        if sequential:
+            ctx.metric("sequential_calibration_s", seq_s)
+        ctx.note(f"sparsegpt: damp {damp}, block {block}, sequential {sequential}: "
+                 f"{sweep_s:.2f}s of column sweeps" +
+                 (f", {seq_s:.2f}s of calibration runs between them" if sequential else ""))
     report_layer_sqnr(ctx, "sparsify", sqnr, warn_below_db)
     return new

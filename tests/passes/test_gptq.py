@@ -247,6 +247,25 @@ def test_sparsegpt_pass_is_2_4_and_beats_wanda(bert: tuple) -> None:
     assert sgpt.max_rel_error < wanda.max_rel_error
 
 
+def test_sequential_calibrates_each_layer_on_the_compressed_model(bert: tuple) -> None:
+    model, inputs, calib = bert
+    for pipeline, key in (("quantize{mode=int4-weight-only,group_size=32,method=gptq,"
+                           "sequential=true}", "gptq_s"),
+                          ("sparsify{method=sparsegpt,sequential=true}", "sparsegpt_s")):
+        one = check_pass(model, inputs, pipeline.replace(",sequential=true", ""), atol=None,
+                         calibration=calib)
+        seq = check_pass(model, inputs, pipeline, atol=None, calibration=calib)
+        rec = seq.records[0]
+        assert rec.metrics["sequential_calibration_s"] > 0 and key in rec.metrics
+        assert any("sequential True" in n for n in rec.notes)
+        assert seq.max_rel_error < 1.5 * one.max_rel_error  # same algorithm, other Hessians
+        first = seq.after.constants[seq.after.find("linear_weight_only" if "quantize" in pipeline
+                                                   else "linear")[0].inputs[1]]
+        ref = one.after.constants[one.after.find("linear_weight_only" if "quantize" in pipeline
+                                                 else "linear")[0].inputs[1]]
+        assert torch.equal(first, ref)  # the first layer sees the same (float) inputs
+
+
 @pytest.mark.parametrize("method", ["rtn", "gptq"])
 def test_sparsify_then_quantize_keeps_2_4_and_runs_on_onnxruntime(
         bert: tuple, method: str, tmp_path: Path) -> None:

@@ -158,6 +158,47 @@ def by_input(nodes: Sequence[Node]) -> dict[Value, list[Node]]:
     return groups
 
 
+Solve = Callable[[list[Node], torch.Tensor], list[tuple[tuple, torch.Tensor]]]
+"""``(linears reading one input, that input's Hessian) -> [(result, float weight)]`` per
+linear: what the pass stores, and the float weight it stands for (dequantized, pruned)."""
+
+
+def solve_in_order(graph: Graph, nodes: Sequence[Node],
+                   batches: Sequence[tuple[torch.Tensor, ...]],
+                   hessians: dict[Value, HessianObserver], solve: Solve, sequential: bool
+                   ) -> tuple[dict[Node, tuple], float]:
+    """Run ``solve`` on each group of linears sharing an input, in graph order; returns the
+    results and the seconds spent in extra calibration runs.
+
+    Not ``sequential``: every group uses the float model's Hessians (``hessians``, from the
+    one calibration run). ``sequential`` (GPTQ's and SparseGPT's own procedure): each
+    group's Hessian is collected on the model in which every earlier group already has its
+    compressed weight, so a layer also compensates the error of the layers before it; this
+    costs one calibration run per group.
+    """
+    out: dict[Node, tuple] = {}
+    current, seconds = graph, 0.0
+    for x, group in by_input(nodes).items():
+        h = hessians.get(x)
+        if sequential:
+            t0 = time.perf_counter()
+            h = HessianObserver()
+            calibrate(current, batches, {x: h}, desc=f"calibrating {group[0].name}")
+            seconds += time.perf_counter() - t0
+        assert h is not None, "solve_in_order: no Hessian for a group (calibrate first)"
+        solved = solve(group, h.hessian())
+        out.update({n: result for n, (result, _) in zip(group, solved, strict=True)})
+        if sequential:
+            rw = current.rewriter()
+            for n, (_, w_float) in zip(group, solved, strict=True):
+                w_val = n.inputs[1]
+                if w_val in current.constants:  # (a weight shared with an earlier group: done)
+                    w = rw.const(w_float.to(current.constants[w_val].dtype), f"{w_val.name}_seq")
+                    rw.replace(w_val, w)
+            current = rw.finish()
+    return out, seconds
+
+
 def layer_label(node: Node) -> str:
     """``node`` name with its source module path, for reports and warnings."""
     src = node.meta.get("source")
