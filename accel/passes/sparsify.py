@@ -1,8 +1,16 @@
-"""2:4 semi-structured sparsity: ``sparsify{pattern=2:4,method=magnitude|wanda,targets=mlp}``.
+"""2:4 semi-structured sparsity: ``sparsify{pattern=2:4,method=magnitude|wanda|sparsegpt,
+targets=mlp}``.
 
 In every group of 4 consecutive input weights of a row, the 2 with the lowest score are
-zeroed: ``|W_ij|`` (magnitude) or ``|W_ij|·‖X_j‖₂`` over the calibration inputs (Wanda). The
-pruned weight stays a dense ``linear`` weight annotated ``sparsity="2:4"``: the ``cuda``
+zeroed: ``|W_ij|`` (magnitude) or ``|W_ij|·‖X_j‖₂`` over the calibration inputs (Wanda), and
+the kept weights are left as they were. ``sparsegpt`` (arXiv 2301.00774,
+:mod:`accel.passes.common.gptq`) streams each linear input's ``K x K`` Hessian in one
+calibration run (``sequential=true``: one run per layer, on the model already pruned before
+it), then prunes column by column: each group's 2 are chosen by the OBS
+saliency ``w² / [H⁻¹]_jj`` (inverse Hessian of the columns not yet visited) of the weights
+as updated so far, and every pruned weight's error is compensated by updating the columns
+not yet visited (``damp`` x mean-diagonal damping, blocks of ``block`` columns).
+The pruned weight stays a dense ``linear`` weight annotated ``sparsity="2:4"``: the ``cuda``
 target runs it through ``torch.sparse.to_sparse_semi_structured`` on sm80+ GPUs with
 fp16/bf16 weights (see accel/backends/triton/kernels/sparse24.py); every other executor
 multiplies the masked dense weight, and the lowering notes say so.
@@ -13,6 +21,7 @@ default.
 
 from __future__ import annotations
 
+import time
 from typing import Literal
 
 import torch
@@ -20,19 +29,22 @@ import torch.nn.functional as F
 
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph
+from accel.passes.common.gptq import sparsegpt_2_4
 from accel.passes.common.linears import (
     LayerTargets,
+    Solve,
+    calibrate_linears,
     calibration_batches,
     layer_label,
     layer_sqnr,
     report_layer_sqnr,
-    sample_linear_inputs,
     select_linears,
+    solve_in_order,
 )
 from accel.passes.registry import PassContext, register_pass
 
 SparsityPattern = Literal["2:4"]
-PruneMethod = Literal["magnitude", "wanda"]
+PruneMethod = Literal["magnitude", "wanda", "sparsegpt"]
 
 
 def mask_n_m(score: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
@@ -42,6 +54,19 @@ def mask_n_m(score: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
     drop = groups.topk(n, dim=2, largest=False).indices
     keep = torch.ones_like(groups, dtype=torch.bool).scatter_(2, drop, False)
     return keep.reshape(rows, k)
+
+
+def _sparsegpt_solver(graph: Graph, damp: float, block: int) -> Solve:
+    """SparseGPT of the linears reading one input, in one sweep of their stacked weights."""
+    def solve(group: list, h: torch.Tensor) -> list[tuple[tuple, torch.Tensor]]:
+        ws = [graph.const(n.inputs[1]) for n in group]
+        names = ", ".join(layer_label(n) for n in group)
+        pruned, keep = sparsegpt_2_4(torch.cat(ws), h, damp=damp, block=block,
+                                     name=f"pass 'sparsify' (sparsegpt) at {names}")
+        rows = [w.shape[0] for w in ws]
+        return [((p.clone(), k.clone()), p)
+                for p, k in zip(pruned.split(rows), keep.split(rows), strict=True)]
+    return solve
 
 
 @register_pass("sparsify", lossy=True)
@@ -54,15 +79,33 @@ def sparsify(
     targets: LayerTargets = "all",
     exclude: list[str] = (),  # type: ignore[assignment]
     warn_below_db: float = 5.0,
+    damp: float = 0.01,
+    block: int = 128,
+    sequential: bool = False,
 ) -> Graph:
-    """Prune linears to 2:4 semi-structured sparsity (magnitude or Wanda scores)."""
+    """Prune linears to 2:4 semi-structured sparsity (magnitude, Wanda or SparseGPT).
+
+    ``damp``, ``block`` and ``sequential`` apply to ``sparsegpt`` only (Hessian damping as a
+    fraction of its mean diagonal; columns per lazy-update block; each group of linears
+    calibrated on the model with the earlier ones already pruned, one run per group)."""
+    if damp < 0 or block < 1:
+        raise AccelValueError(f"pass 'sparsify': need damp >= 0 and block >= 1 (got "
+                              f"damp={damp}, block={block})")
     nodes = [n for n in select_linears(graph, ctx, exclude, targets) if n.inputs[1].shape[1] % 4
              == 0]
     if not nodes:
         ctx.skip("no linear with constant weights and K divisible by 4 to sparsify")
         return graph
-    batches = calibration_batches(ctx, "sparsify", required=method == "wanda")
-    samples = sample_linear_inputs(graph, nodes, batches)
+    batches = calibration_batches(ctx, "sparsify", required=method != "magnitude",
+                                  why=f"method={method}")
+    samples, hessians = calibrate_linears(ctx, graph, nodes, batches,
+                                          hessians=method == "sparsegpt" and not sequential)
+    swept, sweep_s, seq_s = {}, 0.0, 0.0
+    if method == "sparsegpt":
+        t0 = time.perf_counter()
+        swept, seq_s = solve_in_order(graph, nodes, batches, hessians,
+                                      _sparsegpt_solver(graph, damp, block), sequential)
+        sweep_s = time.perf_counter() - t0 - seq_s
     rw = graph.rewriter()
     rw.pass_name = "sparsify"
     sqnr: dict[str, float] = {}
@@ -77,8 +120,11 @@ def sparsify(
                 raise AccelValueError(f"pass 'sparsify': no calibration activations reached "
                                       f"{n.name}; check the calibration data")
             score = score * sq.sqrt().unsqueeze(0)
-        keep = mask_n_m(score)
-        pruned = torch.where(keep, w, torch.zeros((), dtype=w.dtype))
+        if method == "sparsegpt":
+            pruned, keep = swept[n]
+        else:
+            keep = mask_n_m(score)
+            pruned = torch.where(keep, w, torch.zeros((), dtype=w.dtype))
         kept += int(keep.sum())
         total += keep.numel()
         new_w = rw.const(pruned, f"{w_val.name}_{pattern.replace(':', 'of')}")
@@ -99,5 +145,12 @@ def sparsify(
         if ctx.target == "cuda" else "masked dense weights"
     ctx.note(f"{pattern} {method}: {len(nodes)} linear(s), density {density:.3f} of their "
              f"weights; runs as {where}")
+    if method == "sparsegpt":
+        ctx.metric("sparsegpt_s", sweep_s)
+        if sequential:
+            ctx.metric("sequential_calibration_s", seq_s)
+        ctx.note(f"sparsegpt: damp {damp}, block {block}, sequential {sequential}: "
+                 f"{sweep_s:.2f}s of column sweeps" +
+                 (f", {seq_s:.2f}s of calibration runs between them" if sequential else ""))
     report_layer_sqnr(ctx, "sparsify", sqnr, warn_below_db)
     return new

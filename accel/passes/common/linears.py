@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+import time
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -13,7 +14,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from accel.calibration import SampleObserver, calibrate, sqnr_db
+from accel.calibration import HessianObserver, SampleObserver, calibrate, sqnr_db
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Node, Value
 from accel.ir.ops import OpKind
@@ -84,13 +85,16 @@ def _short(names: Sequence[str], k: int = 6) -> str:
     return ", ".join(names[:k]) + (f" (+{len(names) - k} more)" if len(names) > k else "")
 
 
-def calibration_batches(ctx: PassContext, pass_name: str, required: bool
+def calibration_batches(ctx: PassContext, pass_name: str, required: bool, why: str = ""
                         ) -> list[tuple[torch.Tensor, ...]]:
-    """The calibration batches, or the example inputs when calibration is optional."""
+    """The calibration batches, or the example inputs when calibration is optional.
+
+    ``why`` names the option that needs the data (``method=gptq``) in the error."""
     if ctx.calibration:
         return list(ctx.calibration)
     if required:
-        raise AccelValueError(f"pass '{pass_name}' needs calibration data: call "
+        reason = f" ({why})" if why else ""
+        raise AccelValueError(f"pass '{pass_name}'{reason} needs calibration data: call "
                               "accel.compile(..., calibration=[example inputs, ...])")
     ctx.note("no calibration data: layer SQNR measured on the example inputs")
     return [tuple(ctx.example_inputs)]
@@ -114,6 +118,87 @@ def sample_linear_inputs(graph: Graph, nodes: Sequence[Node],
     return samples
 
 
+def calibrate_linears(ctx: PassContext, graph: Graph, nodes: Sequence[Node],
+                      batches: Sequence[tuple[torch.Tensor, ...]], hessians: bool = False,
+                      extra: dict | None = None,
+                      ) -> tuple[dict[Value, SampleObserver], dict[Value, HessianObserver]]:
+    """:func:`sample_linear_inputs`, plus (``hessians=True``) one streamed ``[K, K]``
+    Hessian per distinct linear input (q/k/v projections of a block share one).
+
+    The wall time of the calibration run and the memory the observers hold at its end
+    (Hessians and samples: what calibration keeps, bounded by ``K x K`` floats per input
+    plus 2048 sampled rows) go in the pass record (``calibration_s``,
+    ``calibration_state_mb``); the interpreter's transient activations are not counted.
+    """
+    hess = {n.inputs[0]: HessianObserver() for n in nodes} if hessians else {}
+    more = {v: [h] for v, h in hess.items()}
+    for v, obs in (extra or {}).items():
+        more.setdefault(v, []).extend(obs if isinstance(obs, list) else [obs])
+    t0 = time.perf_counter()
+    samples = sample_linear_inputs(graph, nodes, batches, more)
+    seconds = time.perf_counter() - t0
+    state = sum(h.hessian().nbytes for h in hess.values() if h.h is not None) + sum(
+        sum(r.nbytes for r in s.rows) for s in samples.values())
+    ctx.metric("calibration_s", seconds)
+    ctx.metric("calibration_state_mb", state / 1e6)
+    what = f"{len(hess)} Hessian(s) and input samples" if hessians else "input samples"
+    ctx.note(f"calibration: {len(batches)} batch(es), {what} of {len(nodes)} linear(s) in "
+             f"{seconds:.2f}s, {state / 1e6:.1f} MB held")
+    return samples, hess
+
+
+def by_input(nodes: Sequence[Node]) -> dict[Value, list[Node]]:
+    """The chosen linears grouped by the value they read (a block's q, k and v share one).
+
+    GPTQ and SparseGPT treat weight rows independently given the input's Hessian, so the
+    weights of one group can be stacked along N and swept once."""
+    groups: dict[Value, list[Node]] = {}
+    for n in nodes:
+        groups.setdefault(n.inputs[0], []).append(n)
+    return groups
+
+
+Solve = Callable[[list[Node], torch.Tensor], list[tuple[tuple, torch.Tensor]]]
+"""``(linears reading one input, that input's Hessian) -> [(result, float weight)]`` per
+linear: what the pass stores, and the float weight it stands for (dequantized, pruned)."""
+
+
+def solve_in_order(graph: Graph, nodes: Sequence[Node],
+                   batches: Sequence[tuple[torch.Tensor, ...]],
+                   hessians: dict[Value, HessianObserver], solve: Solve, sequential: bool
+                   ) -> tuple[dict[Node, tuple], float]:
+    """Run ``solve`` on each group of linears sharing an input, in graph order; returns the
+    results and the seconds spent in extra calibration runs.
+
+    Not ``sequential``: every group uses the float model's Hessians (``hessians``, from the
+    one calibration run). ``sequential`` (GPTQ's and SparseGPT's own procedure): each
+    group's Hessian is collected on the model in which every earlier group already has its
+    compressed weight, so a layer also compensates the error of the layers before it; this
+    costs one calibration run per group.
+    """
+    out: dict[Node, tuple] = {}
+    current, seconds = graph, 0.0
+    for x, group in by_input(nodes).items():
+        h = hessians.get(x)
+        if sequential:
+            t0 = time.perf_counter()
+            h = HessianObserver()
+            calibrate(current, batches, {x: h}, desc=f"calibrating {group[0].name}")
+            seconds += time.perf_counter() - t0
+        assert h is not None, "solve_in_order: no Hessian for a group (calibrate first)"
+        solved = solve(group, h.hessian())
+        out.update({n: result for n, (result, _) in zip(group, solved, strict=True)})
+        if sequential:
+            rw = current.rewriter()
+            for n, (_, w_float) in zip(group, solved, strict=True):
+                w_val = n.inputs[1]
+                if w_val in current.constants:  # (a weight shared with an earlier group: done)
+                    w = rw.const(w_float.to(current.constants[w_val].dtype), f"{w_val.name}_seq")
+                    rw.replace(w_val, w)
+            current = rw.finish()
+    return out, seconds
+
+
 def layer_label(node: Node) -> str:
     """``node`` name with its source module path, for reports and warnings."""
     src = node.meta.get("source")
@@ -131,6 +216,7 @@ def report_layer_sqnr(ctx: PassContext, pass_name: str, sqnr: dict[str, float],
     ctx.metric("mean_layer_sqnr_db", sum(finite) / len(finite) if finite else math.inf)
     ctx.note("worst layer SQNR: " + ", ".join(f"{k} {v:.1f} dB" for k, v in worst[:3]))
     collapsed = [f"{k}: {v:.1f} dB" for k, v in worst if v < warn_below_db]
+    ctx.metric("collapsed_layers", len(collapsed))  # read by the end-to-end check
     if collapsed:
         warnings.warn(f"accel: pass '{pass_name}': output SQNR of {_short(collapsed)} fell "
                       f"below {warn_below_db:g} dB; exclude these layers "
