@@ -108,9 +108,6 @@ def _binary(op: str) -> Handler:
 
 handles(aten.min.other)(_binary("minimum"))
 handles(aten.max.other)(_binary("maximum"))
-for _name in ("mul", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
-              "logical_and", "logical_or"):
-    handles(getattr(aten, _name))(_binary(_name))
 
 
 def _logical(op: str) -> Handler:
@@ -160,10 +157,105 @@ def _unary(op: str) -> Handler:
     return handler
 
 
-for _name in ("neg", "exp", "log", "sqrt", "rsqrt", "abs", "reciprocal", "sin", "cos", "tanh",
-              "erf", "sigmoid", "relu", "silu", "hardswish", "hardsigmoid", "logical_not",
-              "floor"):
+UNARY_SAME_NAME = ("neg", "exp", "log", "sqrt", "rsqrt", "abs", "reciprocal", "sin", "cos",
+                   "tanh", "erf", "sigmoid", "relu", "silu", "hardswish", "hardsigmoid",
+                   "logical_not", "floor", "ceil", "trunc", "sign", "signbit", "isnan", "isinf",
+                   "expm1", "exp2", "log1p", "log2", "log10", "tan", "asin", "acos", "atan",
+                   "sinh", "cosh", "asinh", "acosh", "atanh", "erfc")
+"""ATen (and prims) unary ops with an IR op of the same name and semantics."""
+BINARY_SAME_NAME = ("mul", "pow", "maximum", "minimum", "eq", "ne", "lt", "le", "gt", "ge",
+                    "logical_and", "logical_or", "remainder", "fmod", "atan2", "hypot", "fmax",
+                    "fmin")
+"""ATen (and prims) binary ops with an IR op of the same name and semantics."""
+
+for _name in UNARY_SAME_NAME:
     handles(getattr(aten, _name))(_unary(_name))
+    if hasattr(torch.ops.prims, _name):  # what torch's decompositions lower to
+        handles(getattr(torch.ops.prims, _name).default)(_unary(_name))
+for _name, _ir in {"special_expm1": "expm1", "special_log1p": "log1p",
+                   "special_exp2": "exp2", "special_erfc": "erfc", "arcsin": "asin",
+                   "arccos": "acos", "arctan": "atan", "arcsinh": "asinh", "arccosh": "acosh",
+                   "arctanh": "atanh", "fix": "trunc"}.items():
+    if hasattr(aten, _name):  # aliases torch may decompose to their main op anyway
+        handles(getattr(aten, _name))(_unary(_ir))
+
+
+for _name in BINARY_SAME_NAME:
+    handles(getattr(aten, _name))(_binary(_name))
+    if hasattr(torch.ops.prims, _name):
+        handles(getattr(torch.ops.prims, _name).default)(_binary(_name))
+for _name in ("add", "sub"):
+    handles(getattr(torch.ops.prims, _name).default)(_binary(_name))
+handles(aten.multiply)(_binary("mul"))
+handles(aten.subtract)(_add_like("sub"))
+handles(aten.true_divide, aten.divide.Tensor, aten.divide.Scalar)(_binary("div"))
+
+
+@handles(aten.divide.Tensor_mode, aten.divide.Scalar_mode)
+def _divide_mode(c: ImportContext, a: Any, b: Any, *, rounding_mode: str | None = None) -> Value:
+    return _div(c, a, b, rounding_mode=rounding_mode)
+
+
+@handles(torch.ops.prims.div.default)
+def _prims_div(c: ImportContext, a: Any, b: Any) -> Value:
+    """prims.div: true division of floats, truncating division of integers."""
+    like = a if isinstance(a, Value) else b
+    av, bv = c.tensor(a, like), c.tensor(b, like)
+    integer = not (av.dtype.is_floating_point or av.dtype.is_complex)
+    return c.op("div", av, bv, rounding_mode="trunc" if integer else None)
+
+
+@handles(torch.ops.prims.where.default)
+def _prims_where(c: ImportContext, cond: Value, a: Any, b: Any) -> Value:
+    like = a if isinstance(a, Value) else b if isinstance(b, Value) else None
+    return c.op("where", cond, c.tensor(a, like), c.tensor(b, like))
+
+
+@handles(aten.sgn)
+def _sgn(c: ImportContext, x: Value) -> Value:
+    if x.dtype.is_complex:
+        raise Unsupported("sgn of a complex tensor")
+    return c.op("sign", x)
+
+
+@handles(aten.round.default, torch.ops.prims.round.default)
+def _round(c: ImportContext, x: Value) -> Value:
+    return c.op("round", x)
+
+
+@handles(aten.round.decimals)
+def _round_decimals(c: ImportContext, x: Value, *, decimals: int = 0) -> Value:
+    """round(x * 10^d) / 10^d, as ATen computes it."""
+    if decimals == 0:
+        return c.op("round", x)
+    if not x.dtype.is_floating_point:
+        raise Unsupported("round with decimals of an integer tensor")
+    k = c.tensor(10.0 ** abs(decimals), x)
+    if decimals > 0:
+        return c.op("div", c.op("round", c.op("mul", x, k)), k)
+    return c.op("mul", c.op("round", c.op("div", x, k)), k)
+
+
+@handles(aten.square)
+def _square(c: ImportContext, x: Value) -> Value:
+    if x.dtype == torch.bool:
+        raise Unsupported("square of a bool tensor (promotes to int64)")
+    return c.op("mul", x, x)
+
+
+@handles(aten.isfinite, torch.ops.prims.isfinite.default)
+def _isfinite(c: ImportContext, x: Value) -> Value:
+    """Neither NaN nor +-inf (every integer is finite)."""
+    if not (x.dtype.is_floating_point or x.dtype.is_complex):
+        return c.op("eq", x, x)
+    return c.op("logical_not", c.op("logical_or", c.op("isnan", x), c.op("isinf", x)))
+
+
+@handles(aten.log_sigmoid)
+def _log_sigmoid(c: ImportContext, x: Value) -> Value:
+    """log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)), stable for either sign."""
+    return c.op("sub", c.op("minimum", x, c.tensor(0.0, x)),
+                c.op("log1p", c.op("exp", c.op("neg", c.op("abs", x)))))
 
 
 @handles(aten.bitwise_not)

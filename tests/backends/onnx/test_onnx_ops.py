@@ -36,7 +36,12 @@ def const(t: torch.Tensor) -> tuple[str, torch.Tensor]:
 
 X = (2, 3, 4)
 UNARY_INPUT = {"log": pos, "sqrt": pos, "rsqrt": pos, "reciprocal": pos,
-               "logical_not": lambda *s: rand(*s) > 0}
+               "logical_not": lambda *s: rand(*s) > 0, "log2": pos, "log10": pos,
+               "log1p": lambda *s: pos(*s) - 0.9, "acosh": lambda *s: pos(*s) + 0.5,
+               "asin": lambda *s: torch.rand(*s, generator=g) * 1.8 - 0.9,
+               "acos": lambda *s: torch.rand(*s, generator=g) * 1.8 - 0.9,
+               "atanh": lambda *s: torch.rand(*s, generator=g) * 1.8 - 0.9,
+               "expm1": lambda *s: rand(*s) * 1e-3}
 # op -> list of (inputs, attrs); an input is a tensor (runtime input) or const(tensor)
 CASES: dict[str, list[tuple[list, dict]]] = {
     "pow": [([pos(*X), rand(*X)], {}), ([rand(*X), const(torch.tensor(2.0))], {})],
