@@ -272,8 +272,9 @@ def _gelu(c: ImportContext, x: Value, approximate: str = "none") -> Value:
 
 @handles(aten.clamp, aten.clip)
 def _clamp(c: ImportContext, x: Value, min: Any = None, max: Any = None, **_: Any) -> Value:  # noqa: A002
-    if isinstance(min, Value) or isinstance(max, Value):
-        raise Unsupported("tensor clamp bounds")
+    if isinstance(min, Value) or isinstance(max, Value):  # max(min(x, lo), hi) as torch
+        y = x if min is None else c.op("maximum", x, c.tensor(min, x))
+        return y if max is None else c.op("minimum", y, c.tensor(max, x))
     return c.op("clamp", x, min=min, max=max)
 
 
@@ -380,11 +381,72 @@ def _var(c: ImportContext, x: Value, dim: Any = None, unbiased: Any = None, keep
     return c.op("var", x, dims=_dims(x, dim), correction=correction, keepdim=keepdim)
 
 
-@handles(aten.argmax)
-def _argmax(c: ImportContext, x: Value, dim: int | None = None, keepdim: bool = False) -> Value:
-    if dim is None:
-        raise Unsupported("argmax over all elements")
-    return c.op("argmax", x, dim=dim % x.type.rank, keepdim=keepdim)
+def _arg_reduce(op: str) -> Handler:
+    def handler(c: ImportContext, x: Value, dim: int | None = None,
+                keepdim: bool = False) -> Value:
+        if dim is not None and x.type.rank > 0:
+            return c.op(op, x, dim=dim % x.type.rank, keepdim=keepdim)
+        if not x.type.is_static:
+            raise Unsupported(f"{op} over every element of a symbolic tensor")
+        flat = x if x.shape == (x.type.numel,) else c.op("reshape", x, shape=(x.type.numel,))
+        i = c.op(op, flat, dim=0)
+        return c.op("reshape", i, shape=(1,) * x.type.rank) if keepdim and x.type.rank else i
+    return handler
+
+
+handles(aten.argmax)(_arg_reduce("argmax"))
+handles(aten.argmin)(_arg_reduce("argmin"))
+
+
+def _max_min(values: str, index: str) -> Handler:
+    """``max``/``min``: over every element (one output), or along ``dim`` (values, indices)."""
+    def handler(c: ImportContext, x: Value, dim: Any = None, keepdim: bool = False) -> Any:
+        if dim is None:
+            return c.op(values, x, dims=_dims(x, None))
+        if isinstance(dim, Value):
+            raise Unsupported(f"{values} against a tensor")  # aten.max.other has its handler
+        d = dim % max(x.type.rank, 1)
+        if x.type.rank == 0:
+            return x, c.filled((), 0, torch.int64)
+        return (c.op(values, x, dims=(d,), keepdim=bool(keepdim)),
+                c.op(index, x, dim=d, keepdim=bool(keepdim)))
+    return handler
+
+
+handles(aten.max.default, aten.max.dim)(_max_min("amax", "argmax"))
+handles(aten.min.default, aten.min.dim)(_max_min("amin", "argmin"))
+
+
+def _prims_reduce(op: str) -> Handler:
+    def handler(c: ImportContext, x: Value, dims: Any = None, *,
+                output_dtype: torch.dtype | None = None) -> Value:
+        extra = {"dtype": output_dtype} if op in ("sum", "prod") else {}
+        if output_dtype is not None and op not in ("sum", "prod"):
+            raise Unsupported("output_dtype argument")
+        return c.op(op, x, dims=_dims(x, dims), **extra)
+    return handler
+
+
+for _name in ("sum", "prod", "amax", "amin"):
+    handles(getattr(torch.ops.prims, _name).default)(_prims_reduce(_name))
+
+
+@handles(torch.ops.prims.var.default)
+def _prims_var(c: ImportContext, x: Value, dims: Any = None, correction: Any = 1.0, *,
+               output_dtype: Any = None) -> Value:
+    if output_dtype is not None and output_dtype != x.dtype:
+        raise Unsupported("output_dtype argument")
+    corr = 1 if correction is None else correction
+    corr = int(corr) if float(corr).is_integer() else float(corr)
+    return c.op("var", x, dims=_dims(x, dims), correction=corr, keepdim=False)
+
+
+@handles(aten.prod)
+def _prod(c: ImportContext, x: Value, dim: Any = None, keepdim: bool = False, *,
+          dtype: torch.dtype | None = None) -> Value:
+    if isinstance(dim, torch.dtype):  # prod(x, dtype) positionally
+        dim, dtype = None, dim
+    return c.op("prod", x, dims=_dims(x, dim), keepdim=bool(keepdim), dtype=dtype)
 
 
 @handles(aten.cumsum)
@@ -425,7 +487,32 @@ def _layer_norm(c: ImportContext, x: Value, shape: Any, weight: Any = None, bias
 @handles(aten.native_layer_norm)
 def _native_layer_norm(c: ImportContext, x: Value, shape: Any, weight: Any, bias: Any,
                        eps: float) -> tuple:
-    return (_layer_norm(c, x, shape, weight, bias, eps), None, None)
+    """The normalized output, and the mean and 1/std over the normalized dims (kept as size
+    1; dead code unless used)."""
+    dims = tuple(range(x.type.rank - len(shape), x.type.rank))
+    return (_layer_norm(c, x, shape, weight, bias, eps), *_mean_rstd(c, x, dims, eps))
+
+
+def _mean_rstd(c: ImportContext, x: Value, dims: tuple[int, ...], eps: float) -> tuple:
+    if not x.dtype.is_floating_point:
+        raise Unsupported("normalization statistics of a non-float tensor")
+    mean = c.op("mean", x, dims=dims, keepdim=True)
+    var = c.op("var", x, dims=dims, correction=0, keepdim=True)
+    return mean, c.op("rsqrt", c.op("add", var, c.tensor(float(eps), var)))
+
+
+@handles(aten.native_group_norm)
+def _native_group_norm(c: ImportContext, x: Value, weight: Any, bias: Any, n: Any, ch: Any,
+                       hw: Any, groups: int, eps: float) -> tuple:
+    """group_norm, and the (N, groups) mean and 1/std."""
+    if not x.type.is_static:
+        raise Unsupported("native_group_norm statistics of a symbolic tensor")
+    y = c.op("group_norm", x, weight, bias, groups=groups, eps=float(eps))
+    grouped = c.op("reshape", x, shape=(x.shape[0], groups, x.type.numel // max(
+        x.shape[0] * groups, 1)))
+    mean, rstd = _mean_rstd(c, grouped, (2,), eps)
+    return (y, c.op("reshape", mean, shape=(x.shape[0], groups)),
+            c.op("reshape", rstd, shape=(x.shape[0], groups)))
 
 
 @handles(aten.rms_norm)
@@ -472,7 +559,7 @@ def _matmul(c: ImportContext, a: Value, b: Value) -> Value:
 def _addmm(c: ImportContext, bias: Value, a: Value, b: Value, *, beta: Any = 1,
            alpha: Any = 1) -> Value:
     if beta != 1 or alpha != 1:
-        raise Unsupported("addmm with beta/alpha")
+        return _baddbmm(c, bias, a, b, beta=beta, alpha=alpha)
     if c.is_const(b) and bias.type.rank == 1:
         w = c.rw.const(c.rw.constants[b].t().contiguous(), f"{b.name}_t")
         return c.op("linear", a, w, bias)
@@ -696,7 +783,8 @@ def _narrow(c: ImportContext, x: Value, dim: int, start: int, length: int) -> Va
 
 @handles(aten.cat, aten.concat, aten.concatenate)
 def _cat(c: ImportContext, xs: Any, dim: int = 0) -> Value:
-    xs = [x for x in xs if not x.type.is_static or x.type.numel > 0 or x.type.rank > 1]
+    kept = [x for x in xs if not x.type.is_static or x.type.numel > 0 or x.type.rank > 1]
+    xs = kept or list(xs)[:1]  # every input empty: so is the result
     if len(xs) == 1:
         return xs[0]
     return c.op("concat", *xs, dim=dim % xs[0].type.rank)
@@ -748,6 +836,8 @@ def _pad(c: ImportContext, x: Value, pads: Any, value: float = 0.0) -> Value:
 @handles(aten.pad)
 def _pad_mode(c: ImportContext, x: Value, pads: Any, mode: str = "constant",
               value: Any = None) -> Value:
+    if mode in _PAD_MODES:
+        return _pad_by_index(c, x, pads, mode)
     if mode != "constant":
         raise Unsupported(f"{mode} padding")
     return _pad(c, x, pads, 0.0 if value is None else value)
@@ -970,3 +1060,382 @@ def _diff(c: ImportContext, x: Value, n: int = 1, dim: int = -1, prepend: Any = 
     hi = c.op("slice", x, dim=dim, start=1, end=size)
     lo = c.op("slice", x, dim=dim, start=0, end=size - 1 if is_symbolic(size) else max(size - 1, 0))
     return c.op("ne" if x.dtype == torch.bool else "sub", hi, lo)
+
+
+# ---- data movement by constant index tables -------------------------------------------------
+def _static_dim(x: Value, dim: int, what: str) -> int:
+    size = x.shape[dim]
+    if is_symbolic(size):
+        raise Unsupported(f"{what} along a symbolic dim")
+    return int(size)
+
+
+def _take(c: ImportContext, x: Value, dim: int, index: list[int] | torch.Tensor) -> Value:
+    """``x`` indexed along ``dim`` by a constant index (no node for the identity)."""
+    idx = torch.as_tensor(index, dtype=torch.int64)
+    if idx.numel() == x.shape[dim] and torch.equal(idx, torch.arange(idx.numel())):
+        return x
+    return c.op("index_select", x, c.rw.const(idx, "index"), dim=dim)
+
+
+@handles(aten.flip, torch.ops.prims.rev.default)
+def _flip(c: ImportContext, x: Value, dims: Any) -> Value:
+    for d in sorted({d % max(x.type.rank, 1) for d in dims}):
+        if x.type.rank:
+            x = _take(c, x, d, list(range(_static_dim(x, d, "flip") - 1, -1, -1)))
+    return x
+
+
+@handles(aten.fliplr)
+def _fliplr(c: ImportContext, x: Value) -> Value:
+    return _flip(c, x, [1])
+
+
+@handles(aten.flipud)
+def _flipud(c: ImportContext, x: Value) -> Value:
+    return _flip(c, x, [0])
+
+
+def _pad_index(mode: str, size: int, lo: int, hi: int) -> list[int]:
+    """Where each entry of a dim padded by (lo, hi) comes from (negative pads crop)."""
+    out = []
+    for i in range(-lo, size + hi):
+        if mode == "replicate":
+            out.append(min(max(i, 0), size - 1))
+        elif mode == "circular":
+            out.append(i % size)
+        else:  # reflect, without repeating the edge
+            period = 2 * (size - 1)
+            j = i % period if period else 0
+            out.append(j if j < size else period - j)
+    return out
+
+
+_PAD_MODES = ("reflect", "replicate", "circular")
+
+
+def _pad_by_index(c: ImportContext, x: Value, pads: Any, mode: str) -> Value:
+    """Reflect, replicate or circular padding: each padded dim gathered by a constant index
+    (F.pad order: the last dim first)."""
+    pads = list(pads)
+    if any(not isinstance(p, int) for p in pads):
+        raise Unsupported(f"{mode} padding by symbolic amounts")
+    for i in range(len(pads) // 2):
+        d = x.type.rank - 1 - i
+        lo, hi = pads[2 * i], pads[2 * i + 1]
+        size = _static_dim(x, d, f"{mode} padding")
+        if mode == "reflect" and (lo >= size or hi >= size):
+            raise Unsupported("reflect padding as large as the dim")  # eager refuses it
+        if mode == "circular" and (lo > size or hi > size):
+            raise Unsupported("circular padding larger than the dim")
+        if (lo or hi) and size:
+            x = _take(c, x, d, _pad_index(mode, size, lo, hi))
+    return x
+
+
+for _mode, _targets in {"reflect": ("reflection_pad1d", "reflection_pad2d", "reflection_pad3d"),
+                        "replicate": ("replication_pad1d", "replication_pad2d",
+                                      "replication_pad3d"),
+                        "circular": ("_pad_circular",)}.items():
+    for _t in _targets:
+        if hasattr(aten, _t):
+            handles(getattr(aten, _t))(
+                (lambda m: lambda c, x, pads: _pad_by_index(c, x, pads, m))(_mode))
+
+
+def _diag_index(rows: int, cols: int, offset: int) -> list[int]:
+    """Flat indices of the ``offset`` diagonal of a rows x cols matrix."""
+    r0, c0 = (0, offset) if offset >= 0 else (-offset, 0)
+    n = max(min(rows - r0, cols - c0), 0)
+    return [(r0 + i) * cols + c0 + i for i in range(n)]
+
+
+@handles(aten.diagonal, aten.diagonal_copy, aten.linalg_diagonal)
+def _diagonal(c: ImportContext, x: Value, offset: int = 0, dim1: int = 0, dim2: int = 1
+              ) -> Value:
+    """The diagonal moved to the last dim: dim1, dim2 moved last, merged, gathered."""
+    r = x.type.rank
+    d1, d2 = dim1 % r, dim2 % r
+    rows, cols = _static_dim(x, d1, "diagonal"), _static_dim(x, d2, "diagonal")
+    rest = [d for d in range(r) if d not in (d1, d2)]
+    y = _permute(c, x, (*rest, d1, d2))
+    y = c.op("reshape", y, shape=(*(x.shape[d] for d in rest), rows * cols))
+    return c.op("index_select", y, c.rw.const(torch.tensor(_diag_index(rows, cols, offset),
+                                                           dtype=torch.int64), "diag"),
+                dim=len(rest))
+
+
+@handles(aten.diag)
+def _diag(c: ImportContext, x: Value, diagonal: int = 0) -> Value:
+    """A matrix's diagonal, or a vector as a diagonal matrix (zeros elsewhere)."""
+    if x.type.rank == 2:
+        return _diagonal(c, x, diagonal)
+    if x.type.rank != 1:
+        raise Unsupported("diag of a tensor that is not 1-d or 2-d")
+    n = _static_dim(x, 0, "diag")
+    m = n + abs(diagonal)
+    src = torch.full((m * m,), n, dtype=torch.int64)  # entry n: the appended zero
+    src[_diag_index(m, m, diagonal)] = torch.arange(n)
+    ext = c.op("concat", x, c.filled((1,), 0, x.dtype), dim=0)
+    return c.op("reshape", c.op("index_select", ext, c.rw.const(src, "diag"), dim=0),
+                shape=(m, m))
+
+
+@handles(aten.unfold)
+def _unfold(c: ImportContext, x: Value, dim: int, size: int, step: int) -> Value:
+    """Windows of ``size`` every ``step`` along ``dim``, the window as a new last dim."""
+    if x.type.rank == 0:
+        raise Unsupported("unfold of a 0-d tensor")
+    d = dim % x.type.rank
+    n = _static_dim(x, d, "unfold")
+    k = (n - size) // step + 1
+    idx = [w * step + i for w in range(k) for i in range(size)]
+    y = c.op("index_select", x, c.rw.const(torch.tensor(idx, dtype=torch.int64), "windows"),
+             dim=d)
+    y = c.op("reshape", y, shape=(*x.shape[:d], k, size, *x.shape[d + 1:]))
+    r = x.type.rank + 1
+    return _permute(c, y, (*range(d + 1), *range(d + 2, r), d + 1))
+
+
+# ---- broadcasting and stacking ----------------------------------------------------------------
+def _broadcast_to(c: ImportContext, x: Value, shape: tuple) -> Value:
+    if x.shape == shape:
+        return x
+    if x.type.rank < len(shape):
+        x = c.op("reshape", x, shape=(1,) * (len(shape) - x.type.rank) + tuple(x.shape))
+    return x if x.shape == shape else c.op("expand", x, shape=shape)
+
+
+@handles(aten.broadcast_tensors)
+def _broadcast_tensors(c: ImportContext, xs: Any) -> list[Value]:
+    if any(not x.type.is_static for x in xs):
+        raise Unsupported("broadcast_tensors of symbolic shapes")
+    shape = tuple(torch.broadcast_shapes(*(tuple(x.shape) for x in xs)))
+    return [_broadcast_to(c, x, shape) for x in xs]
+
+
+@handles(aten.broadcast_to)
+def _broadcast_to_handler(c: ImportContext, x: Value, size: Any) -> Value:
+    return _expand(c, x, size)
+
+
+@handles(aten.outer, aten.ger)
+def _outer(c: ImportContext, a: Value, b: Value) -> Value:
+    return c.op("mul", c.op("reshape", a, shape=(a.shape[0], 1)),
+                c.op("reshape", b, shape=(1, b.shape[0])))
+
+
+@handles(aten.meshgrid.default, aten.meshgrid.indexing)
+def _meshgrid(c: ImportContext, xs: Any, *, indexing: str = "ij") -> list[Value]:
+    xs = list(xs)
+    if any(x.type.rank > 1 for x in xs):
+        raise Unsupported("meshgrid of tensors with more than one dim")
+    flat = [x if x.type.rank == 1 else c.op("reshape", x, shape=(1,)) for x in xs]
+    order = list(range(len(flat)))
+    if indexing == "xy" and len(flat) >= 2:
+        order[0], order[1] = 1, 0
+    shape = tuple(flat[i].shape[0] for i in order)
+    out = []
+    for i, x in enumerate(flat):
+        pos = order.index(i)
+        v = c.op("reshape", x, shape=tuple(x.shape[0] if j == pos else 1
+                                           for j in range(len(flat))))
+        out.append(_broadcast_to(c, v, shape))
+    return out
+
+
+@handles(aten.tile)
+def _tile(c: ImportContext, x: Value, reps: Any) -> Value:
+    reps = tuple(reps)
+    reps = (1,) * (x.type.rank - len(reps)) + reps
+    return _repeat(c, x, reps)
+
+
+@handles(aten.sum_to_size)
+def _sum_to_size(c: ImportContext, x: Value, size: Any) -> Value:
+    size = tuple(size)
+    lead = x.type.rank - len(size)
+    dims = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(size)
+                                      if s == 1 and x.shape[lead + i] != 1)
+    if not dims:
+        return x
+    y = c.op("sum", x, dims=dims, keepdim=True)
+    return c.op("reshape", y, shape=size) if y.shape != size else y
+
+
+@handles(aten.take_along_dim)
+def _take_along_dim(c: ImportContext, x: Value, index: Value, dim: int | None = None) -> Value:
+    if dim is None:
+        flat = c.op("reshape", x, shape=(x.type.numel,))
+        return c.op("gather", flat, c.op("reshape", index, shape=(index.type.numel,)), dim=0)
+    d = dim % x.type.rank
+    if not (x.type.is_static and index.type.is_static):
+        raise Unsupported("take_along_dim of symbolic shapes")
+    xs = list(x.shape)
+    ix = list(index.shape)
+    xs[d] = ix[d] = 1
+    shape = tuple(torch.broadcast_shapes(tuple(xs), tuple(ix)))
+    xb = _broadcast_to(c, x, shape[:d] + (x.shape[d],) + shape[d + 1:])
+    ib = _broadcast_to(c, index, shape[:d] + (index.shape[d],) + shape[d + 1:])
+    return c.op("gather", xb, _wrap_negative(c, ib, x.shape[d]), dim=d)
+
+
+# ---- scatter and index_put ----------------------------------------------------------------------
+def _src_like(c: ImportContext, x: Value, index: Value, src: Any) -> Value:
+    """``src`` as a tensor of ``index``'s shape and ``x``'s dtype (torch reads only the
+    leading part of a larger src)."""
+    if not isinstance(src, Value):
+        return c.filled(tuple(index.shape), src, x.dtype)
+    if src.dtype != x.dtype:
+        src = c.op("cast", src, dtype=x.dtype)
+    for d, (n, m) in enumerate(zip(index.shape, src.shape, strict=True)):
+        if n != m:
+            src = c.op("slice", src, dim=d, start=0, end=n)
+    return src
+
+
+def _scatter_op(c: ImportContext, x: Value, dim: int, index: Value, src: Any,
+                reduce: str) -> Value:
+    if x.type.rank == 0 or index.type.rank != x.type.rank:
+        raise Unsupported("scatter of a 0-d tensor or with an index of another rank")
+    if not (x.type.is_static and index.type.is_static):
+        raise Unsupported("scatter with symbolic shapes")
+    return c.op("scatter", x, index, _src_like(c, x, index, src), dim=dim % x.type.rank,
+                reduce=reduce)
+
+
+_SCATTER_REDUCE = {"add": "sum", "sum": "sum", "multiply": "prod", "prod": "prod",
+                   "amax": "amax", "amin": "amin"}
+
+
+@handles(aten.scatter.src, aten.scatter.value, aten.scatter.reduce, aten.scatter.value_reduce)
+def _scatter(c: ImportContext, x: Value, dim: int, index: Value, src: Any, *,
+             reduce: str | None = None) -> Value:
+    if reduce is not None and reduce not in _SCATTER_REDUCE:
+        raise Unsupported(f"scatter with reduce={reduce!r}")
+    return _scatter_op(c, x, dim, index, src, _SCATTER_REDUCE.get(reduce, "none")
+                       if reduce else "none")
+
+
+@handles(aten.scatter_add)
+def _scatter_add(c: ImportContext, x: Value, dim: int, index: Value, src: Value) -> Value:
+    return _scatter_op(c, x, dim, index, src, "sum")
+
+
+def _identity_of(reduce: str, dtype: torch.dtype) -> Any:
+    if reduce == "sum":
+        return 0
+    if reduce == "prod":
+        return 1
+    if dtype.is_floating_point:
+        return float("-inf") if reduce == "amax" else float("inf")
+    info = torch.iinfo(dtype)
+    return info.min if reduce == "amax" else info.max
+
+
+@handles(aten.scatter_reduce.two)
+def _scatter_reduce(c: ImportContext, x: Value, dim: int, index: Value, src: Value,
+                    reduce: str, *, include_self: bool = True) -> Value:
+    """scatter_reduce; without include_self, the indexed entries of x are first set to the
+    reduction's identity (every duplicate writes the same value, so order does not matter)."""
+    if reduce not in _SCATTER_REDUCE or x.dtype == torch.bool:
+        raise Unsupported(f"scatter_reduce with reduce={reduce!r}")
+    r = _SCATTER_REDUCE[reduce]
+    if not include_self:
+        x = _scatter_op(c, x, dim, index, _identity_of(r, x.dtype), "none")
+    return _scatter_op(c, x, dim, index, src, r)
+
+
+@handles(aten.index_put)
+def _index_put(c: ImportContext, x: Value, indices: Any, values: Value,
+               accumulate: bool = False) -> Value:
+    idx = list(indices)
+    if not idx or any(not isinstance(i, Value) or not _is_integer(i.dtype) for i in idx):
+        raise Unsupported("index_put with boolean masks or skipped (None) dims")
+    if not (x.type.is_static and all(i.type.is_static for i in idx) and values.type.is_static):
+        raise Unsupported("index_put with symbolic shapes")
+    if values.dtype != x.dtype:
+        values = c.op("cast", values, dtype=x.dtype)
+    return c.op("index_put", x, values, *idx, accumulate=bool(accumulate))
+
+
+# ---- 1-d pooling through the 2-d ops ----------------------------------------------------------
+def _as_2d(c: ImportContext, x: Value) -> Value:
+    """(N, C, L) or (C, L) as (N, C, 1, L)."""
+    if x.type.rank not in (2, 3):
+        raise Unsupported("1-d pooling of a tensor that is not 2-d or 3-d")
+    lead = x.shape[:-1] if x.type.rank == 3 else (1, x.shape[0])
+    return c.op("reshape", x, shape=(*lead, 1, x.shape[-1]))
+
+
+def _from_2d(c: ImportContext, y: Value, x: Value) -> Value:
+    return c.op("reshape", y, shape=(*x.shape[:-1], y.shape[-1]))
+
+
+@handles(aten.adaptive_avg_pool1d)
+def _adaptive_avg_pool1d(c: ImportContext, x: Value, output_size: Any) -> Value:
+    (size,) = _ntuple(output_size, 1)
+    return _from_2d(c, _adaptive_avg_pool2d(c, _as_2d(c, x), (1, size)), x)
+
+
+@handles(aten.avg_pool1d)
+def _avg_pool1d(c: ImportContext, x: Value, kernel: Any, stride: Any = (), padding: Any = 0,
+                ceil_mode: bool = False, count_include_pad: bool = True) -> Value:
+    (k,) = _ntuple(kernel, 1)
+    (s,) = _ntuple(stride, 1) if stride not in ((), [], None) else (k,)
+    (p,) = _ntuple(padding, 1)
+    y = c.op("avg_pool2d", _as_2d(c, x), kernel=(1, k), stride=(1, s), padding=(0, p),
+             ceil_mode=ceil_mode, count_include_pad=count_include_pad, divisor_override=None)
+    return _from_2d(c, y, x)
+
+
+# ---- losses ------------------------------------------------------------------------------------
+def _reduce_loss(c: ImportContext, loss: Value, reduction: int) -> Value:
+    """Reduction.NONE (0), MEAN (1) or SUM (2)."""
+    if reduction == 0:
+        return loss
+    return c.op("mean" if reduction == 1 else "sum", loss, dims=_dims(loss, None))
+
+
+def _float_operands(c: ImportContext, x: Value, y: Value) -> tuple[Value, Value]:
+    if not (x.dtype.is_floating_point and y.dtype.is_floating_point):
+        raise Unsupported("loss of non-float tensors")
+    return x, y
+
+
+@handles(aten.mse_loss)
+def _mse_loss(c: ImportContext, x: Value, y: Value, reduction: int = 1) -> Value:
+    x, y = _float_operands(c, x, y)
+    d = c.op("sub", x, y)
+    return _reduce_loss(c, c.op("mul", d, d), reduction)
+
+
+@handles(aten.l1_loss)
+def _l1_loss(c: ImportContext, x: Value, y: Value, reduction: int = 1) -> Value:
+    x, y = _float_operands(c, x, y)
+    return _reduce_loss(c, c.op("abs", c.op("sub", x, y)), reduction)
+
+
+@handles(aten.smooth_l1_loss)
+def _smooth_l1_loss(c: ImportContext, x: Value, y: Value, reduction: int = 1,
+                    beta: float = 1.0) -> Value:
+    """0.5 d^2 / beta where |d| < beta, |d| - 0.5 beta elsewhere (l1 for beta = 0)."""
+    x, y = _float_operands(c, x, y)
+    d = c.op("abs", c.op("sub", x, y))
+    if beta == 0:
+        return _reduce_loss(c, d, reduction)
+    quad = c.op("div", c.op("mul", c.op("mul", d, d), c.tensor(0.5, d)), c.tensor(beta, d))
+    lin = c.op("sub", d, c.tensor(0.5 * beta, d))
+    return _reduce_loss(c, c.op("where", c.op("lt", d, c.tensor(beta, d)), quad, lin), reduction)
+
+
+@handles(aten.huber_loss)
+def _huber_loss(c: ImportContext, x: Value, y: Value, reduction: int = 1,
+                delta: float = 1.0) -> Value:
+    """0.5 d^2 where |d| < delta, delta (|d| - 0.5 delta) elsewhere."""
+    x, y = _float_operands(c, x, y)
+    d = c.op("abs", c.op("sub", x, y))
+    quad = c.op("mul", c.op("mul", d, d), c.tensor(0.5, d))
+    lin = c.op("mul", c.op("sub", d, c.tensor(0.5 * delta, d)), c.tensor(delta, d))
+    return _reduce_loss(c, c.op("where", c.op("lt", d, c.tensor(delta, d)), quad, lin),
+                        reduction)

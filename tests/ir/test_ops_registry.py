@@ -28,6 +28,7 @@ EXAMPLES: dict[str, Example] = {
     "asin": ((U,), {}, lambda: torch.atan(U / torch.sqrt(1 - U * U))),
     "acos": ((U,), {}, lambda: torch.pi / 2 - torch.atan(U / torch.sqrt(1 - U * U))),
     "atanh": ((U,), {}, lambda: 0.5 * torch.log((1 + U) / (1 - U))),
+    "acosh": ((B + 1,), {}, lambda: torch.log(B + 1 + torch.sqrt((B + 1) ** 2 - 1))),
     "expm1": ((A,), {}, lambda: A.double().exp().sub(1).float()),
     "log1p": ((B,), {}, lambda: B.double().add(1).log().float()),
     "remainder": ((A * 5, B), {}, lambda: A * 5 - B * torch.floor(A * 5 / B)),

@@ -411,7 +411,7 @@ def _reduction(onnx_op: str):  # noqa: ANN202
 
 
 for _op, _onnx in {"sum": "ReduceSum", "mean": "ReduceMean", "amax": "ReduceMax",
-                   "amin": "ReduceMin"}.items():
+                   "amin": "ReduceMin", "prod": "ReduceProd"}.items():
     onnx_lowering(_op)(_reduction(_onnx))
 
 
@@ -436,6 +436,12 @@ def lower_var(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
 def lower_argmax(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
     """ArgMax (first occurrence, like torch)."""
     return [b.add("ArgMax", inputs, axis=node.attrs["dim"], keepdims=int(node.attrs["keepdim"]))]
+
+
+@onnx_lowering("argmin")
+def lower_argmin(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """ArgMin (first occurrence, like torch)."""
+    return [b.add("ArgMin", inputs, axis=node.attrs["dim"], keepdims=int(node.attrs["keepdim"]))]
 
 
 @onnx_lowering("cumsum")
