@@ -123,7 +123,16 @@ def _logical(op: str) -> Handler:
 
 handles(aten.bitwise_and, aten.__and__)(_logical("logical_and"))
 handles(aten.bitwise_or, aten.__or__)(_logical("logical_or"))
-handles(aten.bitwise_xor, aten.__xor__, aten.logical_xor)(_logical("ne"))
+handles(aten.bitwise_xor, aten.__xor__)(_logical("ne"))
+
+
+@handles(aten.logical_xor)
+def _logical_xor(c: ImportContext, a: Any, b: Any) -> Value:
+    """(a != 0) != (b != 0)."""
+    like = a if isinstance(a, Value) else b
+    av, bv = c.tensor(a, like), c.tensor(b, like)
+    av, bv = (v if v.dtype == torch.bool else c.op("ne", v, c.tensor(0, v)) for v in (av, bv))
+    return c.op("ne", av, bv)
 
 
 def _add_like(op: str) -> Handler:
@@ -855,8 +864,13 @@ def _stack(c: ImportContext, xs: Any, dim: int = 0) -> Value:
 def _repeat_interleave(c: ImportContext, x: Value, repeats: Any, dim: Any = None,
                        output_size: Any = None) -> Value:
     """Each element ``repeats`` times along ``dim``: a new axis after it, expanded, merged."""
-    if not isinstance(repeats, int) or dim is None:
-        raise Unsupported("repeat_interleave with symbolic repeats or over the flat tensor")
+    if not isinstance(repeats, int):
+        raise Unsupported("repeat_interleave with symbolic repeats")
+    if dim is None:  # over the flattened tensor
+        if not x.type.is_static:
+            raise Unsupported("repeat_interleave over a flattened symbolic tensor")
+        x, dim = (x if x.shape == (x.type.numel,) else
+                  c.op("reshape", x, shape=(x.type.numel,))), 0
     d = dim % x.type.rank
     s = x.shape
     wide = c.op("reshape", x, shape=(*s[:d + 1], 1, *s[d + 1:]))
@@ -1054,12 +1068,28 @@ def _is_integer(dtype: torch.dtype) -> bool:
 @handles(aten.diff)
 def _diff(c: ImportContext, x: Value, n: int = 1, dim: int = -1, prepend: Any = None,
           append: Any = None) -> Value:
-    if n != 1 or prepend is not None or append is not None:
-        raise Unsupported("diff with n > 1, prepend or append")
+    if prepend is not None or append is not None:
+        d = dim % x.type.rank
+        parts = [_diff_edge(c, v, x, d) for v in (prepend, x, append) if v is not None]
+        x = c.op("concat", *parts, dim=d)
+    for _ in range(n - 1):
+        x = _diff(c, x, 1, dim)
+    if n == 0:
+        return x
     dim, size = dim % x.type.rank, x.shape[dim % x.type.rank]
     hi = c.op("slice", x, dim=dim, start=1, end=size)
     lo = c.op("slice", x, dim=dim, start=0, end=size - 1 if is_symbolic(size) else max(size - 1, 0))
     return c.op("ne" if x.dtype == torch.bool else "sub", hi, lo)
+
+
+def _diff_edge(c: ImportContext, v: Any, x: Value, dim: int) -> Value:
+    """diff's prepend/append: a scalar is a size-1 slice along ``dim``."""
+    if isinstance(v, Value):
+        if v.dtype != x.dtype:
+            raise Unsupported("diff with a prepend/append of another dtype")
+        return v
+    shape = tuple(1 if i == dim else s for i, s in enumerate(x.shape))
+    return c.filled(shape, v, x.dtype)
 
 
 # ---- data movement by constant index tables -------------------------------------------------
@@ -1185,7 +1215,9 @@ def _diag(c: ImportContext, x: Value, diagonal: int = 0) -> Value:
 def _unfold(c: ImportContext, x: Value, dim: int, size: int, step: int) -> Value:
     """Windows of ``size`` every ``step`` along ``dim``, the window as a new last dim."""
     if x.type.rank == 0:
-        raise Unsupported("unfold of a 0-d tensor")
+        if size != 1:
+            raise Unsupported("unfold of a 0-d tensor in windows of more than 1")
+        return c.op("reshape", x, shape=(1,))
     d = dim % x.type.rank
     n = _static_dim(x, d, "unfold")
     k = (n - size) // step + 1
@@ -1439,3 +1471,230 @@ def _huber_loss(c: ImportContext, x: Value, y: Value, reduction: int = 1,
     lin = c.op("mul", c.op("sub", d, c.tensor(0.5 * delta, d)), c.tensor(delta, d))
     return _reduce_loss(c, c.op("where", c.op("lt", d, c.tensor(delta, d)), quad, lin),
                         reduction)
+
+
+# ---- stacking ------------------------------------------------------------------------------------
+def _at_least(c: ImportContext, x: Value, rank: int) -> Value:
+    """atleast_1d/2d/3d: (n,) -> (1, n) -> (1, n, 1), 0-d -> all ones."""
+    if x.type.rank >= rank:
+        return x
+    s = tuple(x.shape)
+    shape = {0: (1,) * rank, 1: (1, *s, 1)[:rank] if rank == 3 else (1, *s),
+             2: (*s, 1)}[x.type.rank]
+    return c.op("reshape", x, shape=shape)
+
+
+@handles(aten.hstack)
+def _hstack(c: ImportContext, xs: Any) -> Value:
+    xs = [_at_least(c, x, 1) for x in xs]
+    return _cat(c, xs, 0 if xs[0].type.rank == 1 else 1)
+
+
+@handles(aten.vstack, aten.row_stack)
+def _vstack(c: ImportContext, xs: Any) -> Value:
+    return _cat(c, [_at_least(c, x, 2) for x in xs], 0)
+
+
+@handles(aten.dstack)
+def _dstack(c: ImportContext, xs: Any) -> Value:
+    return _cat(c, [_at_least(c, x, 3) for x in xs], 2)
+
+
+@handles(aten.column_stack)
+def _column_stack(c: ImportContext, xs: Any) -> Value:
+    cols = [c.op("reshape", x, shape=(x.type.numel, 1)) if x.type.rank <= 1 else x for x in xs]
+    return _cat(c, cols, 1)
+
+
+@handles(aten.diagflat)
+def _diagflat(c: ImportContext, x: Value, offset: int = 0) -> Value:
+    flat = x if x.type.rank == 1 else c.op("reshape", x, shape=(x.type.numel,))
+    return _diag(c, flat, offset)
+
+
+# ---- more elementwise -------------------------------------------------------------------------
+@handles(aten.float_power)
+def _float_power(c: ImportContext, a: Any, b: Any) -> Value:
+    """pow in float64 (complex inputs are not lowered)."""
+    vals = [v for v in (a, b) if isinstance(v, Value)]
+    if any(v.dtype.is_complex for v in vals):
+        raise Unsupported("float_power of complex tensors")
+    av, bv = (c.op("cast", v, dtype=torch.float64) if isinstance(v, Value) and
+              v.dtype != torch.float64 else v for v in (a, b))
+    like = av if isinstance(av, Value) else bv
+    return c.op("pow", c.tensor(av if isinstance(av, Value) else float(av), like),
+                c.tensor(bv if isinstance(bv, Value) else float(bv), like))
+
+
+@handles(aten.isclose)
+def _isclose(c: ImportContext, a: Value, b: Value, rtol: float = 1e-5, atol: float = 1e-8,
+             equal_nan: bool = False) -> Value:
+    """a == b, or both finite and |a - b| <= atol + rtol |b| (NaNs equal if equal_nan)."""
+    if not (a.dtype.is_floating_point and a.dtype == b.dtype):
+        raise Unsupported("isclose of non-float or mixed-dtype tensors")
+    close = c.op("le", c.op("abs", c.op("sub", a, b)),
+                 c.op("add", c.tensor(float(atol), a),
+                      c.op("mul", c.tensor(float(rtol), a), c.op("abs", b))))
+    finite = c.op("logical_and", _isfinite(c, a), _isfinite(c, b))
+    out = c.op("logical_or", c.op("eq", a, b), c.op("logical_and", finite, close))
+    if equal_nan:
+        out = c.op("logical_or", out, c.op("logical_and", c.op("isnan", a), c.op("isnan", b)))
+    return out
+
+
+@handles(aten.angle)
+def _angle(c: ImportContext, x: Value) -> Value:
+    """pi for negative reals, 0 otherwise, NaN for NaN."""
+    if x.dtype.is_complex:
+        raise Unsupported("angle of a complex tensor")
+    if not x.dtype.is_floating_point:
+        x = c.op("cast", x, dtype=torch.get_default_dtype())
+    y = c.op("where", c.op("lt", x, c.tensor(0.0, x)), c.tensor(math.pi, x), c.tensor(0.0, x))
+    return c.op("where", c.op("isnan", x), x, y)
+
+
+@handles(aten.isreal)
+def _isreal(c: ImportContext, x: Value) -> Value:
+    if x.dtype.is_complex:
+        raise Unsupported("isreal of a complex tensor")
+    return c.filled(tuple(x.shape), True, torch.bool)
+
+
+@handles(aten.prelu, aten._prelu_kernel)
+def _prelu(c: ImportContext, x: Value, w: Value) -> Value:
+    """x where x > 0, else w x, w along the channel dim (1)."""
+    if w.type.numel != 1 and x.type.rank >= 2:
+        w = c.op("reshape", w, shape=(w.type.numel,) + (1,) * (x.type.rank - 2))
+    return c.op("where", c.op("gt", x, c.tensor(0.0, x)), x, c.op("mul", w, x))
+
+
+@handles(aten.feature_alpha_dropout)
+def _feature_alpha_dropout(c: ImportContext, x: Value, p: float, train: bool) -> Value:
+    return _dropout(c, x, p, train)
+
+
+@handles(aten.cross, aten.linalg_cross)
+def _cross(c: ImportContext, a: Value, b: Value, dim: Any = None) -> Value:
+    """a[y]b[z] - a[z]b[y], ... along the size-3 dim, by constant index."""
+    if a.shape != b.shape:
+        raise Unsupported("cross of tensors that broadcast")
+    if dim is None:
+        dim = next((i for i, s in enumerate(a.shape) if s == 3), None)
+        if dim is None:
+            raise Unsupported("cross without a size-3 dim")
+    d = dim % a.type.rank
+    yzx, zxy = [1, 2, 0], [2, 0, 1]
+    return c.op("sub", c.op("mul", _take(c, a, d, yzx), _take(c, b, d, zxy)),
+                c.op("mul", _take(c, a, d, zxy), _take(c, b, d, yzx)))
+
+
+@handles(aten.nanmean)
+def _nanmean(c: ImportContext, x: Value, dim: Any = None, keepdim: bool = False, *,
+             dtype: Any = None) -> Value:
+    """sum of the non-NaN entries / their count."""
+    if dtype is not None or not x.dtype.is_floating_point:
+        raise Unsupported("nanmean with a dtype or of a non-float tensor")
+    nan = c.op("isnan", x)
+    dims = _dims(x, dim)
+    total = c.op("sum", c.op("where", nan, c.tensor(0.0, x), x), dims=dims, keepdim=keepdim)
+    count = c.op("sum", c.op("cast", c.op("logical_not", nan), dtype=x.dtype), dims=dims,
+                 keepdim=keepdim)
+    return c.op("div", total, count)
+
+
+@handles(aten.addbmm)
+def _addbmm(c: ImportContext, x: Value, a: Value, b: Value, *, beta: Any = 1,
+            alpha: Any = 1) -> Value:
+    """beta x + alpha sum_b a[b] @ b[b]."""
+    prod = c.op("sum", c.op("matmul", a, b), dims=(0,))
+    if alpha != 1:
+        prod = c.op("mul", prod, c.tensor(alpha, prod))
+    if beta == 0:
+        return prod if prod.shape == x.shape else _broadcast_to(c, prod, tuple(x.shape))
+    base = x if beta == 1 else c.op("mul", x, c.tensor(beta, x))
+    return c.op("add", base, prod)
+
+
+@handles(aten.margin_ranking_loss)
+def _margin_ranking_loss(c: ImportContext, x1: Value, x2: Value, y: Value, margin: float = 0.0,
+                         reduction: int = 1) -> Value:
+    """max(0, -y (x1 - x2) + margin)."""
+    x1, x2 = _float_operands(c, x1, x2)
+    loss = c.op("add", c.op("mul", c.op("neg", y), c.op("sub", x1, x2)),
+                c.tensor(float(margin), x1))
+    return _reduce_loss(c, c.op("maximum", loss, c.tensor(0.0, loss)), reduction)
+
+
+@handles(aten.nll_loss_nd, aten.nll_loss)
+def _nll_loss(c: ImportContext, x: Value, target: Value, weight: Any = None,
+              reduction: int = 1, ignore_index: int = -100) -> Any:
+    """-x[n, target[n], ...], zero where target is ignore_index; the mean divides by the
+    number of entries not ignored (no class weights)."""
+    if weight is not None:
+        raise Unsupported("nll_loss with class weights")
+    if not x.dtype.is_floating_point or x.type.rank == 0 or not x.type.is_static:
+        raise Unsupported("nll_loss of a non-float, 0-d or symbolic tensor")
+    cd = 1 if x.type.rank >= 2 else 0
+    keep = c.op("ne", target, c.tensor(ignore_index, target))
+    safe = c.op("where", keep, target, c.tensor(0, target))
+    picked = c.op("gather", x, c.op("reshape", safe, shape=(
+        *target.shape[:cd], 1, *target.shape[cd:])), dim=cd)
+    picked = c.op("reshape", picked, shape=tuple(target.shape))
+    loss = c.op("where", keep, c.op("neg", picked), c.tensor(0.0, picked))
+    if reduction == 0:
+        out = loss
+    else:
+        out = c.op("sum", loss, dims=_dims(loss, None))
+        if reduction == 1:
+            out = c.op("div", out, c.op("sum", c.op("cast", keep, dtype=x.dtype),
+                                        dims=_dims(keep, None)))
+    return out
+
+
+@handles(aten.cross_entropy_loss)
+def _cross_entropy(c: ImportContext, x: Value, target: Value, weight: Any = None,
+                   reduction: int = 1, ignore_index: int = -100,
+                   label_smoothing: float = 0.0) -> Value:
+    """nll_loss of log_softmax over the class dim (integer targets, no smoothing)."""
+    if label_smoothing or _is_float(target):
+        raise Unsupported("cross_entropy with label smoothing or class probabilities")
+    cd = 1 if x.type.rank >= 2 else 0
+    return _nll_loss(c, c.op("log_softmax", x, dim=cd), target, weight, reduction, ignore_index)
+
+
+def _is_float(v: Value) -> bool:
+    return v.dtype.is_floating_point
+
+
+@handles(aten.instance_norm)
+def _instance_norm(c: ImportContext, x: Value, weight: Any, bias: Any, mean: Any, var: Any,
+                   use_input_stats: bool, momentum: float, eps: float,
+                   cudnn: bool = False) -> Value:
+    """Per (sample, channel) normalization over the spatial dims, then the channel affine."""
+    if not use_input_stats:
+        if mean is None:
+            raise Unsupported("instance_norm without input statistics or running ones")
+        return c.op("batch_norm", x, mean, var, weight, bias, eps=float(eps))
+    if mean is not None:
+        raise Unsupported("instance_norm updating running statistics (call model.eval())")
+    dims = tuple(range(2, x.type.rank))
+    mu, rstd = _mean_rstd(c, x, dims, eps)
+    y = c.op("mul", c.op("sub", x, mu), rstd)
+    shape = (x.shape[1],) + (1,) * (x.type.rank - 2)
+    if weight is not None:
+        y = c.op("mul", y, c.op("reshape", weight, shape=shape))
+    if bias is not None:
+        y = c.op("add", y, c.op("reshape", bias, shape=shape))
+    return y
+
+
+@handles(aten.index_reduce)
+def _index_reduce(c: ImportContext, x: Value, dim: int, index: Value, src: Value, reduce: str,
+                  *, include_self: bool = True) -> Value:
+    """scatter_reduce with the 1-d index spread over src's shape along dim."""
+    if reduce == "mean" or x.type.rank == 0:
+        raise Unsupported(f"index_reduce with reduce={reduce!r} or of a 0-d tensor")
+    d = dim % x.type.rank
+    shape = tuple(index.shape[0] if i == d else 1 for i in range(src.type.rank))
+    full = _broadcast_to(c, c.op("reshape", index, shape=shape), tuple(src.shape))
+    return _scatter_reduce(c, x, d, full, src, reduce, include_self=include_self)
