@@ -653,8 +653,92 @@ def _max_pool2d(c: ImportContext, x: Value, kernel: Any, stride: Any = (), paddi
 
 
 @handles(aten.max_pool2d_with_indices)
-def _max_pool2d_idx(c: ImportContext, x: Value, *args: Any) -> tuple:
-    return (_max_pool2d(c, x, *args), None)
+def _max_pool2d_idx(c: ImportContext, x: Value, kernel: Any, stride: Any = (),
+                    padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False) -> tuple:
+    """Pooled values and, when used (dead code otherwise), the indices of the maxima."""
+    if x.type.rank != 4:
+        raise Unsupported("max_pool2d_with_indices of an unbatched (3-d) input")
+    kernel = _ntuple(kernel, 2)
+    stride = _ntuple(stride, 2) if stride not in ((), [], None) else kernel
+    attrs = {"kernel": kernel, "stride": stride, "padding": _ntuple(padding, 2),
+             "dilation": _ntuple(dilation, 2), "ceil_mode": ceil_mode}
+    return (c.op("max_pool2d", x, **attrs),
+            c.rw.node("max_pool2d_with_indices", x, **attrs).outputs[1])
+
+
+@handles(aten.max_pool1d_with_indices)
+def _max_pool1d_idx(c: ImportContext, x: Value, kernel: Any, stride: Any = (),
+                    padding: Any = 0, dilation: Any = 1, ceil_mode: bool = False) -> tuple:
+    """Through the 2-d op on an (N, C, 1, L) view (the index h * L + w is then w)."""
+    (k,) = _ntuple(kernel, 1)
+    (s,) = _ntuple(stride, 1) if stride not in ((), [], None) else (k,)
+    y, idx = _max_pool2d_idx(c, _as_2d(c, x), (1, k), (1, s), (0, *_ntuple(padding, 1)),
+                             (1, *_ntuple(dilation, 1)), ceil_mode)
+    return _from_2d(c, y, x), _from_2d(c, idx, x)
+
+
+@handles(aten.max_pool1d)
+def _max_pool1d(c: ImportContext, x: Value, *args: Any) -> Value:
+    return _max_pool1d_idx(c, x, *args)[0]
+
+
+@handles(aten.conv_transpose1d, aten.conv_transpose2d, aten.conv_transpose3d)
+def _conv_transpose(c: ImportContext, x: Value, w: Value, b: Any = None, stride: Any = 1,
+                    padding: Any = 0, output_padding: Any = 0, groups: int = 1,
+                    dilation: Any = 1) -> Value:
+    n = w.type.rank - 2
+    if x.type.rank != n + 2:
+        raise Unsupported("transposed convolution of an unbatched input")
+    return c.op("conv_transpose", x, w, b, stride=_ntuple(stride, n),
+                padding=_ntuple(padding, n), output_padding=_ntuple(output_padding, n),
+                dilation=_ntuple(dilation, n), groups=groups)
+
+
+@handles(aten.einsum)
+def _einsum(c: ImportContext, equation: str, xs: Any, path: Any = None) -> Value:
+    xs = list(xs)
+    if any(x.dtype != xs[0].dtype or not xs[0].dtype.is_floating_point for x in xs):
+        raise Unsupported("einsum of non-float or mixed-dtype tensors")
+    return c.op("einsum", *xs, equation=equation.replace(" ", ""))
+
+
+@handles(aten.topk)
+def _topk(c: ImportContext, x: Value, k: int, dim: int = -1, largest: bool = True,
+          sorted: bool = True) -> tuple:  # noqa: A002
+    """Sorted top k (an unsorted request may take any order, sorted included)."""
+    if x.type.rank == 0 or not isinstance(k, int) or not x.dtype.is_floating_point:
+        raise Unsupported("topk of a 0-d or non-float tensor, or a symbolic k")
+    return c.rw.node("topk", x, k=k, dim=dim % x.type.rank, largest=bool(largest)).outputs
+
+
+def _sort_along(c: ImportContext, x: Value, dim: int, descending: bool) -> tuple:
+    if x.type.rank == 0:
+        raise Unsupported("sort of a 0-d tensor")
+    d = dim % x.type.rank
+    return _topk(c, x, _static_dim(x, d, "sort"), d, descending)
+
+
+@handles(aten.sort.default, aten.sort.stable)
+def _sort(c: ImportContext, x: Value, *args: Any, **kw: Any) -> tuple:
+    """Ascending or descending along dim, ties in index order (what stable=True promises,
+    and what ATen's CPU sort does)."""
+    if args and isinstance(args[0], bool) or "stable" in kw:  # sort.stable
+        dim = kw.get("dim", args[1] if len(args) > 1 else -1)
+        descending = kw.get("descending", args[2] if len(args) > 2 else False)
+    else:
+        dim = kw.get("dim", args[0] if args else -1)
+        descending = kw.get("descending", args[1] if len(args) > 1 else False)
+    return _sort_along(c, x, dim, bool(descending))
+
+
+@handles(aten.argsort.default, aten.argsort.stable)
+def _argsort(c: ImportContext, x: Value, *args: Any, **kw: Any) -> Value:
+    return _sort(c, x, *args, **kw)[1]
+
+
+@handles(aten.msort)
+def _msort(c: ImportContext, x: Value) -> Value:
+    return _sort_along(c, x, 0, False)[0]
 
 
 @handles(aten.avg_pool2d)

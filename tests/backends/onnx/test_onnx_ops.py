@@ -119,6 +119,21 @@ CASES: dict[str, list[tuple[list, dict]]] = {
                   ([rand(2, 2, 5, 4), rand(2, 2, 5, 4), rand(2, 2, 5, 4),
                     torch.ones(2, 1, 1, 5, dtype=torch.bool).index_fill(3, torch.tensor([4]),
                                                                         False)], {})],
+    "max_pool2d_with_indices": [([rand(2, 3, 8, 8)], {"kernel": (3, 3), "stride": (2, 2),
+                                                      "padding": (1, 1)}),
+                                ([rand(1, 2, 5, 7)], {"kernel": (2, 3), "stride": (2, 2),
+                                                      "ceil_mode": True})],
+    "conv_transpose": [([rand(1, 3, 4, 4), const(rand(3, 2, 3, 3)), const(rand(2))],
+                        {"stride": (2, 2), "padding": (1, 1), "output_padding": (1, 1),
+                         "dilation": (1, 1)}),
+                       ([rand(2, 4, 5), const(rand(4, 1, 3))],
+                        {"stride": (1,), "padding": (0,), "output_padding": (0,),
+                         "dilation": (2,), "groups": 4})],
+    "einsum": [([rand(2, 3, 4), rand(2, 4, 5)], {"equation": "bij,bjk->bik"}),
+               ([rand(3, 3)], {"equation": "ii->"}), ([rand(2, 3), rand(3)],
+                                                      {"equation": "...j,j"})],
+    "topk": [([rand(*X)], {"k": 2, "dim": 1}), ([rand(*X)], {"k": 4, "dim": -1,
+                                                             "largest": False})],
     "max_pool2d": [([rand(2, 3, 8, 8)], {"kernel": (3, 3), "stride": (2, 2),
                                          "padding": (1, 1)})],
     "avg_pool2d": [([rand(2, 3, 8, 8)], {"kernel": (2, 2), "stride": (2, 2)}),
@@ -215,12 +230,15 @@ def test_onnx_lowering_matches_reference(op: str) -> None:
         model = graph_to_onnx(graph)
         onnx.checker.check_model(model, full_check=True)
         assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)
-        (out,) = run_onnx(model, runtime)
-        ref = get_op(op).ref(*tensors, **node.attrs)
-        assert out.dtype == ref.numpy().dtype, (op, attrs, out.dtype, ref.dtype)
-        assert out.shape == tuple(ref.shape), (op, attrs)
-        np.testing.assert_allclose(out, ref.numpy(), rtol=1e-4, atol=1e-5,
-                                   err_msg=f"{op} {attrs}")
+        outs = run_onnx(model, runtime)
+        refs = get_op(op).ref(*tensors, **node.attrs)
+        refs = refs if isinstance(refs, tuple) else (refs,)
+        assert len(outs) == len(refs) == len(node.outputs), (op, attrs)
+        for out, ref in zip(outs, refs, strict=True):
+            assert out.dtype == ref.numpy().dtype, (op, attrs, out.dtype, ref.dtype)
+            assert out.shape == tuple(ref.shape), (op, attrs)
+            np.testing.assert_allclose(out, ref.numpy(), rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{op} {attrs}")
 
 
 def _shares_memory(out: object, tensors: list) -> bool:

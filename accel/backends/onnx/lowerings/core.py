@@ -406,8 +406,40 @@ def _reduction(onnx_op: str):  # noqa: ANN202
             x = cast_to(b, x, torch.bool, torch.uint8)
             y = reduce(b, onnx_op, x, _dims(node), node.attrs["keepdim"])
             return [cast_to(b, y, torch.uint8, torch.bool)]
-        return [reduce(b, onnx_op, x, _dims(node), node.attrs["keepdim"])]
+        y = reduce(b, onnx_op, x, _dims(node), node.attrs["keepdim"])
+        if onnx_op in ("ReduceMax", "ReduceMin") and node.inputs[0].dtype.is_floating_point:
+            y = _nan_wins(b, x, y, node.inputs[0].dtype, lambda v: reduce(
+                b, "ReduceMax", v, _dims(node), node.attrs["keepdim"]))
+        return [y]
     return lower
+
+
+def _nan_wins(b: OnnxBuilder, x: str, y: str, dt: torch.dtype, reduce_max) -> str:  # noqa: ANN001
+    """``y`` (a max/min of ``x``) as NaN where the reduced entries hold a NaN: torch
+    propagates NaN through max/min reductions, onnxruntime skips it."""
+    nan = b.add("Cast", [b.add("IsNaN", [x])], to=b.onnx_dtype(dt))
+    any_nan = b.add("Greater", [reduce_max(nan), b.scalar(0.0, dt, "zero")])
+    return b.add("Where", [any_nan, b.scalar(float("nan"), dt, "nan"), y])
+
+
+def _arg_reduce_lowering(onnx_op: str):  # noqa: ANN202
+    def lower(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+        """ArgMax/ArgMin, first occurrence like torch; the first NaN where there is one
+        (torch counts NaN as the max and the min, onnxruntime skips it)."""
+        axis, keep = node.attrs["dim"], int(node.attrs["keepdim"])
+        x, dt = inputs[0], node.inputs[0].dtype
+        i = b.add(onnx_op, [x], axis=axis, keepdims=keep)
+        if not dt.is_floating_point:
+            return [i]
+        nan = b.add("Cast", [b.add("IsNaN", [x])], to=b.onnx_dtype(dt))
+        any_nan = b.add("Greater", [reduce(b, "ReduceMax", nan, [axis % max(
+            node.inputs[0].type.rank, 1)], bool(keep)), b.scalar(0.0, dt, "zero")])
+        return [b.add("Where", [any_nan, b.add("ArgMax", [nan], axis=axis, keepdims=keep), i])]
+    return lower
+
+
+onnx_lowering("argmax")(_arg_reduce_lowering("ArgMax"))
+onnx_lowering("argmin")(_arg_reduce_lowering("ArgMin"))
 
 
 for _op, _onnx in {"sum": "ReduceSum", "mean": "ReduceMean", "amax": "ReduceMax",
@@ -430,18 +462,6 @@ def lower_var(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
         return [b.add("Div", [ss, count])]
     denom = max(n - node.attrs["correction"], 0)
     return [b.add("Div", [ss, b.scalar(float(denom), dt, "n")])]
-
-
-@onnx_lowering("argmax")
-def lower_argmax(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """ArgMax (first occurrence, like torch)."""
-    return [b.add("ArgMax", inputs, axis=node.attrs["dim"], keepdims=int(node.attrs["keepdim"]))]
-
-
-@onnx_lowering("argmin")
-def lower_argmin(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """ArgMin (first occurrence, like torch)."""
-    return [b.add("ArgMin", inputs, axis=node.attrs["dim"], keepdims=int(node.attrs["keepdim"]))]
 
 
 @onnx_lowering("cumsum")
