@@ -985,6 +985,8 @@ def _weight_norm(c: ImportContext, v: Value, g: Value, dim: int = 0) -> Value:
 @handles(aten.index_select)
 def _index_select(c: ImportContext, x: Value, dim: int, index: Value) -> Value:
     if x.type.rank == 0:
+        if index.type.is_static and index.type.numel == 1 and index.type.rank <= 1:
+            return x  # the one valid index of a 0-d tensor selects it, as a 0-d tensor
         raise Unsupported("index_select on a 0-d tensor")
     return c.op("index_select", x, index, dim=dim % x.type.rank)
 
@@ -1782,3 +1784,275 @@ def _index_reduce(c: ImportContext, x: Value, dim: int, index: Value, src: Value
     shape = tuple(index.shape[0] if i == d else 1 for i in range(src.type.rank))
     full = _broadcast_to(c, c.op("reshape", index, shape=shape), tuple(src.shape))
     return _scatter_reduce(c, x, d, full, src, reduce, include_self=include_self)
+
+
+# ---- products and norms through einsum / reductions ---------------------------------------------
+_LETTERS = "abcdefghijklmnopqrstuvwxyz"
+
+
+def _contract(c: ImportContext, a: Value, b: Value, dims_a: list[int], dims_b: list[int]
+              ) -> Value:
+    """tensordot: sum over dims_a of a against dims_b of b, the rest of a then of b."""
+    la = list(_LETTERS[:a.type.rank])
+    lb = list(_LETTERS[a.type.rank:a.type.rank + b.type.rank])
+    if len(la) + len(lb) > 26:
+        raise Unsupported("tensordot of more than 26 dims")
+    for i, j in zip(dims_a, dims_b, strict=True):
+        lb[j % b.type.rank] = la[i % a.type.rank]
+    shared = set(la) & set(lb)
+    out = [ch for ch in la if ch not in shared] + [ch for ch in lb if ch not in shared]
+    return _einsum(c, f"{''.join(la)},{''.join(lb)}->{''.join(out)}", [a, b])
+
+
+@handles(aten.tensordot)
+def _tensordot(c: ImportContext, a: Value, b: Value, dims_a: Any, dims_b: Any) -> Value:
+    return _contract(c, a, b, list(dims_a), list(dims_b))
+
+
+@handles(aten.inner)
+def _inner(c: ImportContext, a: Value, b: Value) -> Value:
+    if a.type.rank == 0 or b.type.rank == 0:
+        return c.op("mul", a, b)
+    return _contract(c, a, b, [-1], [-1])
+
+
+@handles(aten.linalg_vecdot)
+def _vecdot(c: ImportContext, x: Value, y: Value, *, dim: int = -1) -> Value:
+    if x.dtype.is_complex or y.dtype.is_complex:
+        raise Unsupported("vecdot of complex tensors (conjugates x)")
+    p = c.op("mul", x, y)
+    return c.op("sum", p, dims=(dim % max(p.type.rank, 1),))
+
+
+@handles(aten.kron)
+def _kron(c: ImportContext, a: Value, b: Value) -> Value:
+    """a's dims interleaved with b's, multiplied, merged pairwise."""
+    r = max(a.type.rank, b.type.rank)
+    sa = (1,) * (r - a.type.rank) + tuple(a.shape)
+    sb = (1,) * (r - b.type.rank) + tuple(b.shape)
+    av = c.op("reshape", a, shape=tuple(v for n in sa for v in (n, 1)))
+    bv = c.op("reshape", b, shape=tuple(v for n in sb for v in (1, n)))
+    return c.op("reshape", c.op("mul", av, bv), shape=tuple(m * n for m, n in zip(
+        sa, sb, strict=True)))
+
+
+@handles(aten.linalg_multi_dot)
+def _multi_dot(c: ImportContext, xs: Any) -> Value:
+    xs = list(xs)
+    y = xs[0]
+    for x in xs[1:]:
+        y = c.op("matmul", y, x)
+    return y
+
+
+@handles(aten.linalg_matrix_power, aten.matrix_power)
+def _matrix_power(c: ImportContext, x: Value, n: int) -> Value:
+    """Repeated squaring (n >= 0; n = 0 is the identity)."""
+    if not isinstance(n, int) or n < 0:
+        raise Unsupported("matrix_power with a negative or symbolic exponent (an inverse)")
+    if n == 0:
+        eye = torch.eye(x.shape[-1], dtype=x.dtype)
+        return _broadcast_to(c, c.rw.const(eye, "eye"), tuple(x.shape))
+    result, base = None, x
+    while n:
+        if n & 1:
+            result = base if result is None else c.op("matmul", result, base)
+        n >>= 1
+        if n:
+            base = c.op("matmul", base, base)
+    return result
+
+
+@handles(aten.bilinear)
+def _bilinear(c: ImportContext, x1: Value, x2: Value, w: Value, b: Any = None) -> Value:
+    """x1 W x2 per output feature, plus bias."""
+    y = _einsum(c, "...i,oij,...j->...o", [x1, w, x2])
+    return y if b is None else c.op("add", y, b)
+
+
+def _vector_norm(c: ImportContext, x: Value, p: Any, dims: tuple[int, ...], keepdim: bool
+                 ) -> Value:
+    """The p-norm over dims (p = 0: the count of nonzeros)."""
+    if x.dtype.is_complex or not x.dtype.is_floating_point:
+        raise Unsupported("norm of a complex or integer tensor")
+    p = float(p)
+    a = c.op("abs", x)
+    if p == math.inf:
+        return c.op("amax", a, dims=dims, keepdim=keepdim)
+    if p == -math.inf:
+        return c.op("amin", a, dims=dims, keepdim=keepdim)
+    if p == 0:
+        nz = c.op("cast", c.op("ne", x, c.tensor(0.0, x)), dtype=x.dtype)
+        return c.op("sum", nz, dims=dims, keepdim=keepdim)
+    if p == 1:
+        return c.op("sum", a, dims=dims, keepdim=keepdim)
+    if p == 2:
+        return c.op("sqrt", c.op("sum", c.op("mul", x, x), dims=dims, keepdim=keepdim))
+    s = c.op("sum", c.op("pow", a, c.tensor(p, a)), dims=dims, keepdim=keepdim)
+    return c.op("pow", s, c.tensor(1.0 / p, s))
+
+
+@handles(aten.linalg_vector_norm)
+def _linalg_vector_norm(c: ImportContext, x: Value, ord: Any = 2, dim: Any = None,  # noqa: A002
+                        keepdim: bool = False, *, dtype: Any = None) -> Value:
+    if dtype is not None and dtype != x.dtype:
+        raise Unsupported("vector_norm with a dtype")
+    return _vector_norm(c, x, ord, _dims(x, dim), bool(keepdim))
+
+
+@handles(aten.linalg_norm.default)
+def _linalg_norm(c: ImportContext, x: Value, ord: Any = None, dim: Any = None,  # noqa: A002
+                 keepdim: bool = False, *, dtype: Any = None) -> Value:
+    """Vector norms, and the Frobenius matrix norm; other matrix norms need an SVD."""
+    if dtype is not None and dtype != x.dtype:
+        raise Unsupported("linalg.norm with a dtype")
+    dims = None if dim is None else ((dim,) if isinstance(dim, int) else tuple(dim))
+    if ord is None or ord == "fro":
+        if ord == "fro" and (dims is None and x.type.rank != 2 or dims and len(dims) != 2):
+            raise Unsupported("Frobenius norm of a tensor that is not a matrix")
+        return _vector_norm(c, x, 2, _dims(x, dims), bool(keepdim))
+    if isinstance(ord, str):
+        raise Unsupported(f"linalg.norm with ord={ord!r}")
+    if dims is None and x.type.rank == 1 or dims is not None and len(dims) == 1:
+        return _vector_norm(c, x, ord, _dims(x, dims), bool(keepdim))
+    raise Unsupported(f"matrix norm with ord={ord!r}")
+
+
+@handles(aten.linalg_matrix_norm.str_ord)
+def _matrix_norm(c: ImportContext, x: Value, ord: str = "fro", dim: Any = (-2, -1),  # noqa: A002
+                 keepdim: bool = False, *, dtype: Any = None) -> Value:
+    if ord != "fro" or dtype is not None and dtype != x.dtype:
+        raise Unsupported(f"matrix norm with ord={ord!r} (an SVD) or a dtype")
+    return _vector_norm(c, x, 2, _dims(x, dim), bool(keepdim))
+
+
+@handles(aten.cosine_similarity)
+def _cosine_similarity(c: ImportContext, x1: Value, x2: Value, dim: int = 1,
+                       eps: float = 1e-8) -> Value:
+    """sum((x1 / max(|x1|, eps)) * (x2 / max(|x2|, eps))) along dim, as ATen computes it."""
+    x1, x2 = _float_operands(c, x1, x2)
+    if not (x1.type.is_static and x2.type.is_static):
+        raise Unsupported("cosine_similarity of symbolic shapes")
+    shape = tuple(torch.broadcast_shapes(tuple(x1.shape), tuple(x2.shape)))
+    x1, x2 = _broadcast_to(c, x1, shape), _broadcast_to(c, x2, shape)
+    d = dim % max(len(shape), 1)
+    n1 = c.op("clamp", _vector_norm(c, x1, 2, (d,), True), min=float(eps))
+    n2 = c.op("clamp", _vector_norm(c, x2, 2, (d,), True), min=float(eps))
+    return c.op("sum", c.op("mul", c.op("div", x1, n1), c.op("div", x2, n2)), dims=(d,))
+
+
+@handles(aten.cosine_embedding_loss)
+def _cosine_embedding_loss(c: ImportContext, x1: Value, x2: Value, y: Value,
+                           margin: float = 0.0, reduction: int = 1) -> Value:
+    """1 - cos for y = 1, max(0, cos - margin) for y = -1 (cos with ATen's 1e-12 guards)."""
+    x1, x2 = _float_operands(c, x1, x2)
+    d = 1 if x1.type.rank == 2 else 0
+    dot = c.op("sum", c.op("mul", x1, x2), dims=(d,))
+    m1 = c.op("add", c.op("sum", c.op("mul", x1, x1), dims=(d,)), c.tensor(1e-12, x1))
+    m2 = c.op("add", c.op("sum", c.op("mul", x2, x2), dims=(d,)), c.tensor(1e-12, x2))
+    cos = c.op("div", dot, c.op("sqrt", c.op("mul", m1, m2)))
+    zero = c.tensor(0.0, cos)
+    pos = c.op("where", c.op("eq", y, c.tensor(1, y)), c.op("sub", c.tensor(1.0, cos), cos), zero)
+    neg = c.op("where", c.op("eq", y, c.tensor(-1, y)),
+                c.op("clamp", c.op("sub", cos, c.tensor(float(margin), cos)), min=0.0), zero)
+    return _reduce_loss(c, c.op("add", pos, neg), reduction)
+
+
+@handles(aten.hinge_embedding_loss)
+def _hinge_embedding_loss(c: ImportContext, x: Value, y: Value, margin: float = 1.0,
+                          reduction: int = 1) -> Value:
+    """max(0, margin - x) where y != 1, plus x where y != -1."""
+    if not x.dtype.is_floating_point:
+        raise Unsupported("hinge_embedding_loss of a non-float tensor")
+    zero = c.tensor(0.0, x)
+    clamp = c.op("clamp", c.op("sub", c.tensor(float(margin), x), x), min=0.0)
+    out = c.op("add", c.op("where", c.op("ne", y, c.tensor(1, y)), clamp, zero),
+               c.op("where", c.op("ne", y, c.tensor(-1, y)), x, zero))
+    return _reduce_loss(c, out, reduction)
+
+
+@handles(aten.poisson_nll_loss)
+def _poisson_nll_loss(c: ImportContext, x: Value, t: Value, log_input: bool, full: bool,
+                      eps: float, reduction: int) -> Value:
+    """exp(x) - t x (log input) or x - t log(x + eps), plus Stirling's term for t > 1."""
+    x, t = _float_operands(c, x, t)
+    if log_input:
+        loss = c.op("sub", c.op("exp", x), c.op("mul", t, x))
+    else:
+        loss = c.op("sub", x, c.op("mul", t, c.op("log", c.op("add", x, c.tensor(float(eps), x)))))
+    if full:
+        st = c.op("add", c.op("sub", c.op("mul", t, c.op("log", t)), t),
+                  c.op("mul", c.tensor(0.5, t), c.op("log", c.op("mul", c.tensor(
+                      2 * math.pi, t), t))))
+        loss = c.op("add", loss, c.op("where", c.op("le", t, c.tensor(1.0, t)),
+                                      c.tensor(0.0, t), st))
+    return _reduce_loss(c, loss, reduction)
+
+
+@handles(aten.kl_div)
+def _kl_div(c: ImportContext, x: Value, t: Value, reduction: int = 1, *,
+            log_target: bool = False) -> Value:
+    """exp(t) (t - x) for a log target, else xlogy(t, t) - t x."""
+    x, t = _float_operands(c, x, t)
+    if log_target:
+        loss = c.op("mul", c.op("exp", t), c.op("sub", t, x))
+    else:
+        xlogy = c.op("where", c.op("eq", t, c.tensor(0.0, t)), c.tensor(0.0, t),
+                     c.op("mul", t, c.op("log", t)))
+        loss = c.op("sub", xlogy, c.op("mul", t, x))
+    return _reduce_loss(c, loss, reduction)
+
+
+def _pairwise_distance(c: ImportContext, a: Value, b: Value, p: float, eps: float) -> Value:
+    d = c.op("add", c.op("sub", a, b), c.tensor(float(eps), a))
+    return _vector_norm(c, d, p, (max(a.type.rank, b.type.rank) - 1,), False)
+
+
+@handles(aten.triplet_margin_loss)
+def _triplet_margin_loss(c: ImportContext, a: Value, pos: Value, neg: Value,
+                         margin: float = 1.0, p: float = 2, eps: float = 1e-6,
+                         swap: bool = False, reduction: int = 1) -> Value:
+    """max(0, margin + d(a, pos) - d(a, neg)), d the pairwise p-distance."""
+    if min(a.type.rank, pos.type.rank, neg.type.rank) == 0:
+        raise Unsupported("triplet_margin_loss of 0-d tensors")
+    dp = _pairwise_distance(c, a, pos, p, eps)
+    dn = _pairwise_distance(c, a, neg, p, eps)
+    if swap:
+        dn = c.op("minimum", dn, _pairwise_distance(c, pos, neg, p, eps))
+    out = c.op("clamp", c.op("sub", c.op("add", dp, c.tensor(float(margin), dp)), dn), min=0.0)
+    return _reduce_loss(c, out, reduction)
+
+
+def _trapezoid_parts(c: ImportContext, y: Value, x: Value | None, dx: Any, dim: int
+                     ) -> tuple[Value, Any, int]:
+    """(y[1:] + y[:-1] along dim, the spacing, dim)."""
+    if y.type.rank == 0 or not y.type.is_static:
+        raise Unsupported("trapezoid of a 0-d or symbolic tensor")
+    d = dim % y.type.rank
+    n = y.shape[d]
+    pair = c.op("add", c.op("slice", y, dim=d, start=1, end=n),
+                c.op("slice", y, dim=d, start=0, end=max(n - 1, 0)))
+    if x is None:
+        return pair, dx, d
+    if x.type.rank == 1 and y.type.rank > 1:
+        x = c.op("reshape", x, shape=tuple(x.shape[0] if i == d else 1
+                                           for i in range(y.type.rank)))
+    return pair, _diff(c, x, 1, d if x.type.rank == y.type.rank else -1), d
+
+
+@handles(aten.trapezoid.x, aten.trapz.x)
+def _trapezoid(c: ImportContext, y: Value, x: Value, *, dim: int = -1) -> Value:
+    pair, spacing, d = _trapezoid_parts(c, y, x, None, dim)
+    return c.op("div", c.op("sum", c.op("mul", spacing, pair), dims=(d,)), c.tensor(2.0, pair))
+
+
+@handles(aten.trapezoid.dx, aten.trapz.dx)
+def _trapezoid_dx(c: ImportContext, y: Value, *, dx: Any = 1, dim: int = -1) -> Value:
+    pair, spacing, d = _trapezoid_parts(c, y, None, dx, dim)
+    return c.op("mul", c.op("sum", pair, dims=(d,)), c.tensor(float(spacing) / 2, pair))
+
+
+@handles(aten.cumulative_trapezoid.x)
+def _cumulative_trapezoid(c: ImportContext, y: Value, x: Value, *, dim: int = -1) -> Value:
+    pair, spacing, d = _trapezoid_parts(c, y, x, None, dim)
+    return c.op("div", c.op("cumsum", c.op("mul", spacing, pair), dim=d), c.tensor(2.0, pair))

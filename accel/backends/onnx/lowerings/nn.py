@@ -9,7 +9,7 @@ import onnx
 import torch
 
 from accel.backends.onnx.builder import OnnxBuilder
-from accel.backends.onnx.lowerings.core import cast_to, safe_softmax_rows
+from accel.backends.onnx.lowerings.core import cast_to, reduce, safe_softmax_rows
 from accel.backends.onnx.registry import onnx_lowering
 from accel.errors import ExportError
 from accel.ir.graph import Node
@@ -194,13 +194,24 @@ def lower_adaptive_avg_pool2d(b: OnnxBuilder, node: Node, inputs: list[str]) -> 
         raise ExportError(f"node {node.name} (adaptive_avg_pool2d): output {oh}x{ow} of a "
                           "symbolic input size has no ONNX form (ONNX has no adaptive pooling)")
     if h % oh or w % ow:
-        raise ExportError(
-            f"node {node.name} (adaptive_avg_pool2d): input {h}x{w} is not a multiple of the "
-            f"output {oh}x{ow}; ONNX has no adaptive pooling. Use an input size that divides "
-            "evenly or export with another input resolution."
-        )
+        return [_adaptive_bins(b, _adaptive_bins(b, inputs[0], -2, h, oh), -1, w, ow)]
     kernel = [h // oh, w // ow]
     return [b.add("AveragePool", inputs, kernel_shape=kernel, strides=kernel)]
+
+
+def _adaptive_bins(b: OnnxBuilder, x: str, axis: int, size: int, out: int) -> str:
+    """Adaptive average pooling along one axis: bin i is the mean over
+    [floor(i * size / out), ceil((i + 1) * size / out)), one Slice + ReduceMean each (a mean
+    over a rectangle is the mean of its row means: the 2-d pool is two of these)."""
+    if size == out:
+        return x
+    parts = []
+    for i in range(out):
+        lo, hi = (i * size) // out, -((-(i + 1) * size) // out)
+        piece = b.add("Slice", [x, b.const_i64([lo], "start"), b.const_i64([hi], "end"),
+                                b.const_i64([axis], "axis")])
+        parts.append(reduce(b, "ReduceMean", piece, [axis], True))
+    return parts[0] if out == 1 else b.add("Concat", parts, axis=axis)
 
 
 @onnx_lowering("embedding")
