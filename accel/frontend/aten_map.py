@@ -1456,12 +1456,27 @@ def _scatter_reduce(c: ImportContext, x: Value, dim: int, index: Value, src: Val
                     reduce: str, *, include_self: bool = True) -> Value:
     """scatter_reduce; without include_self, the indexed entries of x are first set to the
     reduction's identity (every duplicate writes the same value, so order does not matter)."""
+    if reduce == "mean" and x.dtype.is_floating_point:
+        return _scatter_mean(c, x, dim, index, src, include_self)
     if reduce not in _SCATTER_REDUCE or x.dtype == torch.bool:
         raise Unsupported(f"scatter_reduce with reduce={reduce!r}")
     r = _SCATTER_REDUCE[reduce]
     if not include_self:
         x = _scatter_op(c, x, dim, index, _identity_of(r, x.dtype), "none")
     return _scatter_op(c, x, dim, index, src, r)
+
+
+def _scatter_mean(c: ImportContext, x: Value, dim: int, index: Value, src: Value,
+                  include_self: bool) -> Value:
+    """(sum of the scattered entries [+ x]) / (their count [+ 1]); x where none lands."""
+    base = x if include_self else _scatter_op(c, x, dim, index, 0.0, "none")
+    total = _scatter_op(c, base, dim, index, src, "sum")
+    ones = c.filled(tuple(index.shape), 1.0, x.dtype)
+    start = c.filled(tuple(x.shape), 1.0 if include_self else 0.0, x.dtype)
+    count = _scatter_op(c, start, dim, index, ones, "sum")
+    none = c.op("eq", count, c.tensor(0.0, count))
+    mean = c.op("div", total, c.op("where", none, c.tensor(1.0, count), count))
+    return c.op("where", none, x, mean)
 
 
 @handles(aten.index_put)
@@ -2056,3 +2071,144 @@ def _trapezoid_dx(c: ImportContext, y: Value, *, dx: Any = 1, dim: int = -1) -> 
 def _cumulative_trapezoid(c: ImportContext, y: Value, x: Value, *, dim: int = -1) -> Value:
     pair, spacing, d = _trapezoid_parts(c, y, x, None, dim)
     return c.op("div", c.op("cumsum", c.op("mul", spacing, pair), dim=d), c.tensor(2.0, pair))
+
+
+# ---- scans, quantiles, resampling ---------------------------------------------------------------
+_LOGCUMSUMEXP_MAX = 2048
+"""Longest dim logcumsumexp lowers (it materializes an n x n masked copy)."""
+
+
+@handles(aten.logcumsumexp)
+def _logcumsumexp(c: ImportContext, x: Value, dim: int) -> Value:
+    """log(sum_{j <= i} exp(x_j)) as a stable logsumexp over a lower-triangular masked copy
+    (entries j > i set to -inf): exact where a running sum of exps would underflow."""
+    if x.type.rank == 0:
+        return x
+    if not x.dtype.is_floating_point or not x.type.is_static:
+        raise Unsupported("logcumsumexp of a non-float or symbolic tensor")
+    d = dim % x.type.rank
+    n = x.shape[d]
+    if n > _LOGCUMSUMEXP_MAX:
+        raise Unsupported(f"logcumsumexp along a dim longer than {_LOGCUMSUMEXP_MAX}")
+    rest = [i for i in range(x.type.rank) if i != d]
+    xt = _permute(c, x, (*rest, d))  # (..., n): j last
+    lead = tuple(xt.shape[:-1])
+    wide = c.op("expand", c.op("reshape", xt, shape=(*lead, 1, n)), shape=(*lead, n, n))
+    keep = c.rw.const(torch.ones(n, n, dtype=torch.bool).tril(), "tri")
+    masked = c.op("where", keep, wide, c.tensor(float("-inf"), wide))
+    m = c.op("amax", masked, dims=(len(lead) + 1,), keepdim=True)
+    m = c.op("where", c.op("isinf", m), c.tensor(0.0, m), m)
+    s = c.op("sum", c.op("exp", c.op("sub", masked, m)), dims=(len(lead) + 1,), keepdim=True)
+    y = c.op("reshape", c.op("add", c.op("log", s), m), shape=(*lead, n))  # (..., n): i last
+    inv = [0] * x.type.rank
+    for pos, src in enumerate((*rest, d)):
+        inv[src] = pos
+    return _permute(c, y, tuple(inv))
+
+
+def _lerp(c: ImportContext, a: Value, b: Value, w: Value) -> Value:
+    """torch.lerp's formula: a + w (b - a) for w < 1/2, b - (b - a)(1 - w) beyond."""
+    diff = c.op("sub", b, a)
+    lo = c.op("add", a, c.op("mul", w, diff))
+    hi = c.op("sub", b, c.op("mul", diff, c.op("sub", c.tensor(1.0, w), w)))
+    return c.op("where", c.op("lt", w, c.tensor(0.5, w)), lo, hi)
+
+
+@handles(aten.quantile.scalar)
+def _quantile(c: ImportContext, x: Value, q: float, dim: Any = None, keepdim: bool = False, *,
+              interpolation: str = "linear") -> Value:
+    return _quantile_of(c, x, q, dim, keepdim, interpolation, nan_aware=False)
+
+
+@handles(aten.nanquantile.scalar)
+def _nanquantile(c: ImportContext, x: Value, q: float, dim: Any = None, keepdim: bool = False,
+                 *, interpolation: str = "linear") -> Value:
+    return _quantile_of(c, x, q, dim, keepdim, interpolation, nan_aware=True)
+
+
+def _quantile_of(c: ImportContext, x: Value, q: float, dim: Any, keepdim: bool,
+                 interpolation: str, *, nan_aware: bool) -> Value:
+    """Linear interpolation between the sorted entries at q (n - 1); NaN if the slice holds
+    a NaN (quantile) or counting only the non-NaN entries (nanquantile, NaN if all are)."""
+    if interpolation != "linear" or not x.dtype.is_floating_point or not x.type.is_static \
+            or not 0 <= q <= 1:
+        raise Unsupported("quantile with another interpolation, of a non-float or symbolic "
+                          "tensor")
+    if x.type.rank == 0:
+        return x
+    if dim is None:
+        v, d = c.op("reshape", x, shape=(x.type.numel,)), 0
+    else:
+        v, d = x, dim % x.type.rank
+    n = v.shape[d]
+    if n == 0:
+        raise Unsupported("quantile of an empty dim")
+    srt = _sort_along(c, v, d, False)[0]  # NaN last
+    if not nan_aware:
+        rank = q * (n - 1)
+        lo, hi = math.floor(rank), math.ceil(rank)
+        a, b = _take(c, srt, d, [lo]), _take(c, srt, d, [hi])
+        y = _lerp(c, a, b, c.tensor(float(rank - lo), a))
+        last = _take(c, srt, d, [n - 1])
+        y = c.op("where", c.op("isnan", last), last, y)
+    else:
+        count = c.op("sum", c.op("cast", c.op("logical_not", c.op("isnan", v)), dtype=x.dtype),
+                     dims=(d,), keepdim=True)
+        rank = c.op("mul", c.tensor(float(q), count), c.op("sub", count, c.tensor(1.0, count)))
+        rank = c.op("maximum", rank, c.tensor(0.0, rank))
+        lo_f = c.op("floor", rank)
+        hi_f = c.op("minimum", c.op("ceil", rank), c.op("maximum", c.op(
+            "sub", count, c.tensor(1.0, count)), c.tensor(0.0, count)))
+        a = c.op("gather", srt, c.op("cast", lo_f, dtype=torch.int64), dim=d)
+        b = c.op("gather", srt, c.op("cast", hi_f, dtype=torch.int64), dim=d)
+        y = _lerp(c, a, b, c.op("sub", rank, lo_f))
+        y = c.op("where", c.op("eq", count, c.tensor(0.0, count)), c.tensor(float("nan"), y), y)
+    if keepdim:
+        return y if dim is not None else c.op("reshape", y, shape=(1,) * x.type.rank)
+    return c.op("reshape", y, shape=tuple(s for i, s in enumerate(v.shape) if i != d))
+
+
+@handles(aten.upsample_linear1d.vec, aten.upsample_linear1d.default)
+def _upsample_linear1d(c: ImportContext, x: Value, output_size: Any, align_corners: bool,
+                       scales: Any = None) -> Value:
+    """Each output entry a weighted pair of inputs (indices and weights computed here, in
+    float32 as ATen's CPU kernel computes them)."""
+    if x.type.rank != 3 or not x.dtype.is_floating_point or not x.type.is_static:
+        raise Unsupported("linear upsampling of a non-3-d, non-float or symbolic tensor")
+    n = x.shape[-1]
+    if output_size is None:
+        if scales is None:
+            raise Unsupported("linear upsampling without a size or scale")
+        sf = scales[0] if isinstance(scales, list | tuple) else scales
+        out, scale_arg = int(math.floor(n * sf)), sf
+    else:
+        (out,) = _ntuple(output_size, 1)
+        scale_arg = scales[0] if isinstance(scales, list | tuple) and scales else scales
+    f32 = torch.float32
+    i = torch.arange(out, dtype=f32)
+    if align_corners:
+        scale = torch.tensor((n - 1) / (out - 1) if out > 1 else 0.0, dtype=f32)
+        src = scale * i
+    else:
+        scale = torch.tensor(1.0 / scale_arg if scale_arg else n / out, dtype=f32)
+        src = torch.clamp(scale * (i + 0.5) - 0.5, min=0.0)
+    lo = src.to(torch.int64).clamp(max=n - 1)
+    hi = torch.where(lo < n - 1, lo + 1, lo)
+    w1 = (src - lo.to(f32)).to(x.dtype)
+    a, b = _take(c, x, 2, lo), _take(c, x, 2, hi)
+    w1v = c.rw.const(w1, "lambda")
+    w0v = c.rw.const((1 - w1), "lambda")
+    return c.op("add", c.op("mul", a, w0v), c.op("mul", b, w1v))
+
+
+_GRID_MODES = {0: "bilinear", 1: "nearest", 2: "bicubic"}
+_GRID_PADDING = {0: "zeros", 1: "border", 2: "reflection"}
+
+
+@handles(aten.grid_sampler, aten.grid_sampler_2d)
+def _grid_sampler(c: ImportContext, x: Value, grid: Value, mode: int, padding: int,
+                  align_corners: bool) -> Value:
+    if x.type.rank != 4 or not x.dtype.is_floating_point or grid.dtype != x.dtype:
+        raise Unsupported("grid_sample of a non-4-d or non-float input")
+    return c.op("grid_sample", x, grid, mode=_GRID_MODES[mode], padding_mode=_GRID_PADDING[padding],
+                align_corners=bool(align_corners))

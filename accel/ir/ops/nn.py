@@ -69,6 +69,10 @@ def _topk(x, k, dim, largest=True):  # noqa: ANN001, ANN202
     return values.narrow(dim, 0, k), indices.narrow(dim, 0, k)
 
 
+def _grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False):  # noqa: ANN001, ANN202
+    return F.grid_sample(x, grid, mode, padding_mode, align_corners)
+
+
 def _max_pool2d(x, kernel, stride, padding=(0, 0), dilation=(1, 1), ceil_mode=False):  # noqa: ANN001, ANN202
     return F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode)
 
@@ -133,6 +137,14 @@ register_op(OpDef(
     flops=lambda i, o, a: i[0].numel,
     doc="the k largest (or smallest) entries along dim, sorted (ties in index order, NaN "
         "largest), and their indices",
+))
+register_op(OpDef(
+    "grid_sample", ("x", "grid"), _grid_sample, OpKind.GATHER,
+    {"mode": Attr(str, "bilinear", "'bilinear', 'nearest' or 'bicubic'"),
+     "padding_mode": Attr(str, "zeros", "'zeros', 'border' or 'reflection'"),
+     "align_corners": Attr(bool, False)},
+    flops=lambda i, o, a: 8 * o[0].numel,
+    doc="sample (N, C, H, W) x at the (N, H_out, W_out, 2) grid's (x, y) points in [-1, 1]",
 ))
 register_op(OpDef(
     "attention", ("q", "k", "v", "bias?"), _attention, OpKind.ATTENTION,

@@ -161,6 +161,18 @@ def lower_einsum(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
     return [b.add("Einsum", xs, equation=eq)]
 
 
+@onnx_lowering("grid_sample")
+def lower_grid_sample(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """GridSample (opset 16 spells the modes as torch does)."""
+    a = node.attrs
+    if node.inputs[0].type.rank != 4:
+        raise ExportError(f"node {node.name} (grid_sample): ONNX GridSample samples 4-d inputs")
+    x = inputs[0]
+    grid = cast_to(b, inputs[1], node.inputs[1].dtype, node.inputs[0].dtype)
+    return [b.add("GridSample", [x, grid], mode=a["mode"], padding_mode=a["padding_mode"],
+                  align_corners=int(a["align_corners"]))]
+
+
 @onnx_lowering("topk")
 def lower_topk(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
     """TopK, sorted."""
