@@ -1,0 +1,149 @@
+"""ONNX for the ``aten`` fallback nodes, from torch's own exporter.
+
+An ATen op accel has no IR op for (the long tail: linear algebra, FFTs, special functions)
+still has an ONNX form when ``torch.onnx.export(dynamo=True)`` has one, through onnxscript's
+torchlib. :func:`lower_fallback` exports the node's op alone, with the node's static input
+types, at the graph's opset, and splices the resulting nodes in (values renamed, initializers
+carried over). accel's own lowerings stay the ones its passes and fusions see; this is only
+for what would otherwise stop the export.
+
+A fallback whose op torch.onnx cannot export either, or exports with another output type
+(complex tensors as real pairs), or only with symbolic shapes, is an :class:`ExportError`
+naming the node and the op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+from accel.backends.onnx.builder import OnnxBuilder, onnx_dtype
+from accel.errors import ExportError
+from accel.ir.graph import Node
+from accel.ir.ops.fallback import _aten
+
+TORCHLIB_DENYLIST = frozenset({
+    "aten.native_batch_norm.default", "aten._native_batch_norm_legit.default",
+    "aten.batch_norm.default", "aten._native_batch_norm_legit_functional.default",
+    "aten.avg_pool2d.default", "aten.log_sigmoid_forward.default", "prims.erfcx.default",
+    "aten.special_erfcx.default", "aten.special_log_ndtr.default", "aten.nonzero.default",
+    "aten.stft.default",
+})
+"""Ops whose torch.onnx export onnxruntime runs to other values than eager (the peer column
+of docs/opinfo.md: training batch norm, avg_pool2d with ceil_mode, erfcx, log_ndtr, ...):
+refused rather than exported wrong."""
+
+
+class _OneOp(torch.nn.Module):
+    """The fallback node's call, its outputs flattened to a tuple."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.attrs = dict(node.attrs)
+
+    def forward(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = _aten(*tensors, **self.attrs)
+        return tuple(out) if isinstance(out, list | tuple) else (out,)
+
+
+def _fail(node: Node, why: str) -> ExportError:
+    target = node.attrs.get("target")
+    return ExportError(
+        f"node {node.name} is an 'aten' fallback ({target}): an ATen op accel has no IR op "
+        f"for, and torch.onnx's exporter could not give it an ONNX form either ({why}). Add "
+        "an IR lowering for it in accel/frontend/aten_map.py, or run the model with "
+        "accel.compile instead")
+
+
+def _export_one(node: Node, opset: int) -> onnx.ModelProto:
+    """torch.onnx.export(dynamo=True) of the node's op alone, on zeros of its input types."""
+    if str(node.attrs.get("target")) in TORCHLIB_DENYLIST:
+        raise _fail(node, "its torch.onnx export is known to differ from eager")
+    for v in (*node.inputs, *node.outputs):
+        if v is None:
+            raise _fail(node, "an absent input")
+        if not v.type.is_static:
+            raise _fail(node, f"symbolic shape {v.type}")
+        if v.dtype.is_complex or v.dtype in (torch.bfloat16,):
+            raise _fail(node, f"dtype {v.dtype}")
+    inputs = tuple(torch.zeros(tuple(v.shape), dtype=v.dtype) for v in node.inputs)
+    names = [f"in{i}" for i in range(len(inputs))]
+    sink = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
+                warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            prog = torch.onnx.export(_OneOp(node), inputs, dynamo=True, opset_version=opset,
+                                     input_names=names, verbose=False, report=False,
+                                     optimize=True)
+            model = prog.model_proto
+            if model.functions:
+                model = onnx.inliner.inline_local_functions(model)
+    except Exception as e:  # noqa: BLE001 - re-raised naming the node
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise _fail(node, f"{type(e).__name__}: {first[:200]}") from e
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+    return model
+
+
+def lower_fallback(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """The ``aten`` node through torch.onnx (see the module docstring)."""
+    model = _export_one(node, b.opset)
+    versions = {o.domain or "": o.version for o in model.opset_import}
+    if set(versions) - {"", "ai.onnx"} or versions.get("", b.opset) != b.opset:
+        raise _fail(node, f"it used opsets {versions}, not the default domain at {b.opset}")
+    g = model.graph
+    if len(g.output) != len(node.outputs):
+        raise _fail(node, f"{len(g.output)} outputs, the node has {len(node.outputs)}")
+    for o, v in zip(g.output, node.outputs, strict=True):
+        if o.type.tensor_type.elem_type != onnx_dtype(v.dtype):
+            raise _fail(node, f"output {o.name} of another dtype than {v.dtype}")
+    rename: dict[str, str] = {"": ""}
+    by_name = dict(zip((f"in{i}" for i in range(len(inputs))), inputs, strict=True))
+    for i in g.input:
+        if i.name not in by_name:
+            raise _fail(node, f"an unexpected input {i.name}")
+        rename[i.name] = by_name[i.name]
+    prefix = f"{node.name}_"
+    for t in g.initializer:
+        rename[t.name] = b.const(numpy_helper.to_array(t), prefix + t.name)
+    for n in g.node:
+        if n.domain not in ("", "ai.onnx") or any(a.type in (onnx.AttributeProto.GRAPH,
+                                                               onnx.AttributeProto.GRAPHS)
+                                                  for a in n.attribute):
+            raise _fail(node, f"a {n.domain or 'ai.onnx'}::{n.op_type} node with subgraphs or "
+                              "outside the default domain")
+        for out in n.output:
+            if out:
+                rename[out] = b.fresh(prefix + out)
+    for n in g.node:
+        missing = [i for i in n.input if i not in rename]
+        if missing:
+            raise _fail(node, f"node {n.name} reads {missing[0]}, defined nowhere")
+        copy = helper.make_node(n.op_type, [rename[i] for i in n.input],
+                                [rename[o] for o in n.output],
+                                name=b.fresh(prefix + (n.name or n.op_type)))
+        copy.attribute.extend(n.attribute)
+        b.nodes.append(copy)
+    return [rename[o.name] for o in g.output]
+
+
+def fallback_exportable(node: Node) -> bool:
+    """Whether :func:`lower_fallback` may try ``node`` (an ``aten`` node of static types)."""
+    return node.op == "aten" and all(v is not None and v.type.is_static
+                                     for v in (*node.inputs, *node.outputs))
+
+
+__all__ = ["TORCHLIB_DENYLIST", "fallback_exportable", "lower_fallback"]
