@@ -15,9 +15,11 @@ naming the node and the op.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import warnings
+from typing import Any
 
 import onnx
 import torch
@@ -33,11 +35,13 @@ TORCHLIB_DENYLIST = frozenset({
     "aten.batch_norm.default", "aten._native_batch_norm_legit_functional.default",
     "aten.avg_pool2d.default", "aten.log_sigmoid_forward.default", "prims.erfcx.default",
     "aten.special_erfcx.default", "aten.special_log_ndtr.default", "aten.nonzero.default",
-    "aten.stft.default",
+    "aten.stft.default", "aten.as_strided.default", "prims.as_strided_scatter.default",
+    "aten.as_strided_scatter.default",
 })
-"""Ops whose torch.onnx export onnxruntime runs to other values than eager (the peer column
-of docs/opinfo.md: training batch norm, avg_pool2d with ceil_mode, erfcx, log_ndtr, ...):
-refused rather than exported wrong."""
+"""Ops refused rather than exported wrong: those whose torch.onnx export onnxruntime runs to
+other values than eager (the peer column of docs/opinfo.md: training batch norm, avg_pool2d
+with ceil_mode, erfcx, log_ndtr, ...), and ``as_strided``, which reads its input's memory
+layout: ONNX tensors are contiguous, the eager input may be a strided view."""
 
 
 class _OneOp(torch.nn.Module):
@@ -61,10 +65,58 @@ def _fail(node: Node, why: str) -> ExportError:
         "accel.compile instead")
 
 
+@functools.cache
+def _torchlib_registry() -> Any:
+    """torch.onnx's table of ATen ops with an ONNX function (None where this torch has no
+    such private API: then every op is tried)."""
+    try:
+        from torch.onnx._internal.exporter import _registration
+    except ImportError:
+        return None
+    with _quiet():
+        return _registration.ONNXRegistry.from_torchlib()
+
+
+def _torch_onnx_knows(op: Any) -> bool:
+    """Whether torch.onnx may export ``op``: torchlib has a function for it, or torch a
+    decomposition into other ops (a cheap test that spares most failing exports)."""
+    from torch._decomp import decomposition_table
+
+    registry = _torchlib_registry()
+    if registry is None or not isinstance(op, torch._ops.OpOverload):  # noqa: SLF001
+        return True
+    if registry.is_registered(op) or op in decomposition_table:
+        return True
+    return torch._C._dispatch_has_kernel_for_dispatch_key(  # noqa: SLF001
+        op.name(), "CompositeImplicitAutograd")
+
+
+@contextlib.contextmanager
+def _quiet() -> Any:
+    """torch.onnx's progress lines, warnings and log records kept out of the caller's."""
+    sink = io.StringIO()
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript",
+                                              "torch._dynamo")]
+    levels = [lg.level for lg in loggers]
+    try:
+        for lg in loggers:
+            lg.setLevel(logging.CRITICAL)
+        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
 def _export_one(node: Node, opset: int) -> onnx.ModelProto:
     """torch.onnx.export(dynamo=True) of the node's op alone, on zeros of its input types."""
-    if str(node.attrs.get("target")) in TORCHLIB_DENYLIST:
+    target = node.attrs.get("target")
+    if str(target) in TORCHLIB_DENYLIST:
         raise _fail(node, "its torch.onnx export is known to differ from eager")
+    if not _torch_onnx_knows(target):
+        raise _fail(node, "torchlib has no function for it and torch no decomposition")
     for v in (*node.inputs, *node.outputs):
         if v is None:
             raise _fail(node, "an absent input")
@@ -74,15 +126,8 @@ def _export_one(node: Node, opset: int) -> onnx.ModelProto:
             raise _fail(node, f"dtype {v.dtype}")
     inputs = tuple(torch.zeros(tuple(v.shape), dtype=v.dtype) for v in node.inputs)
     names = [f"in{i}" for i in range(len(inputs))]
-    sink = io.StringIO()
-    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript")]
-    levels = [lg.level for lg in loggers]
     try:
-        for lg in loggers:
-            lg.setLevel(logging.CRITICAL)
-        with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
-                warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
+        with _quiet(), torch.no_grad():
             prog = torch.onnx.export(_OneOp(node), inputs, dynamo=True, opset_version=opset,
                                      input_names=names, verbose=False, report=False,
                                      optimize=True)
@@ -90,12 +135,16 @@ def _export_one(node: Node, opset: int) -> onnx.ModelProto:
             if model.functions:
                 model = onnx.inliner.inline_local_functions(model)
     except Exception as e:  # noqa: BLE001 - re-raised naming the node
-        first = (str(e).strip().splitlines() or [""])[0]
-        raise _fail(node, f"{type(e).__name__}: {first[:200]}") from e
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
+        raise _fail(node, _cause(e)) from e
     return model
+
+
+def _cause(e: BaseException) -> str:
+    """The innermost exception's first line (torch.onnx wraps the reason in two layers)."""
+    while e.__cause__ is not None:
+        e = e.__cause__
+    first = (str(e).strip().splitlines() or [""])[0]
+    return f"{type(e).__name__}: {first[:200]}"
 
 
 def lower_fallback(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
