@@ -26,8 +26,9 @@ each op is bounded by ``timeout`` seconds (SIGALRM, main thread only).
     results = sweep(load_ops())
     print(summarize(results))
 
-The whole database takes about 40 s on 2 cores: ``tests/test_opinfo_sweep.py`` runs it in
-CI; ``python benchmarks/opinfo.py`` adds the peer column and writes docs/opinfo.md.
+The whole database takes about 2 minutes on 2 shared cores (40 s of it the torch.onnx
+exports of aten fallback nodes): ``tests/test_opinfo_sweep.py`` runs it in CI;
+``python benchmarks/opinfo.py`` adds the peer column and writes docs/opinfo.md.
 """
 
 from __future__ import annotations
