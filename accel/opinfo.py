@@ -560,6 +560,12 @@ def error_categories(results: Iterable[OpResult]) -> Counter:
 
 
 _CATEGORIES = [
+    (r"is an 'aten' fallback.*torchlib has no function",
+     "ExportError: an aten fallback node torch.onnx has no ONNX function for either"),
+    (r"is an 'aten' fallback.*known to differ from eager",
+     "ExportError: an aten fallback node whose torch.onnx export is wrong (refused)"),
+    (r"is an 'aten' fallback.*torch\.onnx's exporter could not", "ExportError: an aten "
+     "fallback node torch.onnx could not export either (dtype, opset or export failure)"),
     (r"is an 'aten' fallback", "ExportError: an aten fallback node has no ONNX lowering"),
     (r"updates .* in place", "CaptureError: in-place update of an input or buffer (refused)"),
     (r"shape inference failed", "CaptureError: an aten fallback's output shape depends on the "
