@@ -1306,6 +1306,8 @@ def _unfold(c: ImportContext, x: Value, dim: int, size: int, step: int) -> Value
         return c.op("reshape", x, shape=(1,))
     d = dim % x.type.rank
     n = _static_dim(x, d, "unfold")
+    if size > n or step < 1:
+        raise Unsupported("unfold with windows larger than the dim")  # eager refuses it too
     k = (n - size) // step + 1
     idx = [w * step + i for w in range(k) for i in range(size)]
     y = c.op("index_select", x, c.rw.const(torch.tensor(idx, dtype=torch.int64), "windows"),

@@ -159,6 +159,11 @@ def lower_fallback(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
     for o, v in zip(g.output, node.outputs, strict=True):
         if o.type.tensor_type.elem_type != onnx_dtype(v.dtype):
             raise _fail(node, f"output {o.name} of another dtype than {v.dtype}")
+        dims = [d.dim_value if d.HasField("dim_value") else None
+                for d in o.type.tensor_type.shape.dim]
+        if o.type.tensor_type.HasField("shape") and None not in dims \
+                and tuple(dims) != tuple(v.shape):
+            raise _fail(node, f"output {o.name} of shape {tuple(dims)}, not {tuple(v.shape)}")
     rename: dict[str, str] = {"": ""}
     by_name = dict(zip((f"in{i}" for i in range(len(inputs))), inputs, strict=True))
     for i in g.input:
