@@ -7,7 +7,8 @@ import hashlib
 
 import torch
 
-from accel.ir.graph import Graph, Value
+from accel.ir.graph import Graph, Node, Value
+from accel.ir.ops import OpKind
 from accel.passes.registry import PassContext, register_pass
 
 _SMALL = 4096  # constants up to this many elements are compared by content
@@ -38,6 +39,8 @@ def cse(graph: Graph, ctx: PassContext) -> Graph:
     seen: dict[tuple, tuple[Value, ...]] = {}
     merged = 0
     for n in graph.nodes:
+        if _random(n):
+            continue  # two draws of torch.randn_like(x) are two different tensors
         inputs = tuple(rw.resolve(v) if v is not None else None for v in n.inputs)
         try:
             key = (n.op, tuple(id(v) for v in inputs), tuple(sorted(n.attrs.items())))
@@ -54,3 +57,9 @@ def cse(graph: Graph, ctx: PassContext) -> Graph:
         return graph
     ctx.note(f"merged {merged} node(s), {merged_consts} constant(s)")
     return rw.finish()
+
+
+def _random(n: Node) -> bool:
+    """Whether ``n`` samples random numbers (an ATen fallback tagged nondeterministic_seeded)."""
+    return n.opdef.kind is OpKind.FALLBACK and torch.Tag.nondeterministic_seeded in getattr(
+        n.attrs.get("target"), "tags", ())

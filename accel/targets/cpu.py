@@ -153,7 +153,7 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
     for name in ("ort", "openvino", "ort-fp32", "openvino-fp32"):
         if name.startswith("openvino") and not openvino_available():
             continue
-        if name.startswith("openvino") and (prefer == "memory" or graph.fallbacks()):
+        if name.startswith("openvino") and prefer == "memory":
             continue
         if name.endswith("-fp32") and not int8:
             continue
@@ -175,10 +175,7 @@ def lower_cpu(graph: Graph, ctx: LowerContext) -> Executable:
         return AtenExecutor(graph)
     ctx.note(f"executor: {best.name} (measured: {line}{'; ' + skip_aten if skip_aten else ''})"
              + ("; OpenVINO not tried (prefer=memory)" if prefer == "memory"
-                and openvino_available() else "")
-             + (f"; OpenVINO not tried: {len(graph.fallbacks())} aten fallback node(s) run as "
-                "torch's ONNX export of their op, checked in onnxruntime only"
-                if graph.fallbacks() and prefer != "memory" and openvino_available() else ""))
+                and openvino_available() else ""))
     if best_name.endswith("-fp32"):
         ctx.note(f"int8 does not pay on this host ({host().describe()}): its {int8} int8 "
                  "linear(s) run as fp32 linears on the dequantized int8 weights (activations "

@@ -23,7 +23,18 @@ IDX = torch.tensor([2, 0])
 
 Example = tuple[tuple, dict, Callable[[], torch.Tensor]]
 _BIN_TORCH = {"logical_and": torch.logical_and, "logical_or": torch.logical_or}
+U = torch.rand(2, 3) * 1.8 - 0.9  # inside (-1, 1): the domain of asin, acos, atanh
 EXAMPLES: dict[str, Example] = {
+    "asin": ((U,), {}, lambda: torch.atan(U / torch.sqrt(1 - U * U))),
+    "acos": ((U,), {}, lambda: torch.pi / 2 - torch.atan(U / torch.sqrt(1 - U * U))),
+    "atanh": ((U,), {}, lambda: 0.5 * torch.log((1 + U) / (1 - U))),
+    "acosh": ((B + 1,), {}, lambda: torch.log(B + 1 + torch.sqrt((B + 1) ** 2 - 1))),
+    "expm1": ((A,), {}, lambda: A.double().exp().sub(1).float()),
+    "log1p": ((B,), {}, lambda: B.double().add(1).log().float()),
+    "remainder": ((A * 5, B), {}, lambda: A * 5 - B * torch.floor(A * 5 / B)),
+    "fmod": ((A * 5, B), {}, lambda: A * 5 - B * torch.trunc(A * 5 / B)),
+    "hypot": ((A, B), {}, lambda: torch.sqrt(A * A + B * B)),
+    "atan2": ((A, B), {}, lambda: torch.atan(A / B)),  # B > 0
     "div": ((A, B), {}, lambda: A / B),
     "gelu": ((A,), {"approximate": "tanh"}, lambda: F.gelu(A, approximate="tanh")),
     "clamp": ((A,), {"min": -0.5, "max": 0.5}, lambda: A.clamp(-0.5, 0.5)),

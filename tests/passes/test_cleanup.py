@@ -53,6 +53,21 @@ def test_cse_merges_equal_constants_and_nodes() -> None:
     _same_outputs(g, new, torch.randn(2, 4))
 
 
+def test_cse_keeps_random_draws_apart() -> None:
+    from accel.ir.ops.fallback import TensorArg
+
+    rw = Rewriter()
+    x = rw.add_input("x", TensorType((3,), torch.float32))
+    draws = [rw.op("aten", x, target=torch.ops.aten.randn_like.default, args=(TensorArg(0),))
+             for _ in range(2)]
+    rw.set_outputs(draws)
+    g = rw.finish()
+    new, (rec,) = _run(g, "cse")
+    assert new.op_counts()["aten"] == 2 and not rec.changed
+    a, b = run_graph(new, (torch.zeros(3),))
+    assert not torch.equal(a, b)
+
+
 def test_fold_constants_evaluates_constant_subgraphs() -> None:
     g = _hand_graph()
     new, (rec,) = _run(g, "fold-constants")

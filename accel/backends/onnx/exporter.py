@@ -15,6 +15,7 @@ from onnx import helper, numpy_helper
 
 from accel.backends.onnx.builder import OnnxBuilder, onnx_dtype, to_numpy
 from accel.backends.onnx.registry import get_lowering
+from accel.backends.onnx.torchlib import fallback_exportable, lower_fallback
 from accel.errors import ExportError
 from accel.ir.graph import Graph, Node, Value
 from accel.ir.shapes import format_dim
@@ -25,13 +26,16 @@ EXTERNAL_DATA_BYTES = 2**31 - 1 - (64 << 20)
 
 
 def unsupported_nodes(graph: Graph) -> list[Node]:
-    """Nodes whose op has no ONNX lowering."""
+    """Nodes whose op has no ONNX lowering of accel's own (``aten`` fallbacks among them)."""
     return [n for n in graph.nodes if get_lowering(n.op) is None]
 
 
-def check_exportable(graph: Graph) -> None:
-    """Raise :class:`ExportError` naming the first node whose op has no ONNX lowering."""
-    missing = unsupported_nodes(graph)
+def check_exportable(graph: Graph, torch_onnx_fallbacks: bool = False) -> None:
+    """Raise :class:`ExportError` naming the first node whose op has no ONNX lowering
+    (``torch_onnx_fallbacks``: ``aten`` fallbacks of static types count as lowered, through
+    torch.onnx, see :mod:`accel.backends.onnx.torchlib`)."""
+    missing = [n for n in unsupported_nodes(graph)
+               if not (torch_onnx_fallbacks and fallback_exportable(n))]
     if not missing:
         return
     n = missing[0]
@@ -58,7 +62,8 @@ def _value_info(name: str, v: Value) -> onnx.ValueInfoProto:
 def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "u8",
                   input_names: list[str] | None = None,
                   output_names: list[str] | None = None,
-                  external_data: Path | None = None) -> onnx.ModelProto:
+                  external_data: Path | None = None,
+                  torch_onnx_fallbacks: bool = True) -> onnx.ModelProto:
     """Lower ``graph`` to a checked standard-op ONNX model (weights as initializers).
 
     The graph's symbolic dims are the model's dynamic axes (named after the symbols); sizes
@@ -67,11 +72,14 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "
     every host, ``s8`` is faster but exact only where :attr:`HostProfile.u8s8_exact`.
     ``external_data`` (a file path) writes the large initializers' bytes there, straight from
     the graph's tensors, and the model refers to them: no in-memory copy of the weights.
+    ``torch_onnx_fallbacks``: ``aten`` fallback nodes (ops accel has no IR op for) take their
+    ONNX form from torch.onnx's exporter (:mod:`accel.backends.onnx.torchlib`); without it, or
+    where torch.onnx has none, they are an :class:`ExportError`.
     """
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: accel exports opset {MIN_OPSET} or newer "
                           "(LayerNormalization)")
-    check_exportable(graph)
+    check_exportable(graph, torch_onnx_fallbacks)
     b = OnnxBuilder(opset, int8_weights)
     b.constants = dict(graph.constants)
     names: dict[Value, str] = {}
@@ -93,7 +101,10 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "
         b.current_node = node.name
         ins = [names[v] if v is not None else "" for v in node.inputs]
         try:
-            outs = get_lowering(node.op)(b, node, ins)
+            lowering = get_lowering(node.op)
+            if lowering is None:  # an aten fallback (check_exportable let it through)
+                lowering = lower_fallback
+            outs = lowering(b, node, ins)
         except ExportError as e:
             if node.name in str(e):
                 raise
@@ -234,7 +245,8 @@ def export_file(graph: Graph, *, int8_weights: str = "u8") -> Path:
     try:
         path = directory / "model.onnx"
         model = graph_to_onnx(graph, int8_weights=int8_weights,
-                              external_data=directory / "model.onnx.data")
+                              external_data=directory / "model.onnx.data",
+                              torch_onnx_fallbacks=False)  # the cpu target runs them in aten
         onnx.save_model(model, path)
         onnx.checker.check_model(str(path))
         return path

@@ -28,6 +28,28 @@ _UNARY = {
     "hardsigmoid": (F.hardsigmoid, "relu6(x + 3) / 6"),
     "logical_not": (torch.logical_not, "boolean not"),
     "floor": (torch.floor, "round down"),
+    "ceil": (torch.ceil, "round up"),
+    "trunc": (torch.trunc, "round toward zero"),
+    "round": (torch.round, "round half to even"),
+    "sign": (torch.sign, "-1, 0 or 1 (0 for NaN)"),
+    "signbit": (torch.signbit, "whether the sign bit is set (true for -0.0)"),
+    "isnan": (torch.isnan, "whether x is NaN"),
+    "isinf": (torch.isinf, "whether x is +-inf"),
+    "expm1": (torch.expm1, "e^x - 1"),
+    "exp2": (torch.exp2, "2^x"),
+    "log1p": (torch.log1p, "log(1 + x)"),
+    "log2": (torch.log2, "base-2 logarithm"),
+    "log10": (torch.log10, "base-10 logarithm"),
+    "tan": (torch.tan, "tangent"),
+    "asin": (torch.asin, "inverse sine"),
+    "acos": (torch.acos, "inverse cosine"),
+    "atan": (torch.atan, "inverse tangent"),
+    "sinh": (torch.sinh, "hyperbolic sine"),
+    "cosh": (torch.cosh, "hyperbolic cosine"),
+    "asinh": (torch.asinh, "inverse hyperbolic sine"),
+    "acosh": (torch.acosh, "inverse hyperbolic cosine"),
+    "atanh": (torch.atanh, "inverse hyperbolic tangent"),
+    "erfc": (torch.erfc, "1 - erf(x)"),
 }
 
 _BINARY = {
@@ -45,6 +67,12 @@ _BINARY = {
     "ge": (torch.ge, "a >= b"),
     "logical_and": (torch.logical_and, "boolean and"),
     "logical_or": (torch.logical_or, "boolean or"),
+    "remainder": (torch.remainder, "a mod b with the sign of b (Python's %)"),
+    "fmod": (torch.fmod, "a mod b with the sign of a (C's fmod)"),
+    "atan2": (torch.atan2, "angle of the point (b, a)"),
+    "hypot": (torch.hypot, "sqrt(a^2 + b^2)"),
+    "fmax": (torch.fmax, "elementwise max ignoring NaN"),
+    "fmin": (torch.fmin, "elementwise min ignoring NaN"),
 }
 
 UNARY_OPS = frozenset(_UNARY) | {"gelu", "clamp", "leaky_relu", "cast"}

@@ -36,8 +36,23 @@ def _var(x, dims, correction=1, keepdim=False):  # noqa: ANN001, ANN202
     return torch.var(x, dims, correction=correction, keepdim=keepdim)
 
 
+def _prod(x, dims, keepdim=False, dtype=None):  # noqa: ANN001, ANN202
+    """torch.prod over several dims (torch's takes one): one dim at a time."""
+    if not dims:
+        y = torch.prod(x, dtype=dtype)
+        return y.reshape((1,) * x.dim()) if keepdim else y
+    for d in sorted((d % x.dim() for d in dims), reverse=True):
+        x = torch.prod(x, d, keepdim=keepdim, dtype=dtype)
+        dtype = None
+    return x
+
+
 def _argmax(x, dim, keepdim=False):  # noqa: ANN001, ANN202
     return torch.argmax(x, dim, keepdim=keepdim)
+
+
+def _argmin(x, dim, keepdim=False):  # noqa: ANN001, ANN202
+    return torch.argmin(x, dim, keepdim=keepdim)
 
 
 def _cumsum(x, dim):  # noqa: ANN001, ANN202
@@ -82,6 +97,10 @@ register_op(OpDef("var", ("x",), _var, _R,
                   flops=lambda i, o, a: 3 * i[0].numel, doc="variance over dims"))
 register_op(OpDef("argmax", ("x",), _argmax, _R, {"dim": Attr(int), "keepdim": _KEEP},
                   flops=_in_numel, doc="index of the max along dim"))
+register_op(OpDef("argmin", ("x",), _argmin, _R, {"dim": Attr(int), "keepdim": _KEEP},
+                  flops=_in_numel, doc="index of the min along dim"))
+register_op(OpDef("prod", ("x",), _prod, _R, {"dims": _DIMS, "keepdim": _KEEP, "dtype": _DT},
+                  flops=_in_numel, doc="product over dims (all dims when empty)"))
 register_op(OpDef("cumsum", ("x",), _cumsum, _R, {"dim": Attr(int)},
                   flops=_in_numel, doc="cumulative sum along dim"))
 register_op(OpDef("softmax", ("x",), _softmax, _R, {"dim": Attr(int)},

@@ -51,6 +51,16 @@ def _gather(x, index, dim):  # noqa: ANN001, ANN202
     return torch.gather(x, dim, index)
 
 
+def _scatter(x, index, src, dim, reduce="none"):  # noqa: ANN001, ANN202
+    if reduce == "none":
+        return torch.scatter(x, dim, index, src)
+    return torch.scatter_reduce(x, dim, index, src, reduce, include_self=True)
+
+
+def _index_put(x, values, *indices, accumulate=False):  # noqa: ANN001, ANN202
+    return torch.index_put(x, indices, values, accumulate)
+
+
 def _size_tensor(*, value, dtype, device):  # noqa: ANN001, ANN202
     return torch.tensor(value, dtype=dtype, device=device)
 
@@ -107,3 +117,13 @@ register_op(OpDef("index_select", ("x", "index"), _index_select, OpKind.GATHER,
                   {"dim": Attr(int)}, flops=_zero, doc="entries of x at index along dim"))
 register_op(OpDef("gather", ("x", "index"), _gather, OpKind.GATHER,
                   {"dim": Attr(int)}, flops=_zero, doc="torch.gather along dim"))
+register_op(OpDef("scatter", ("x", "index", "src"), _scatter, OpKind.GATHER,
+                  {"dim": Attr(int), "reduce": Attr(str, "none", "'none' (src replaces x), "
+                                                    "'sum', 'prod', 'amax' or 'amin' (with x)")},
+                  flops=_zero, doc="x with src written (or reduced) at index along dim, as "
+                                   "torch.scatter / scatter_reduce(include_self=True); src has "
+                                   "index's shape"))
+register_op(OpDef("index_put", ("x", "values", "indices*"), _index_put, OpKind.GATHER,
+                  {"accumulate": Attr(bool, False)}, flops=_zero,
+                  doc="x with values written (or added) at x[indices], the indices being integer "
+                      "tensors for x's leading dims (torch.index_put)"))

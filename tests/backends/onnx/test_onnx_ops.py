@@ -36,7 +36,12 @@ def const(t: torch.Tensor) -> tuple[str, torch.Tensor]:
 
 X = (2, 3, 4)
 UNARY_INPUT = {"log": pos, "sqrt": pos, "rsqrt": pos, "reciprocal": pos,
-               "logical_not": lambda *s: rand(*s) > 0}
+               "logical_not": lambda *s: rand(*s) > 0, "log2": pos, "log10": pos,
+               "log1p": lambda *s: pos(*s) - 0.9, "acosh": lambda *s: pos(*s) + 0.5,
+               "asin": lambda *s: torch.rand(*s, generator=g) * 1.8 - 0.9,
+               "acos": lambda *s: torch.rand(*s, generator=g) * 1.8 - 0.9,
+               "atanh": lambda *s: torch.rand(*s, generator=g) * 1.8 - 0.9,
+               "expm1": lambda *s: rand(*s) * 1e-3}
 # op -> list of (inputs, attrs); an input is a tensor (runtime input) or const(tensor)
 CASES: dict[str, list[tuple[list, dict]]] = {
     "pow": [([pos(*X), rand(*X)], {}), ([rand(*X), const(torch.tensor(2.0))], {})],
@@ -64,6 +69,16 @@ CASES: dict[str, list[tuple[list, dict]]] = {
                                                          "keepdim": True})],
     "argmax": [([rand(*X)], {"dim": 1}), ([rand(*X)], {"dim": -1, "keepdim": True})],
     "cumsum": [([rand(*X)], {"dim": 1})],
+    "argmin": [([rand(*X)], {"dim": 1}), ([rand(*X)], {"dim": -1, "keepdim": True})],
+    "prod": [([rand(*X)], {"dims": (1,)}), ([rand(*X)], {"dims": (0, 2), "keepdim": True}),
+             ([rand(*X)], {"dims": ()}), ([ints(3, *X)], {"dims": (2,)}),
+             ([rand(*X) > 0], {"dims": (1,)})],
+    "scatter": [([rand(*X), ints(3, 2, 2, 4), rand(2, 2, 4)], {"dim": 1}),
+                ([rand(*X), ints(4, 2, 3, 3), rand(2, 3, 3)], {"dim": 2, "reduce": "sum"}),
+                ([rand(*X), ints(2, 1, 3, 4), rand(1, 3, 4)], {"dim": 0, "reduce": "prod"})],
+    "index_put": [([rand(5, 3), rand(3), torch.tensor([4, -1, 0])], {}),
+                  ([rand(5, 3), rand(1), torch.tensor([1, 1, 2])], {"accumulate": True}),
+                  ([rand(4, 3, 2), rand(2, 2), torch.tensor([0, 3]), torch.tensor([2, 1])], {})],
     "softmax": [([rand(*X)], {"dim": -1}), ([rand(*X)], {"dim": 1})],
     "log_softmax": [([rand(*X)], {"dim": -1})],
     "layer_norm": [([rand(*X), const(pos(4)), const(rand(4))], {"normalized_shape": (4,)}),
@@ -104,6 +119,26 @@ CASES: dict[str, list[tuple[list, dict]]] = {
                   ([rand(2, 2, 5, 4), rand(2, 2, 5, 4), rand(2, 2, 5, 4),
                     torch.ones(2, 1, 1, 5, dtype=torch.bool).index_fill(3, torch.tensor([4]),
                                                                         False)], {})],
+    "max_pool2d_with_indices": [([rand(2, 3, 8, 8)], {"kernel": (3, 3), "stride": (2, 2),
+                                                      "padding": (1, 1)}),
+                                ([rand(1, 2, 5, 7)], {"kernel": (2, 3), "stride": (2, 2),
+                                                      "ceil_mode": True})],
+    "conv_transpose": [([rand(1, 3, 4, 4), const(rand(3, 2, 3, 3)), const(rand(2))],
+                        {"stride": (2, 2), "padding": (1, 1), "output_padding": (1, 1),
+                         "dilation": (1, 1)}),
+                       ([rand(2, 4, 5), const(rand(4, 1, 3))],
+                        {"stride": (1,), "padding": (0,), "output_padding": (0,),
+                         "dilation": (2,), "groups": 4})],
+    "einsum": [([rand(2, 3, 4), rand(2, 4, 5)], {"equation": "bij,bjk->bik"}),
+               ([rand(3, 3)], {"equation": "ii->"}), ([rand(2, 3), rand(3)],
+                                                      {"equation": "...j,j"})],
+    "grid_sample": [([rand(2, 3, 5, 5), torch.rand(2, 4, 6, 2, generator=g) * 2.2 - 1.1], {}),
+                    ([rand(1, 2, 4, 4), torch.rand(1, 3, 3, 2, generator=g) * 2 - 1],
+                     {"mode": "nearest", "padding_mode": "border", "align_corners": True}),
+                    ([rand(1, 2, 4, 4), torch.rand(1, 3, 3, 2, generator=g) * 2.4 - 1.2],
+                     {"padding_mode": "reflection"})],
+    "topk": [([rand(*X)], {"k": 2, "dim": 1}), ([rand(*X)], {"k": 4, "dim": -1,
+                                                             "largest": False})],
     "max_pool2d": [([rand(2, 3, 8, 8)], {"kernel": (3, 3), "stride": (2, 2),
                                          "padding": (1, 1)})],
     "avg_pool2d": [([rand(2, 3, 8, 8)], {"kernel": (2, 2), "stride": (2, 2)}),
@@ -112,7 +147,8 @@ CASES: dict[str, list[tuple[list, dict]]] = {
                    ([rand(2, 3, 8, 8)], {"kernel": (2, 2), "stride": (2, 2),
                                          "divisor_override": 3})],
     "adaptive_avg_pool2d": [([rand(2, 3, 6, 6)], {"output_size": (1, 1)}),
-                            ([rand(2, 3, 6, 6)], {"output_size": (2, 3)})],
+                            ([rand(2, 3, 6, 6)], {"output_size": (2, 3)}),
+                            ([rand(2, 3, 8, 8)], {"output_size": (5, 7)})],
     "embedding": [([const(rand(10, 4)), ints(10, 2, 5)], {})],
     "reshape": [([rand(*X)], {"shape": (2, 12)}), ([rand(*X)], {"shape": (6, 2, 2)})],
     "permute": [([rand(*X)], {"dims": (2, 0, 1)})],
@@ -200,12 +236,15 @@ def test_onnx_lowering_matches_reference(op: str) -> None:
         model = graph_to_onnx(graph)
         onnx.checker.check_model(model, full_check=True)
         assert all(n.domain in ("", "ai.onnx") for n in model.graph.node)
-        (out,) = run_onnx(model, runtime)
-        ref = get_op(op).ref(*tensors, **node.attrs)
-        assert out.dtype == ref.numpy().dtype, (op, attrs, out.dtype, ref.dtype)
-        assert out.shape == tuple(ref.shape), (op, attrs)
-        np.testing.assert_allclose(out, ref.numpy(), rtol=1e-4, atol=1e-5,
-                                   err_msg=f"{op} {attrs}")
+        outs = run_onnx(model, runtime)
+        refs = get_op(op).ref(*tensors, **node.attrs)
+        refs = refs if isinstance(refs, tuple) else (refs,)
+        assert len(outs) == len(refs) == len(node.outputs), (op, attrs)
+        for out, ref in zip(outs, refs, strict=True):
+            assert out.dtype == ref.numpy().dtype, (op, attrs, out.dtype, ref.dtype)
+            assert out.shape == tuple(ref.shape), (op, attrs)
+            np.testing.assert_allclose(out, ref.numpy(), rtol=1e-4, atol=1e-5,
+                                       err_msg=f"{op} {attrs}")
 
 
 def _shares_memory(out: object, tensors: list) -> bool:

@@ -59,6 +59,18 @@ def test_pointwise_middle_dim_broadcast_and_unary_ops() -> None:
     _check(g, torch.float32, {BY_NAME["pointwise"]})
 
 
+@pytest.mark.parametrize("op", ["floor", "ceil", "trunc", "sign", "exp2", "log2", "log10",
+                                "expm1", "log1p", "tan", "sinh", "cosh", "erfc"])
+def test_pointwise_unary_math(op: str) -> None:
+    def build(rw, x):  # noqa: ANN001, ANN202
+        if op in ("log2", "log10", "log1p"):  # a positive argument
+            x = rw.op("add", rw.op("abs", x), rw.const(torch.tensor(0.1)))
+        return [rw.op(op, x)]
+
+    g = _graph(build, {"x": (3, 17)}, torch.float32)
+    _check(g, torch.float32, {BY_NAME["pointwise"]}, x=2.0)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
 @pytest.mark.parametrize("op", ["softmax", "layer_norm", "rms_norm", "sum", "mean"])
 def test_reduction_last_dim(op: str, dtype: torch.dtype) -> None:

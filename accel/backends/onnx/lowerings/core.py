@@ -9,6 +9,7 @@ import torch
 
 from accel.backends.onnx.builder import OnnxBuilder
 from accel.backends.onnx.registry import onnx_lowering
+from accel.errors import ExportError
 from accel.ir.graph import Node
 from accel.ir.shapes import is_symbolic
 
@@ -16,8 +17,11 @@ from accel.ir.shapes import is_symbolic
 _UNARY = {
     "neg": "Neg", "exp": "Exp", "log": "Log", "sqrt": "Sqrt", "abs": "Abs",
     "reciprocal": "Reciprocal", "sin": "Sin", "cos": "Cos", "tanh": "Tanh", "erf": "Erf",
-    "sigmoid": "Sigmoid", "hardswish": "HardSwish", "logical_not": "Not",
+    "sigmoid": "Sigmoid", "hardswish": "HardSwish", "logical_not": "Not", "tan": "Tan",
+    "asin": "Asin", "acos": "Acos", "atan": "Atan", "sinh": "Sinh", "cosh": "Cosh",
+    "asinh": "Asinh", "acosh": "Acosh", "atanh": "Atanh",
 }
+"""IR ops that are one ONNX op (on the output dtype: an integer input of a float op is cast)."""
 _BINARY = {
     "add": "Add", "sub": "Sub", "mul": "Mul", "pow": "Pow", "maximum": "Max", "minimum": "Min",
     "eq": "Equal", "lt": "Less", "le": "LessOrEqual", "gt": "Greater",
@@ -44,8 +48,13 @@ def _operands(b: OnnxBuilder, node: Node, inputs: list[str], dtype: torch.dtype)
 
 def _unary(onnx_op: str):  # noqa: ANN202
     def lower(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-        return [b.add(onnx_op, inputs)]
+        return [b.add(onnx_op, [_as_output(b, node, inputs[0])])]
     return lower
+
+
+def _as_output(b: OnnxBuilder, node: Node, x: str) -> str:
+    """Input ``x`` cast to the output dtype (``exp`` of an integer tensor is float)."""
+    return cast_to(b, x, node.inputs[0].dtype, node.outputs[0].dtype)
 
 
 def _binary(op: str, onnx_op: str):  # noqa: ANN202
@@ -94,6 +103,198 @@ def lower_floor(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
     if node.inputs[0].dtype.is_floating_point:
         return [b.add("Floor", inputs)]
     return [b.add("Identity", inputs)]
+
+
+@onnx_lowering("ceil")
+@onnx_lowering("round")
+def lower_ceil_round(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Ceil / Round (half to even, as torch); the identity on integers."""
+    if not node.inputs[0].dtype.is_floating_point:
+        return [b.add("Identity", inputs)]
+    return [b.add({"ceil": "Ceil", "round": "Round"}[node.op], inputs)]
+
+
+@onnx_lowering("sign")
+def lower_sign(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Sign, with 0 for NaN (as torch)."""
+    x, dt = inputs[0], node.inputs[0].dtype
+    if dt == torch.bool:
+        return [b.add("Identity", inputs)]
+    if not dt.is_floating_point:
+        return [b.add("Sign", inputs)]
+    return [b.add("Where", [b.add("IsNaN", [x]), b.scalar(0.0, dt, "zero"), b.add("Sign", [x])])]
+
+
+@onnx_lowering("trunc")
+def lower_trunc(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Floor for x >= 0, Ceil below (ONNX has no Trunc); the identity on integers."""
+    x = inputs[0]
+    if not node.inputs[0].dtype.is_floating_point:
+        return [b.add("Identity", inputs)]
+    neg = b.add("Less", [x, b.scalar(0, node.inputs[0].dtype, "zero")])
+    return [b.add("Where", [neg, b.add("Ceil", [x]), b.add("Floor", [x])])]
+
+
+def _is_negative(b: OnnxBuilder, x: str, dt: torch.dtype) -> str:
+    """x < 0, counting -0.0 (1/x is -inf) and -inf; not the sign bit of a NaN (ONNX cannot
+    read it)."""
+    zero = b.scalar(0, dt, "zero")
+    if not dt.is_floating_point:
+        return b.add("Less", [x, zero])
+    return b.add("Or", [b.add("Less", [x, zero]),
+                        b.add("Less", [b.add("Reciprocal", [x]), zero])])
+
+
+@onnx_lowering("signbit")
+def lower_signbit(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """x < 0 or x is -0.0 (a NaN's sign bit reads as unset)."""
+    dt = node.inputs[0].dtype
+    if dt == torch.bool:
+        return [b.add("Equal", [inputs[0], b.add("Not", inputs)])]  # all false
+    return [_is_negative(b, inputs[0], dt)]
+
+
+@onnx_lowering("isnan")
+def lower_isnan(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """IsNaN (all false for integers)."""
+    if not node.inputs[0].dtype.is_floating_point:
+        return [b.add("Not", [b.add("Equal", [inputs[0], inputs[0]])])]
+    return [b.add("IsNaN", inputs)]
+
+
+@onnx_lowering("isinf")
+def lower_isinf(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """IsInf (all false for integers)."""
+    if not node.inputs[0].dtype.is_floating_point:
+        return [b.add("Not", [b.add("Equal", [inputs[0], inputs[0]])])]
+    return [b.add("IsInf", inputs)]
+
+
+@onnx_lowering("expm1")
+def lower_expm1(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """e^x - 1, accurate near 0: with u = e^x, (u - 1) * x / log(u) (Kahan) for |x| < 1/2
+    (x where u rounds to 1), u - 1 beyond (no cancellation there, and no overflow)."""
+    dt = node.outputs[0].dtype
+    x = _as_output(b, node, inputs[0])
+    one = b.scalar(1.0, dt, "one")
+    u = b.add("Exp", [x])
+    um1 = b.add("Sub", [u, one])
+    kahan = b.add("Div", [b.add("Mul", [um1, x]), b.add("Log", [u])])
+    far = b.add("Greater", [b.add("Abs", [x]), b.scalar(0.5, dt, "half")])
+    y = b.add("Where", [far, um1, kahan])
+    return [b.add("Where", [b.add("Equal", [u, one]), x, y])]
+
+
+@onnx_lowering("log1p")
+def lower_log1p(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """log(1 + x), accurate near 0: with u = 1 + x, log(u) * x / (u - 1) (Goldberg) for
+    |x| < 1/2 (x where u rounds to 1), log(u) beyond (no cancellation there)."""
+    dt = node.outputs[0].dtype
+    x = _as_output(b, node, inputs[0])
+    one = b.scalar(1.0, dt, "one")
+    u = b.add("Add", [x, one])
+    logu = b.add("Log", [u])
+    scaled = b.add("Div", [b.add("Mul", [logu, x]), b.add("Sub", [u, one])])
+    far = b.add("Greater", [b.add("Abs", [x]), b.scalar(0.5, dt, "half")])
+    y = b.add("Where", [far, logu, scaled])
+    return [b.add("Where", [b.add("Equal", [u, one]), x, y])]
+
+
+@onnx_lowering("exp2")
+def lower_exp2(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Pow(2, x)."""
+    x = _as_output(b, node, inputs[0])
+    return [b.add("Pow", [b.scalar(2.0, node.outputs[0].dtype, "two"), x])]
+
+
+@onnx_lowering("log2")
+@onnx_lowering("log10")
+def lower_log_base(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Log(x) / log(base)."""
+    base = {"log2": 2.0, "log10": 10.0}[node.op]
+    x = _as_output(b, node, inputs[0])
+    return [b.add("Div", [b.add("Log", [x]),
+                          b.scalar(math.log(base), node.outputs[0].dtype, "ln_base")])]
+
+
+@onnx_lowering("erfc")
+def lower_erfc(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """1 - Erf(x)."""
+    x = _as_output(b, node, inputs[0])
+    return [b.add("Sub", [b.scalar(1.0, node.outputs[0].dtype, "one"), b.add("Erf", [x])])]
+
+
+@onnx_lowering("remainder")
+def lower_remainder(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Python's a % b: Mod (fmod=0) for integers; for floats C's fmod, plus b where the
+    remainder is nonzero and its sign differs from b's (as ATen computes it)."""
+    dt = node.outputs[0].dtype
+    a, d = _operands(b, node, inputs, dt)
+    if not dt.is_floating_point:
+        return [b.add("Mod", [a, d], fmod=0)]
+    r = b.add("Mod", [a, d], fmod=1)
+    zero = b.scalar(0.0, dt, "zero")
+    fix = b.add("And", [b.add("Not", [b.add("Equal", [r, zero])]),
+                        b.add("Xor", [b.add("Less", [r, zero]), b.add("Less", [d, zero])])])
+    return [b.add("Where", [fix, b.add("Add", [r, d]), r])]
+
+
+@onnx_lowering("fmod")
+def lower_fmod(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """C's fmod: the sign of a."""
+    return [b.add("Mod", _operands(b, node, inputs, node.outputs[0].dtype), fmod=1)]
+
+
+@onnx_lowering("fmax")
+@onnx_lowering("fmin")
+def lower_fmax_fmin(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Max/Min where a NaN operand yields the other one (NaN only when both are)."""
+    dt = node.outputs[0].dtype
+    a, c = _operands(b, node, inputs, dt)
+    m = b.add("Max" if node.op == "fmax" else "Min", [a, c])
+    if not dt.is_floating_point:
+        return [m]
+    m = b.add("Where", [b.add("IsNaN", [c]), a, m])
+    return [b.add("Where", [b.add("IsNaN", [a]), c, m])]
+
+
+@onnx_lowering("hypot")
+def lower_hypot(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """m * sqrt(1 + (n/m)^2) with m = max(|a|, |b|), n = min (no overflow); 0 when both are
+    0, inf when either is inf (even with a NaN), NaN otherwise for a NaN."""
+    dt = node.outputs[0].dtype
+    if not dt.is_floating_point:
+        raise ExportError(f"node {node.name} (hypot): {dt} operands; ONNX lowers float hypot")
+    a, c = (b.add("Abs", [v]) for v in _operands(b, node, inputs, dt))
+    nan = b.add("Or", [b.add("IsNaN", [a]), b.add("IsNaN", [c])])
+    m, n = b.add("Max", [a, c]), b.add("Min", [a, c])
+    zero, one = b.scalar(0.0, dt, "zero"), b.scalar(1.0, dt, "one")
+    is_zero = b.add("Equal", [m, zero])
+    safe_m = b.add("Where", [is_zero, one, m])
+    q = b.add("Div", [n, safe_m])
+    r = b.add("Mul", [m, b.add("Sqrt", [b.add("Add", [one, b.add("Mul", [q, q])])])])
+    r = b.add("Where", [is_zero, zero, r])
+    r = b.add("Where", [nan, b.scalar(float("nan"), dt, "nan"), r])
+    inf = b.add("Or", [b.add("IsInf", [a]), b.add("IsInf", [c])])
+    return [b.add("Where", [inf, b.scalar(float("inf"), dt, "inf"), r])]
+
+
+@onnx_lowering("atan2")
+def lower_atan2(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """atan(a / b), moved by +-pi (by the sign of a) where b is negative (-0.0 included);
+    both zero: the ratio is taken as 0; both infinite: as +-1 (the quadrant's diagonal)."""
+    dt = node.outputs[0].dtype
+    y, x = _operands(b, node, inputs, dt)
+    zero = b.scalar(0.0, dt, "zero")
+    both_inf = b.add("And", [b.add("IsInf", [y]), b.add("IsInf", [x])])
+    y = b.add("Where", [both_inf, b.add("Sign", [y]), y])
+    x = b.add("Where", [both_inf, b.add("Sign", [x]), x])
+    both_zero = b.add("And", [b.add("Equal", [y, zero]), b.add("Equal", [x, zero])])
+    ratio = b.add("Where", [both_zero, zero, b.add("Div", [y, x])])
+    base = b.add("Atan", [ratio])
+    pi = b.scalar(math.pi, dt, "pi")
+    shift = b.add("Where", [_is_negative(b, y, dt), b.add("Neg", [pi]), pi])
+    return [b.add("Where", [_is_negative(b, x, dt), b.add("Add", [base, shift]), base])]
 
 
 @onnx_lowering("rsqrt")
@@ -205,12 +406,44 @@ def _reduction(onnx_op: str):  # noqa: ANN202
             x = cast_to(b, x, torch.bool, torch.uint8)
             y = reduce(b, onnx_op, x, _dims(node), node.attrs["keepdim"])
             return [cast_to(b, y, torch.uint8, torch.bool)]
-        return [reduce(b, onnx_op, x, _dims(node), node.attrs["keepdim"])]
+        y = reduce(b, onnx_op, x, _dims(node), node.attrs["keepdim"])
+        if onnx_op in ("ReduceMax", "ReduceMin") and node.inputs[0].dtype.is_floating_point:
+            y = _nan_wins(b, x, y, node.inputs[0].dtype, lambda v: reduce(
+                b, "ReduceMax", v, _dims(node), node.attrs["keepdim"]))
+        return [y]
     return lower
 
 
+def _nan_wins(b: OnnxBuilder, x: str, y: str, dt: torch.dtype, reduce_max) -> str:  # noqa: ANN001
+    """``y`` (a max/min of ``x``) as NaN where the reduced entries hold a NaN: torch
+    propagates NaN through max/min reductions, onnxruntime skips it."""
+    nan = b.add("Cast", [b.add("IsNaN", [x])], to=b.onnx_dtype(dt))
+    any_nan = b.add("Greater", [reduce_max(nan), b.scalar(0.0, dt, "zero")])
+    return b.add("Where", [any_nan, b.scalar(float("nan"), dt, "nan"), y])
+
+
+def _arg_reduce_lowering(onnx_op: str):  # noqa: ANN202
+    def lower(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+        """ArgMax/ArgMin, first occurrence like torch; the first NaN where there is one
+        (torch counts NaN as the max and the min, onnxruntime skips it)."""
+        axis, keep = node.attrs["dim"], int(node.attrs["keepdim"])
+        x, dt = inputs[0], node.inputs[0].dtype
+        i = b.add(onnx_op, [x], axis=axis, keepdims=keep)
+        if not dt.is_floating_point:
+            return [i]
+        nan = b.add("Cast", [b.add("IsNaN", [x])], to=b.onnx_dtype(dt))
+        any_nan = b.add("Greater", [reduce(b, "ReduceMax", nan, [axis % max(
+            node.inputs[0].type.rank, 1)], bool(keep)), b.scalar(0.0, dt, "zero")])
+        return [b.add("Where", [any_nan, b.add("ArgMax", [nan], axis=axis, keepdims=keep), i])]
+    return lower
+
+
+onnx_lowering("argmax")(_arg_reduce_lowering("ArgMax"))
+onnx_lowering("argmin")(_arg_reduce_lowering("ArgMin"))
+
+
 for _op, _onnx in {"sum": "ReduceSum", "mean": "ReduceMean", "amax": "ReduceMax",
-                   "amin": "ReduceMin"}.items():
+                   "amin": "ReduceMin", "prod": "ReduceProd"}.items():
     onnx_lowering(_op)(_reduction(_onnx))
 
 
@@ -229,12 +462,6 @@ def lower_var(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
         return [b.add("Div", [ss, count])]
     denom = max(n - node.attrs["correction"], 0)
     return [b.add("Div", [ss, b.scalar(float(denom), dt, "n")])]
-
-
-@onnx_lowering("argmax")
-def lower_argmax(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """ArgMax (first occurrence, like torch)."""
-    return [b.add("ArgMax", inputs, axis=node.attrs["dim"], keepdims=int(node.attrs["keepdim"]))]
 
 
 @onnx_lowering("cumsum")

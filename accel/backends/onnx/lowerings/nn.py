@@ -9,7 +9,7 @@ import onnx
 import torch
 
 from accel.backends.onnx.builder import OnnxBuilder
-from accel.backends.onnx.lowerings.core import safe_softmax_rows
+from accel.backends.onnx.lowerings.core import cast_to, reduce, safe_softmax_rows
 from accel.backends.onnx.registry import onnx_lowering
 from accel.errors import ExportError
 from accel.ir.graph import Node
@@ -104,10 +104,82 @@ def _pool_attrs(node: Node) -> dict:
             "pads": pads + pads, "ceil_mode": int(a["ceil_mode"])}
 
 
+def _max_pool(b: OnnxBuilder, node: Node, x: str) -> tuple[str, str]:
+    """MaxPool's values and Indices, with a window holding a NaN giving NaN and the first
+    NaN's index, as torch (onnxruntime's MaxPool skips NaN): the pool of IsNaN says where."""
+    attrs = {"dilations": list(node.attrs["dilation"]), **_pool_attrs(node)}
+    y, idx = b.add("MaxPool", [x], n_outputs=2, **attrs)
+    dt = node.inputs[0].dtype
+    if not dt.is_floating_point:
+        return y, idx
+    nan_y, nan_idx = b.add("MaxPool", [b.add("Cast", [b.add("IsNaN", [x])],
+                                             to=b.onnx_dtype(dt))], n_outputs=2, **attrs)
+    has_nan = b.add("Greater", [nan_y, b.scalar(0.0, dt, "zero")])
+    return (b.add("Where", [has_nan, b.scalar(float("nan"), dt, "nan"), y]),
+            b.add("Where", [has_nan, nan_idx, idx]))
+
+
 @onnx_lowering("max_pool2d")
 def lower_max_pool2d(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """MaxPool."""
-    return [b.add("MaxPool", inputs, dilations=list(node.attrs["dilation"]), **_pool_attrs(node))]
+    """MaxPool (NaN propagating, as torch)."""
+    return [_max_pool(b, node, inputs[0])[0]]
+
+
+@onnx_lowering("max_pool2d_with_indices")
+def lower_max_pool2d_with_indices(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """MaxPool's Indices count over the whole (N, C, H, W) tensor; torch's within each
+    (H, W) plane: the flat index mod H * W."""
+    h, w = node.inputs[0].shape[-2:]
+    if is_symbolic((h, w)):
+        raise ExportError(f"node {node.name} (max_pool2d_with_indices): symbolic H, W")
+    y, idx = _max_pool(b, node, inputs[0])
+    return [y, b.add("Mod", [idx, b.const_i64([int(h * w)], "plane")])]
+
+
+@onnx_lowering("conv_transpose")
+def lower_conv_transpose(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """ConvTranspose with symmetric padding and output padding."""
+    a = node.attrs
+    pads = list(a["padding"])
+    return [b.add("ConvTranspose", [i for i in inputs if i], strides=list(a["stride"]),
+                  pads=pads + pads, output_padding=list(a["output_padding"]),
+                  dilations=list(a["dilation"]), group=a["groups"],
+                  kernel_shape=list(node.inputs[1].shape[2:]))]
+
+
+@onnx_lowering("einsum")
+def lower_einsum(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """Einsum (indices renamed to lowercase letters, as ONNX spells them)."""
+    eq = node.attrs["equation"].replace(" ", "")
+    letters = sorted({ch for ch in eq if ch.isalpha()})
+    if len(letters) > 26:
+        raise ExportError(f"node {node.name} (einsum): more than 26 indices")
+    rename = dict(zip(letters, "abcdefghijklmnopqrstuvwxyz", strict=False))
+    eq = "".join(rename.get(ch, ch) for ch in eq)
+    dt = node.outputs[0].dtype
+    xs = [cast_to(b, n, v.dtype, dt) for n, v in zip(inputs, node.inputs, strict=True)]
+    return [b.add("Einsum", xs, equation=eq)]
+
+
+@onnx_lowering("grid_sample")
+def lower_grid_sample(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """GridSample (opset 16 spells the modes as torch does)."""
+    a = node.attrs
+    if node.inputs[0].type.rank != 4:
+        raise ExportError(f"node {node.name} (grid_sample): ONNX GridSample samples 4-d inputs")
+    x = inputs[0]
+    grid = cast_to(b, inputs[1], node.inputs[1].dtype, node.inputs[0].dtype)
+    return [b.add("GridSample", [x, grid], mode=a["mode"], padding_mode=a["padding_mode"],
+                  align_corners=int(a["align_corners"]))]
+
+
+@onnx_lowering("topk")
+def lower_topk(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """TopK, sorted."""
+    a = node.attrs
+    values, indices = b.add("TopK", [inputs[0], b.const_i64([a["k"]], "k")], n_outputs=2,
+                            axis=a["dim"], largest=int(a["largest"]), sorted=1)
+    return [values, indices]
 
 
 @onnx_lowering("avg_pool2d")
@@ -134,13 +206,24 @@ def lower_adaptive_avg_pool2d(b: OnnxBuilder, node: Node, inputs: list[str]) -> 
         raise ExportError(f"node {node.name} (adaptive_avg_pool2d): output {oh}x{ow} of a "
                           "symbolic input size has no ONNX form (ONNX has no adaptive pooling)")
     if h % oh or w % ow:
-        raise ExportError(
-            f"node {node.name} (adaptive_avg_pool2d): input {h}x{w} is not a multiple of the "
-            f"output {oh}x{ow}; ONNX has no adaptive pooling. Use an input size that divides "
-            "evenly or export with another input resolution."
-        )
+        return [_adaptive_bins(b, _adaptive_bins(b, inputs[0], -2, h, oh), -1, w, ow)]
     kernel = [h // oh, w // ow]
     return [b.add("AveragePool", inputs, kernel_shape=kernel, strides=kernel)]
+
+
+def _adaptive_bins(b: OnnxBuilder, x: str, axis: int, size: int, out: int) -> str:
+    """Adaptive average pooling along one axis: bin i is the mean over
+    [floor(i * size / out), ceil((i + 1) * size / out)), one Slice + ReduceMean each (a mean
+    over a rectangle is the mean of its row means: the 2-d pool is two of these)."""
+    if size == out:
+        return x
+    parts = []
+    for i in range(out):
+        lo, hi = (i * size) // out, -((-(i + 1) * size) // out)
+        piece = b.add("Slice", [x, b.const_i64([lo], "start"), b.const_i64([hi], "end"),
+                                b.const_i64([axis], "axis")])
+        parts.append(reduce(b, "ReduceMean", piece, [axis], True))
+    return parts[0] if out == 1 else b.add("Concat", parts, axis=axis)
 
 
 @onnx_lowering("embedding")

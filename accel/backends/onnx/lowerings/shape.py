@@ -9,6 +9,7 @@ import torch
 from accel.backends.onnx.builder import OnnxBuilder
 from accel.backends.onnx.lowerings.core import cast_to
 from accel.backends.onnx.registry import onnx_lowering
+from accel.errors import ExportError
 from accel.ir.graph import Node
 from accel.ir.shapes import is_symbolic
 
@@ -115,3 +116,51 @@ def lower_index_select(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[st
 def lower_gather(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
     """GatherElements along dim."""
     return [b.add("GatherElements", inputs, axis=node.attrs["dim"])]
+
+
+_SCATTER_REDUCTION = {"none": "none", "sum": "add", "prod": "mul", "amax": "max", "amin": "min"}
+
+
+@onnx_lowering("scatter")
+def lower_scatter(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """ScatterElements along dim (max/min reductions need opset 18)."""
+    reduction = _SCATTER_REDUCTION[node.attrs["reduce"]]
+    if reduction in ("max", "min") and b.opset < 18:
+        raise ExportError(f"node {node.name} (scatter, reduce={node.attrs['reduce']}): "
+                          "ScatterElements reduces by max/min from opset 18; export with "
+                          "opset=18")
+    x, dt = node.inputs[0], node.inputs[0].dtype
+    src = inputs[2] if node.inputs[2].dtype == dt else b.add("Cast", [inputs[2]],
+                                                              to=b.onnx_dtype(dt))
+    index = inputs[1] if node.inputs[1].dtype == torch.int64 else b.add(
+        "Cast", [inputs[1]], to=b.onnx_dtype(torch.int64))
+    return [b.add("ScatterElements", [inputs[0], index, src], axis=node.attrs["dim"] % max(
+        x.type.rank, 1), reduction=reduction)]
+
+
+@onnx_lowering("index_put")
+def lower_index_put(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """ScatterND: the index tensors broadcast and stacked on a last axis (negative entries
+    counted from the end), the values expanded to the indexed slices' shape."""
+    x, values, *indices = node.inputs
+    k = len(indices)
+    shapes = [tuple(v.shape) for v in indices]
+    if is_symbolic(tuple(x.shape)) or any(is_symbolic(s) for s in shapes):
+        raise ExportError(f"node {node.name} (index_put): symbolic shapes")
+    bshape = tuple(torch.broadcast_shapes(*shapes))
+    i64 = b.onnx_dtype(torch.int64)
+    parts = []
+    for j, (name, v) in enumerate(zip(inputs[2:], indices, strict=True)):
+        idx = name if v.dtype == torch.int64 else b.add("Cast", [name], to=i64)
+        size = b.const_i64([int(x.shape[j])], "size")
+        neg = b.add("Less", [idx, b.const_i64([0], "zero")])
+        idx = b.add("Where", [neg, b.add("Add", [idx, size]), idx])
+        idx = b.add("Expand", [idx, b.const_i64(list(bshape), "shape")])
+        parts.append(b.add("Unsqueeze", [idx, b.const_i64([-1], "axis")]))
+    stacked = parts[0] if k == 1 else b.add("Concat", parts, axis=-1)
+    upd = inputs[1] if values.dtype == x.dtype else b.add("Cast", [inputs[1]],
+                                                          to=b.onnx_dtype(x.dtype))
+    upd = b.add("Expand", [upd, b.const_i64(list(bshape) + [int(d) for d in x.shape[k:]],
+                                            "shape")])
+    reduction = "add" if node.attrs["accumulate"] else "none"
+    return [b.add("ScatterND", [inputs[0], stacked, upd], reduction=reduction)]

@@ -77,6 +77,19 @@ POINTWISE_EXPR: dict[str, Callable[[Sequence[str], dict], str]] = {
     "cast": lambda a, at: f"{a[0]}.to({TL_DTYPE[at['dtype']]}).to(tl.float32)",
     "hardswish": lambda a, at: f"{a[0]} * {_clamp(f'{a[0]} + 3.0', 0, 6)} / 6.0",
     "hardsigmoid": lambda a, at: f"{_clamp(f'{a[0]} + 3.0', 0, 6)} / 6.0",
+    "floor": lambda a, at: f"tl.floor({a[0]})",
+    "ceil": lambda a, at: f"tl.ceil({a[0]})",
+    "trunc": lambda a, at: f"tl.where({a[0]} < 0, tl.ceil({a[0]}), tl.floor({a[0]}))",
+    "sign": lambda a, at: f"tl.where({a[0]} > 0, 1.0, tl.where({a[0]} < 0, -1.0, 0.0))",
+    "exp2": lambda a, at: f"tl.exp2({a[0]})",
+    "log2": lambda a, at: f"tl.log2({a[0]})",
+    "log10": lambda a, at: f"tl.log2({a[0]}) * {math.log10(2.0)!r}",
+    "expm1": lambda a, at: f"tl.exp({a[0]}) - 1.0",
+    "log1p": lambda a, at: f"tl.log(1.0 + {a[0]})",
+    "tan": lambda a, at: f"tl.sin({a[0]}) / tl.cos({a[0]})",
+    "sinh": lambda a, at: f"0.5 * (tl.exp({a[0]}) - tl.exp(-{a[0]}))",
+    "cosh": lambda a, at: f"0.5 * (tl.exp({a[0]}) + tl.exp(-{a[0]}))",
+    "erfc": lambda a, at: f"1.0 - tl.math.erf({a[0]})",
 }
 
 
