@@ -91,7 +91,7 @@ def capture(model: Any, example_inputs: Sequence[torch.Tensor], name: str | None
     rename, symbols = (name_symbols(vals, inputs, spec, ep.range_constraints) if spec is not None
                        else ({}, {}))
     return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec,
-                     rename=rename, symbols=symbols)
+                     rename=rename, symbols=symbols, mutations=input_mutations(ep, bindings, name))
 
 
 def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequence[bool],
@@ -118,8 +118,10 @@ def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequen
                 bindings[placeholder] = ("input", value)
         else:
             bindings[placeholder] = ("const", state[spec.target], spec.target)
+    mutations = input_mutations(ep, bindings, name)
     if dynamic_shapes is None:
-        return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec)
+        return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec,
+                         mutations=mutations)
     placeholders = {n.name: n for n in ep.graph_module.graph.nodes if n.op == "placeholder"}
     users = [(s.arg.name, v) for s, v in zip(
         [s for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT],
@@ -131,7 +133,29 @@ def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequen
     rename, symbols = name_symbols([t for t, _ in tensors], [v for _, v in tensors], spec,
                                    ep.range_constraints)
     return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec,
-                     rename=rename, symbols=symbols)
+                     rename=rename, symbols=symbols, mutations=mutations)
+
+
+def input_mutations(ep: torch.export.ExportedProgram, bindings: dict[str, tuple[str, Any]],
+                    name: str) -> dict[int, str]:
+    """The in-place updates of runtime inputs: for each output of the functional graph that
+    is the new value of an input (``x.add_(1)``, ``x.exponential_()``, a KV cache written
+    with ``index_copy_``), its position among the graph's outputs -> the input's placeholder.
+    The compiled model copies these values back into the caller's tensors after each call
+    (as AOTAutograd does). An update of a tensor frozen into a constant (a weight or a
+    buffer torch.compile handed over as one) is refused: a constant holds no state."""
+    out: dict[int, str] = {}
+    for k, s in enumerate(ep.graph_signature.output_specs):
+        if s.kind is not OutputKind.USER_INPUT_MUTATION:
+            continue
+        kind = bindings.get(s.target, ("input",))[0]
+        if kind != "input":
+            raise CaptureError(
+                f"could not capture {name}: it updates the tensor '{s.target}' in place, which "
+                "accel freezes into a constant (a parameter or buffer): a constant cannot hold "
+                f"state between calls.\n{_UPDATE_HINT}")
+        out[k] = s.target
+    return out
 
 
 def _for_signature(module: torch.nn.Module, spec: Any) -> Any:
@@ -208,14 +232,14 @@ def _decompose_unhandled(ep: torch.export.ExportedProgram) -> torch.export.Expor
     return ep
 
 
-_STATE_UPDATES = {OutputKind.USER_INPUT_MUTATION: "input", OutputKind.BUFFER_MUTATION: "buffer",
-                  OutputKind.PARAMETER_MUTATION: "parameter"}
+_STATE_UPDATES = {OutputKind.BUFFER_MUTATION: "buffer", OutputKind.PARAMETER_MUTATION: "parameter"}
 
 
 def _check_no_state_update(ep: torch.export.ExportedProgram, name: str) -> None:
-    """Refuse a model that writes into an input, buffer or parameter in place (``x.mul_(2)``,
-    ``x.exponential_()``, a running-statistics update): its graph is functional, so the
-    write would be lost (and its extra outputs broke the output structure at call time)."""
+    """Refuse a model that writes into one of its own buffers or parameters in place
+    (``self.calls.add_(1)``, a running-statistics update): accel freezes them into
+    constants, so the write would be lost. Updates of inputs are supported
+    (:func:`input_mutations`): pass the state as an input to have it updated."""
     updates = [s for s in ep.graph_signature.output_specs if s.kind in _STATE_UPDATES]
     if not updates:
         return
@@ -232,12 +256,14 @@ def _check_no_state_update(ep: torch.export.ExportedProgram, name: str) -> None:
         hint = ("A BatchNorm in training mode updates its running statistics: call model.eval() "
                 "before compiling (accel compiles inference graphs).")
     raise CaptureError(
-        f"could not capture {name}: it updates {', '.join(what)} in place; accel compiles "
-        f"functional inference graphs, in which that update would be lost.\n{hint}")
+        f"could not capture {name}: it updates {', '.join(what)} in place; accel freezes "
+        f"parameters and buffers into constants, in which that update would be lost.\n{hint}")
 
 
-_UPDATE_HINT = ("Clone the tensor before the in-place op (x = x.clone()) or return the new value "
-                "as an output; torch.compile(model, backend='accel') runs such code eagerly.")
+_UPDATE_HINT = ("Pass the tensor as an input instead (accel copies in-place updates of inputs "
+                "back into the caller's tensors), clone it before the in-place op "
+                "(x = x.clone()), or return the new value as an output; "
+                "torch.compile(model, backend='accel') runs such code eagerly.")
 
 
 def _ident(name: str) -> str:
