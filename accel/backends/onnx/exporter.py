@@ -75,6 +75,13 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "
     ``torch_onnx_fallbacks``: ``aten`` fallback nodes (ops accel has no IR op for) take their
     ONNX form from torch.onnx's exporter (:mod:`accel.backends.onnx.torchlib`); without it, or
     where torch.onnx has none, they are an :class:`ExportError`.
+
+    A model that updates inputs in place (``graph.meta["input_mutations"]``) gets the model's
+    own outputs first, exactly as torch.onnx exports them (it drops the updates), then one
+    extra output per updated input holding its new value, named ``<input>_updated``
+    (``input0_updated``) and listed in the model's metadata (``accel.input_mutations``:
+    ``input0_updated=input0``): ONNX has no in-place semantics, so a caller who keeps
+    state (a KV cache, running statistics) feeds that output back in on the next call.
     """
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: accel exports opset {MIN_OPSET} or newer "
@@ -84,7 +91,9 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "
     b.constants = dict(graph.constants)
     names: dict[Value, str] = {}
     in_names = input_names or [f"input{i}" for i in range(len(graph.inputs))]
-    out_names = output_names or [f"output{i}" for i in range(len(graph.outputs))]
+    mutations = dict(graph.meta.get("input_mutations", ()))
+    out_names = output_names or [f"{in_names[mutations[k]]}_updated" if k in mutations
+                                 else f"output{k}" for k in range(len(graph.outputs))]
     for n in (*in_names, *out_names):
         b.reserve(n)
     inputs = []
@@ -132,6 +141,9 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "
     g = helper.make_graph(b.nodes, graph.name, inputs, outputs, initializer=inits)
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="accel", ir_version=8 if opset <= 17 else 9)
+    if mutations:
+        helper.set_model_props(model, {"accel.input_mutations": ",".join(
+            f"{out_names[k]}={in_names[i]}" for k, i in sorted(mutations.items()))})
     if external_data is None and _fits(inits):  # larger models are checked from disk
         onnx.checker.check_model(model)
     return model
