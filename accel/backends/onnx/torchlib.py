@@ -92,10 +92,7 @@ def _torchlib_registry(opset: int) -> Any:
     except ImportError:
         return None
     with _quiet():
-        try:
-            return _registration.ONNXRegistry.from_torchlib(opset_version=opset)
-        except TypeError:  # a torch whose registry takes no opset
-            return _registration.ONNXRegistry.from_torchlib()
+        return _registration.ONNXRegistry.from_torchlib(opset_version=opset)
 
 
 def _torch_onnx_knows(op: Any, opset: int) -> bool:
