@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from accel.backends.onnx.exporter import MIN_OPSET, check_writable, graph_to_onnx, save_model
+from accel.backends.onnx.exporter import DEFAULT_OPSET, check_writable, graph_to_onnx, save_model
 from accel.ir.graph import Graph
 from accel.runtime import AutoDynamic, CompiledModel
 
@@ -45,15 +45,16 @@ def export_onnx(
     example_inputs: Any,
     path: str | os.PathLike,
     pipeline: str = "default",
-    opset: int = MIN_OPSET,
+    opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = True,
     dynamic_shapes: Any = None,
 ) -> Path:
     """Export the optimized graph of a model (or a ``CompiledModel``) to ONNX at ``path``.
 
-    Standard ONNX ops only (default domain), ``opset`` 17 or newer, weights as initializers
-    (external data next to the file beyond 2 GB). The graph's symbolic dims are the model's
-    named dynamic axes: ``dynamic_shapes`` as ``accel.compile`` takes it (``"auto"``, or
+    Standard ONNX ops only (default domain), ``opset`` 18 by default (17 or newer; at 17
+    no max/min scatter reductions and no ``aten`` fallbacks through torch.onnx), weights as
+    initializers (external data next to the file beyond 2 GB). The graph's symbolic dims are
+    the model's named dynamic axes: ``dynamic_shapes`` as ``accel.compile`` takes it (``"auto"``, or
     torch.export's per-input ``{axis: Dim}``), else with ``dynamic_batch`` dim 0 of every
     input (``batch``) where the model allows it. Raises :class:`accel.ExportError` before
     writing anything if an op has no ONNX lowering; the file is written atomically.

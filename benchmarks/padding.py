@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -30,6 +31,9 @@ import torch
 import accel
 from accel.host import host, physical_cores
 from accel.timing import interleaved_ms
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu_onnx import LastHiddenState, ort_session  # noqa: E402  (a sibling benchmark script)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "padding.json"
 
@@ -63,24 +67,6 @@ SENTENCES = [
     "He bought fresh bread at the bakery on the corner.",
 ]
 PIPELINES = {"default": "default", "remove-padding": "default,remove-padding"}
-
-
-def ort_session(path: str) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = physical_cores()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-
-
-class Hidden(torch.nn.Module):
-    """A Hugging Face encoder returning ``last_hidden_state`` only."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
 
 def torch_export_session(model: torch.nn.Module, example: tuple, tmp: str, name: str
@@ -154,7 +140,7 @@ def minilm(rounds: int, tmp: str, rows: list, quick: bool) -> None:
 
     path = pkg.get_model_path()
     tok = transformers.AutoTokenizer.from_pretrained(path)
-    model = Hidden(transformers.AutoModel.from_pretrained(path).eval())
+    model = LastHiddenState(transformers.AutoModel.from_pretrained(path).eval())
     batches = {"minilm b32 (all)": SENTENCES, "minilm b8 (first 8)": SENTENCES[:8]}
     example = tuple(tok(SENTENCES[:8], padding=True, return_tensors="pt").values())[::2]
     print(f"\n== MiniLM-L6 (real weights), {len(SENTENCES)} real sentences", flush=True)
@@ -186,7 +172,7 @@ def bert_base(rounds: int, tmp: str, rows: list, quick: bool) -> None:
 
     torch.manual_seed(0)
     cfg = transformers.BertConfig()  # BERT-base: 12 layers, 768 hidden, 12 heads
-    model = Hidden(transformers.BertModel(cfg, add_pooling_layer=False).eval())
+    model = LastHiddenState(transformers.BertModel(cfg, add_pooling_layer=False).eval())
     batch, seq = 8, 128
     ids = torch.randint(1000, 20000, (batch, seq), generator=torch.Generator().manual_seed(1))
     example = (ids, length_mix(batch, seq, 0.5, 0))

@@ -34,7 +34,8 @@ def test_export_writes_a_checked_standard_onnx_file(tmp_path: Path, vit) -> None
     path = accel.export_onnx(model, inputs, tmp_path / "vit.onnx")
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
-    assert [(o.domain, o.version) for o in proto.opset_import] == [("", 17)]
+    assert [(o.domain, o.version) for o in proto.opset_import] == [("", 18)]
+    assert proto.ir_version == 8  # the oldest IR carrying opset 18: older runtimes load it
     assert {n.domain for n in proto.graph.node} == {""}
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     assert len(proto.graph.initializer) > 0
@@ -120,10 +121,39 @@ def test_old_opset_is_rejected(tmp_path: Path, vit) -> None:  # noqa: ANN001
         accel.export_onnx(model, inputs, tmp_path / "m.onnx", opset=13)
 
 
-def test_opset_18_exports(tmp_path: Path, vit) -> None:  # noqa: ANN001
-    model, inputs = vit
-    path = accel.export_onnx(model, inputs, tmp_path / "m.onnx", opset=18)
+def test_opset_17_still_exports(tmp_path: Path, vit) -> None:  # noqa: ANN001
+    model, inputs = vit  # LayerNorm, attention, GELU, reductions: the lowerings that differ
+    path = accel.export_onnx(model, inputs, tmp_path / "m.onnx", opset=17)
+    proto = onnx.load(str(path))
+    assert [(o.domain, o.version) for o in proto.opset_import] == [("", 17)]
+    assert proto.ir_version == 8
     np.testing.assert_allclose(_run(path, inputs), model(*inputs).detach().numpy(), atol=1e-4)
+
+
+class _ScatterAmax(torch.nn.Module):
+    def forward(self, x: torch.Tensor, index: torch.Tensor, src: torch.Tensor) -> torch.Tensor:
+        return x.scatter_reduce(1, index, src, reduce="amax")
+
+
+def test_max_scatter_needs_opset_18(tmp_path: Path) -> None:
+    x, src = torch.randn(3, 5), torch.randn(3, 4)
+    index = torch.tensor([[0, 1, 1, 4], [2, 2, 2, 0], [3, 1, 0, 0]])
+    inputs = (x, index, src)
+    path = accel.export_onnx(_ScatterAmax(), inputs, tmp_path / "m.onnx", dynamic_batch=False)
+    np.testing.assert_array_equal(_run(path, inputs), _ScatterAmax()(*inputs).numpy())
+    with pytest.raises(ExportError, match="from opset 18; export with opset=18"):
+        accel.export_onnx(_ScatterAmax(), inputs, tmp_path / "o.onnx", opset=17,
+                          dynamic_batch=False)
+    assert not (tmp_path / "o.onnx").exists()
+
+
+@pytest.mark.parametrize(("opset", "message"), [
+    ("18", "give an int"), (True, "give an int"), (999, "newer than the installed onnx")])
+def test_bad_opset_is_a_clear_error(tmp_path: Path, vit, opset: object,  # noqa: ANN001
+                                    message: str) -> None:
+    model, inputs = vit
+    with pytest.raises(ExportError, match=message):
+        accel.export_onnx(model, inputs, tmp_path / "m.onnx", opset=opset)  # type: ignore[arg-type]
 
 
 def test_cli_export(tmp_path: Path, capsys) -> None:  # noqa: ANN001

@@ -55,6 +55,7 @@ from accel.ir.graph import Graph, Rewriter, Value
 from accel.passes.common.transformer_blocks import (
     TokenSchedule,
     TransformerBlock,
+    clamp_schedule,
     class_attention,
     count_prefix_tokens,
     find_blocks,
@@ -107,14 +108,8 @@ def token_transform(
                  "(use select=bipartite, or protect=1 to use token 0)")
         return graph
     tokens = blocks[0].attention.inputs[1].shape[-2]
-    applied: list[int] = []
-    for i, want in enumerate(plan):
-        got = min(max(want, 0), most_removable(tokens, prefix, select))
-        if got != want:
-            ctx.note(f"block {i}: r={want} clamped to {got} ({tokens} tokens, {prefix} "
-                     "protected)")
-        applied.append(got)
-        tokens -= got
+    applied = clamp_schedule(plan, tokens, prefix,
+                             lambda n: most_removable(n, prefix, select), ctx)
     if not any(applied):
         ctx.skip("r is 0 in every block")
         return graph

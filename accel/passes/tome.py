@@ -24,6 +24,7 @@ from accel.ir.graph import Graph, Rewriter, Value
 from accel.passes.common.transformer_blocks import (
     TokenSchedule,
     TransformerBlock,
+    clamp_schedule,
     count_prefix_tokens,
     find_blocks,
     reduce_tokens_after_blocks,
@@ -55,14 +56,7 @@ def tome(
     plan = token_schedule(r, schedule, rs, len(blocks), "tome")
     prefix = count_prefix_tokens(graph, blocks) if protect < 0 else protect
     tokens = blocks[0].attention.inputs[1].shape[-2]
-    applied: list[int] = []
-    for i, want in enumerate(plan):
-        most = max((tokens - prefix) // 2, 0)
-        got = min(max(want, 0), most)
-        if got != want:
-            ctx.note(f"block {i}: r={want} clamped to {got} ({tokens} tokens, {prefix} protected)")
-        applied.append(got)
-        tokens -= got
+    applied = clamp_schedule(plan, tokens, prefix, lambda n: max((n - prefix) // 2, 0), ctx)
     if not any(applied):
         ctx.skip("r is 0 in every block")
         return graph

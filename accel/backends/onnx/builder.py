@@ -50,7 +50,7 @@ def to_numpy(value: Any) -> np.ndarray:
 class OnnxBuilder:
     """Collects nodes, initializers and fresh names for one ONNX graph (see registry docs)."""
 
-    def __init__(self, opset: int = 17, int8_weights: str = "u8") -> None:
+    def __init__(self, opset: int = 18, int8_weights: str = "u8") -> None:
         self.opset = opset
         """ONNX opset of the default domain."""
         if int8_weights not in ("s8", "u8"):

@@ -21,6 +21,11 @@ from accel.ir.graph import Graph, Node, Value
 from accel.ir.shapes import format_dim
 
 MIN_OPSET = 17
+"""The oldest opset accel exports (LayerNormalization)."""
+DEFAULT_OPSET = 18
+"""The opset accel exports by default: torch.onnx's default, where every Reduce* op takes
+its axes as an input, ScatterElements/ScatterND reduce by max/min and Resize antialiases;
+also the oldest opset torch.onnx's exporter (the ``aten`` fallbacks' ONNX) writes."""
 EXTERNAL_DATA_BYTES = 2**31 - 1 - (64 << 20)
 """Weights beyond this many bytes go to an external data file (protobuf's 2 GB limit)."""
 
@@ -59,7 +64,7 @@ def _value_info(name: str, v: Value) -> onnx.ValueInfoProto:
     return helper.make_tensor_value_info(name, onnx_dtype(v.dtype), dims)
 
 
-def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "u8",
+def graph_to_onnx(graph: Graph, *, opset: int = DEFAULT_OPSET, int8_weights: str = "u8",
                   input_names: list[str] | None = None,
                   output_names: list[str] | None = None,
                   external_data: Path | None = None,
@@ -73,8 +78,10 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "
     ``external_data`` (a file path) writes the large initializers' bytes there, straight from
     the graph's tensors, and the model refers to them: no in-memory copy of the weights.
     ``torch_onnx_fallbacks``: ``aten`` fallback nodes (ops accel has no IR op for) take their
-    ONNX form from torch.onnx's exporter (:mod:`accel.backends.onnx.torchlib`); without it, or
-    where torch.onnx has none, they are an :class:`ExportError`.
+    ONNX form from torch.onnx's exporter (:mod:`accel.backends.onnx.torchlib`, opset 18 or
+    newer); without it, or where torch.onnx has none, they are an :class:`ExportError`.
+    ``opset``: :data:`DEFAULT_OPSET` (18) by default; 17 (:data:`MIN_OPSET`) for older
+    runtimes, without max/min scatter reductions, antialiased resizing or fallback nodes.
 
     A model that updates inputs in place (``graph.meta["input_mutations"]``) gets the model's
     own outputs first, exactly as torch.onnx exports them (it drops the updates), then one
@@ -83,9 +90,15 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "
     ``input0_updated=input0``): ONNX has no in-place semantics, so a caller who keeps
     state (a KV cache, running statistics) feeds that output back in on the next call.
     """
+    if not isinstance(opset, int) or isinstance(opset, bool):
+        raise ExportError(f"opset={opset!r}: give an int, {MIN_OPSET} or newer")
     if opset < MIN_OPSET:
         raise ExportError(f"opset {opset} is too old: accel exports opset {MIN_OPSET} or newer "
-                          "(LayerNormalization)")
+                          f"(LayerNormalization); the default is {DEFAULT_OPSET}")
+    if opset > onnx.defs.onnx_opset_version():
+        raise ExportError(f"opset {opset} is newer than the installed onnx package knows "
+                          f"(opset {onnx.defs.onnx_opset_version()}); export at "
+                          f"{DEFAULT_OPSET} (the default) or upgrade onnx")
     check_exportable(graph, torch_onnx_fallbacks)
     b = OnnxBuilder(opset, int8_weights)
     b.constants = dict(graph.constants)
@@ -139,14 +152,22 @@ def graph_to_onnx(graph: Graph, *, opset: int = MIN_OPSET, int8_weights: str = "
         inits = [numpy_helper.from_array(to_numpy(t), name) for name, t in consts]
         inits += [t for t in b.initializers if t.name in used]
     g = helper.make_graph(b.nodes, graph.name, inputs, outputs, initializer=inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="accel", ir_version=8 if opset <= 17 else 9)
+    opset_ids = [helper.make_opsetid("", opset)]
+    model = helper.make_model(g, opset_imports=opset_ids, producer_name="accel",
+                              ir_version=_ir_version(opset_ids))
     if mutations:
         helper.set_model_props(model, {"accel.input_mutations": ",".join(
             f"{out_names[k]}={in_names[i]}" for k, i in sorted(mutations.items()))})
     if external_data is None and _fits(inits):  # larger models are checked from disk
         onnx.checker.check_model(model)
     return model
+
+
+def _ir_version(opset_ids: list[onnx.OperatorSetIdProto]) -> int:
+    """The oldest IR version that carries ``opset_ids`` (8 for opsets 17 and 18): the one
+    the widest range of runtimes (onnxruntime, OpenVINO) load; onnx's own default is the
+    newest IR it knows, which older runtimes refuse."""
+    return max(8, helper.find_min_ir_version_for(opset_ids))
 
 
 _EXTERNAL_MIN_BYTES = 1024

@@ -79,24 +79,28 @@ def _fail(node: Node, why: str) -> ExportError:
         "accel.compile instead")
 
 
+TORCH_ONNX_MIN_OPSET = 18
+"""The oldest opset torch.onnx's exporter writes (asked for 17, it writes 18)."""
+
+
 @functools.cache
-def _torchlib_registry() -> Any:
-    """torch.onnx's table of ATen ops with an ONNX function (None where this torch has no
-    such private API: then every op is tried)."""
+def _torchlib_registry(opset: int) -> Any:
+    """torch.onnx's table of ATen ops with an ONNX function at ``opset`` (None where this
+    torch has no such private API: then every op is tried)."""
     try:
         from torch.onnx._internal.exporter import _registration
     except ImportError:
         return None
     with _quiet():
-        return _registration.ONNXRegistry.from_torchlib()
+        return _registration.ONNXRegistry.from_torchlib(opset_version=opset)
 
 
-def _torch_onnx_knows(op: Any) -> bool:
-    """Whether torch.onnx may export ``op``: torchlib has a function for it, or torch a
-    decomposition into other ops (a cheap test that spares most failing exports)."""
+def _torch_onnx_knows(op: Any, opset: int) -> bool:
+    """Whether torch.onnx may export ``op`` at ``opset``: torchlib has a function for it, or
+    torch a decomposition into other ops (a cheap test that spares most failing exports)."""
     from torch._decomp import decomposition_table
 
-    registry = _torchlib_registry()
+    registry = _torchlib_registry(opset)
     if registry is None or not isinstance(op, torch._ops.OpOverload):  # noqa: SLF001
         return True
     if registry.is_registered(op) or op in decomposition_table:
@@ -127,9 +131,13 @@ def _quiet() -> Any:
 def _export_one(node: Node, opset: int) -> onnx.ModelProto:
     """torch.onnx.export(dynamo=True) of the node's op alone, on zeros of its input types."""
     target = node.attrs.get("target")
+    if opset < TORCH_ONNX_MIN_OPSET:
+        raise _fail(node, f"torch.onnx exports opset {TORCH_ONNX_MIN_OPSET} or newer, and this "
+                          f"export is at opset {opset}: export at opset={TORCH_ONNX_MIN_OPSET} "
+                          "(the default)")
     if str(target) in TORCHLIB_DENYLIST:
         raise _fail(node, "its torch.onnx export is known to differ from eager")
-    if not _torch_onnx_knows(target):
+    if not _torch_onnx_knows(target, opset):
         raise _fail(node, "torchlib has no function for it and torch no decomposition")
     for v in (*node.inputs, *node.outputs):
         if v is None:
@@ -304,4 +312,5 @@ def fallback_exportable(node: Node) -> bool:
                                      for v in (*node.inputs, *node.outputs))
 
 
-__all__ = ["CHECK_SCALES", "TORCHLIB_DENYLIST", "fallback_exportable", "lower_fallback"]
+__all__ = ["CHECK_SCALES", "TORCHLIB_DENYLIST", "TORCH_ONNX_MIN_OPSET", "fallback_exportable",
+           "lower_fallback"]

@@ -88,18 +88,10 @@ DEVICES: dict[str, DevicePeaks] = {
 
 
 @dataclass(frozen=True)
-class KernelInfo:
-    """One kernel compiled for one architecture with one config."""
+class BuildResult:
+    """What compiling one kernel for one architecture with one config gives (ptxas's figures,
+    or the compiler's first error)."""
 
-    name: str
-    """Kernel name (the template's ``<kind>_<anchor node>``, or the hand-written kernel's)."""
-    kind: str
-    """Kernel kind (``matmul``, ``attention``, ``reduction``, ``pointwise``, ``token``...)."""
-    group: str
-    """The kernel group (its anchor node's name)."""
-    arch: str
-    config: str
-    """Block sizes, ``num_warps`` and ``num_stages``."""
     registers: int
     """Registers per thread."""
     spill_bytes: int
@@ -111,6 +103,24 @@ class KernelInfo:
     """Dynamic shared memory per block (bytes)."""
     tensor_cores: str
     """Tensor-core instruction family in the PTX: ``wgmma``, ``mma`` or ``none``."""
+    error: str | None
+    """The first compiler error, when the kernel does not compile."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class KernelInfo(BuildResult):
+    """One kernel compiled for one architecture with one config: its build result and where
+    it sits in the model."""
+
+    name: str
+    """Kernel name (the template's ``<kind>_<anchor node>``, or the hand-written kernel's)."""
+    kind: str
+    """Kernel kind (``matmul``, ``attention``, ``reduction``, ``pointwise``, ``token``...)."""
+    group: str
+    """The kernel group (its anchor node's name)."""
+    arch: str
+    config: str
+    """Block sizes, ``num_warps`` and ``num_stages``."""
     flops: int
     """FLOPs of the group (from the IR)."""
     bytes_moved: int
@@ -124,8 +134,6 @@ class KernelInfo:
     instances: int = 1
     """Launches of this kernel with this config in one run of the model (identical layers
     share one compile)."""
-    error: str | None = None
-    """The first compiler error, when the kernel does not compile."""
     notes: tuple[str, ...] = ()
     """The template's notes on what it gave up for this problem (32-row tiles...)."""
     seconds: float = 0.0
@@ -176,17 +184,6 @@ def record(graph: Graph, inputs: Sequence[torch.Tensor], arch: str,
 
 
 # ---- compiling one launch ----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Compiled:
-    registers: int
-    spill_bytes: int
-    spill_loads: int
-    stack_bytes: int
-    shared_bytes: int
-    tensor_cores: str
-    error: str | None = None
 
 
 _JIT: dict[int, Any] = {}
@@ -317,7 +314,7 @@ def _job(jf: Any, rec: LaunchRecord, kwargs: dict[str, Any], arch: str, dump: Pa
     return _Job(key, jf.__name__, rec.source, module, rec.args, kwargs, arch, dump, dump_name)
 
 
-def _build(job: _Job) -> _Compiled:
+def _build(job: _Job) -> BuildResult:
     """Compile one job (in a worker: a process that never ran Triton's interpreter, whose
     standard library would otherwise be interpreted functions)."""
     from triton.compiler import ASTSource
@@ -337,16 +334,16 @@ def _build(job: _Job) -> _Compiled:
             knobs.nvidia.dump_ptxas_log = True
             ck = triton.compile(src, target=target, options=options.__dict__)
     except Exception as e:  # noqa: BLE001 - any compiler failure is a finding
-        return _Compiled(0, 0, 0, 0, 0, "none", _first_error(e))
+        return BuildResult(0, 0, 0, 0, 0, "none", _first_error(e))
     regs, stores, loads, stack = _parse_ptxas(log.getvalue())
     if job.dump is not None:
         _dump(job.dump / job.arch, job.dump_name,
               job.module_source or inspect.getsource(jf.fn), ck)
-    return _Compiled(regs, stores, loads, stack, int(ck.metadata.shared),
-                     tensor_core_family(ck.asm.get("ptx", "")))
+    return BuildResult(regs, stores, loads, stack, int(ck.metadata.shared),
+                       tensor_core_family(ck.asm.get("ptx", "")), None)
 
 
-def _run_workers(jobs: Sequence[_Job], done: Callable[[_Job, _Compiled, float], None]) -> None:
+def _run_workers(jobs: Sequence[_Job], done: Callable[[_Job, BuildResult, float], None]) -> None:
     """Compile ``jobs`` in worker processes (one per core, at most 4), calling ``done`` as
     each finishes."""
     import os
@@ -373,7 +370,7 @@ def _run_workers(jobs: Sequence[_Job], done: Callable[[_Job, _Compiled, float], 
         for line in proc.stdout:
             msg = json.loads(line)
             with lock:
-                done(by_key[msg["key"]], _Compiled(**msg["result"]), msg["seconds"])
+                done(by_key[msg["key"]], BuildResult(**msg["result"]), msg["seconds"])
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         if proc.wait() != 0:
             with lock:
@@ -427,15 +424,15 @@ def _cache_dir() -> Path:
     return env.cache_dir() / "aot"
 
 
-def _cached(key: str) -> _Compiled | None:
+def _cached(key: str) -> BuildResult | None:
     try:
         data = json.loads((_cache_dir() / f"{key}.json").read_text())
-        return _Compiled(**data)
+        return BuildResult(**data)
     except (OSError, ValueError, TypeError):
         return None
 
 
-def _store(key: str, result: _Compiled) -> None:
+def _store(key: str, result: BuildResult) -> None:
     try:
         d = _cache_dir()
         d.mkdir(parents=True, exist_ok=True)
@@ -511,7 +508,7 @@ def compile_launches(launches: Sequence[LaunchRecord], arch: str, *,
             row = rows.setdefault((rec.group.name, jf.__name__, job.key),
                                   _Row(rec, jf, kw, config, job))
             row.count += 1
-    results: dict[str, _Compiled] = {}
+    results: dict[str, BuildResult] = {}
     seconds: dict[str, float] = {}
     todo: dict[str, _Job] = {}
     for row in rows.values():
@@ -525,7 +522,7 @@ def compile_launches(launches: Sequence[LaunchRecord], arch: str, *,
             todo[key] = row.job
     t_start = time.perf_counter()
 
-    def done(job: _Job, result: _Compiled, took: float) -> None:
+    def done(job: _Job, result: BuildResult, took: float) -> None:
         results[job.key], seconds[job.key] = result, took
         if result.error is None:  # a failure is recompiled (and reported) every time
             _store(job.key, result)

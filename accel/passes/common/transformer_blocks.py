@@ -12,13 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 
 from accel.errors import AccelError, AccelValueError
 from accel.ir.graph import Graph, Node, Rewriter, Value
 from accel.ir.ops import check_op_names
+
+if TYPE_CHECKING:
+    from accel.passes.registry import PassContext
 
 # The frontend drops dropout, clone and contiguous and turns transposes into permutes, so
 # these are the only ops between a block's parts.
@@ -156,6 +159,20 @@ def token_schedule(r: int, schedule: TokenSchedule, rs: list[int] | None, depth:
                                   f"block ({depth} blocks), got {rs}")
         return list(rs)
     return [r] * depth  # constant
+
+
+def clamp_schedule(plan: list[int], tokens: int, prefix: int,
+                   most: Callable[[int], int], ctx: PassContext) -> list[int]:
+    """Tokens actually removed per block: each requested r clamped to ``[0, most(n)]`` for the
+    ``n`` tokens entering that block (``prefix`` of them protected), with a note per clamp."""
+    applied: list[int] = []
+    for i, want in enumerate(plan):
+        got = min(max(want, 0), most(tokens))
+        if got != want:
+            ctx.note(f"block {i}: r={want} clamped to {got} ({tokens} tokens, {prefix} protected)")
+        applied.append(got)
+        tokens -= got
+    return applied
 
 
 def class_attention(rw: Rewriter, block: TransformerBlock, new_of: dict[Value, Value],

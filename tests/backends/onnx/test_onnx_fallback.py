@@ -67,6 +67,13 @@ def test_op_torch_cannot_export_is_a_clear_error() -> None:
         graph_to_onnx(graph)
 
 
+def test_fallback_below_opset_18_is_a_clear_error() -> None:
+    """torch.onnx writes opset 18 or newer: at 17 a fallback names the node and the fix."""
+    graph = graph_with(torch.ops.aten.addcmul.default, 3, kwargs=(("value", 0.5),))
+    with pytest.raises(ExportError, match=r"tail_op .*opset 18 or newer.*export at opset=18"):
+        graph_to_onnx(graph, opset=17)
+
+
 def test_a_wrong_export_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     """If torch's export computed something else than the ATen op, accel must not use it."""
     wrong = onnx.helper.make_model(onnx.helper.make_graph(
