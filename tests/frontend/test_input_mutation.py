@@ -142,3 +142,55 @@ def test_sweep_flags_an_update_that_did_not_happen() -> None:
     assert "left it unchanged" in compare_updates(before, eager, {})
     assert compare_updates(before, eager, {0: torch.ones(3)}) == ""
     assert "after the call" in compare_updates(before, before, {0: torch.ones(3)})
+
+
+class Norms(torch.nn.Module):
+    """Functional instance and batch norms that use the input's statistics and update
+    running ones passed in: their schemas say nothing of the update (eager does it inside)."""
+
+    def forward(self, x: torch.Tensor, im: torch.Tensor, iv: torch.Tensor, bm: torch.Tensor,
+                bv: torch.Tensor) -> torch.Tensor:
+        a = torch.nn.functional.instance_norm(x, im, iv, use_input_stats=True, momentum=0.3,
+                                              eps=1e-3)
+        b = torch.nn.functional.batch_norm(x, bm, bv, training=True, momentum=0.2, eps=1e-4)
+        return a + b
+
+
+def _norm_inputs() -> tuple[torch.Tensor, ...]:
+    torch.manual_seed(1)
+    return (torch.randn(3, 4, 5, 6), torch.randn(4), torch.rand(4) + 0.5, torch.randn(4),
+            torch.rand(4) + 0.5)
+
+
+@pytest.mark.parametrize("target", ["reference", "cpu"])
+def test_norm_running_statistics_updates_are_explicit(target: str) -> None:
+    eager_in, mine = _norm_inputs(), _norm_inputs()
+    with torch.no_grad():
+        expected = Norms()(*eager_in)
+        compiled = accel.compile(Norms(), _norm_inputs(), target=target)
+        out = compiled(*mine)
+    assert not any(n.op == "aten" for n in compiled.graph.nodes)  # lowered, not a fallback
+    assert [i for _, i in compiled.graph.meta["input_mutations"]] == [1, 2, 3, 4]
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    for a, e in zip(mine, eager_in, strict=True):
+        torch.testing.assert_close(a, e)
+
+
+def test_norm_running_statistics_updates_export_to_onnx(tmp_path) -> None:  # noqa: ANN001
+    path = accel.export_onnx(Norms(), _norm_inputs(), tmp_path / "norms.onnx",
+                             dynamic_batch=False)
+    eager_in = _norm_inputs()
+    with torch.no_grad():
+        expected = Norms()(*eager_in)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {i.name: t.numpy() for i, t in zip(sess.get_inputs(), _norm_inputs(), strict=True)}
+    out, *updated = sess.run(None, feed)
+    torch.testing.assert_close(torch.from_numpy(out), expected, rtol=1e-5, atol=1e-5)
+    for new, e in zip(updated, eager_in[1:], strict=True):
+        torch.testing.assert_close(torch.from_numpy(new), e)
+
+
+def test_a_training_batch_norm_module_is_still_refused() -> None:
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)).train()
+    with pytest.raises(CaptureError, match="call model.eval"):
+        accel.compile(model, (torch.randn(2, 3, 8, 8),))
