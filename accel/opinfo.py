@@ -335,13 +335,47 @@ def _ort_session(path: Path) -> Any:
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def _run_ort(path: Path, inputs: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+def _run_ort(path: Path, inputs: tuple[torch.Tensor, ...]
+             ) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
+    """The model's own outputs, and the ``input<i>_updated`` outputs of inputs it updates
+    in place (by input index)."""
     sess = _ort_session(path)
     feed = {}
     for pos, i in enumerate(sess.get_inputs()):
         m = re.fullmatch(r"input(\d+)", i.name)
         feed[i.name] = inputs[int(m.group(1)) if m else pos].numpy()
-    return [torch.from_numpy(o) for o in sess.run(None, feed)]
+    outs, updated = [], {}
+    for o, value in zip(sess.get_outputs(), sess.run(None, feed), strict=True):
+        m = re.fullmatch(r"input(\d+)_updated", o.name)
+        if m:
+            updated[int(m.group(1))] = torch.from_numpy(value)
+        else:
+            outs.append(torch.from_numpy(value))
+    return outs, updated
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal shape, dtype and values, NaN equal to NaN (whether an input was written)."""
+    return a.shape == b.shape and a.dtype == b.dtype and bool(
+        ((a == b) | (a != a) & (b != b)).all())
+
+
+def compare_updates(before: tuple[torch.Tensor, ...], eager: tuple[torch.Tensor, ...],
+                    actual: dict[int, torch.Tensor], shape_only: bool = False) -> str:
+    """Why the inputs a path left (``actual``: by input index) differ from those eager left:
+    every input eager updated in place must be updated (to its value, or for a random op to
+    something of its shape and dtype that differs from the input), and no other."""
+    for i, (b, e) in enumerate(zip(before, eager, strict=True)):
+        a = actual.get(i, b)
+        changed = not _same(b, e)
+        if not changed and i not in actual:
+            continue
+        if changed and (a is b or (shape_only and b.numel() and _same(a, b))):
+            return f"input {i}: eager updates it in place, this path left it unchanged"
+        why = compare_flat([e], [a], shape_only)
+        if why:
+            return f"input {i} after the call: {why.removeprefix('output 0: ')}"
+    return ""
 
 
 def _tensor_leaves(out: Any) -> list[torch.Tensor]:
@@ -349,7 +383,7 @@ def _tensor_leaves(out: Any) -> list[torch.Tensor]:
 
 
 def _compile_path(r: OpResult, module: OpCall, inputs: tuple, expected: Any,
-                  timeout: float | None) -> Any:
+                  timeout: float | None, eager_inputs: tuple = ()) -> Any:
     import accel
 
     try:
@@ -361,20 +395,23 @@ def _compile_path(r: OpResult, module: OpCall, inputs: tuple, expected: Any,
     fallbacks = compiled.graph.fallbacks()
     r.capture = Capture.FALLBACK if fallbacks else Capture.IR
     r.fallback_ops = tuple(sorted({str(n.attrs["target"]) for n in fallbacks}))
+    args = _clone(inputs)
     try:
         with deadline(timeout), torch.no_grad():
             torch.manual_seed(0)
-            actual = compiled(*_clone(inputs))
+            actual = compiled(*args)
     except Exception as e:  # noqa: BLE001
         r.compiled, r.mismatch = Check.ERROR, f"compiled model raised {_line(e)}"
         return compiled
-    r.mismatch = compare(expected, actual, r.nondeterministic)
+    r.mismatch = compare(expected, actual, r.nondeterministic) or compare_updates(
+        inputs, eager_inputs or inputs, {i: a for i, a in enumerate(args)
+                                         if not _same(a, inputs[i])}, r.nondeterministic)
     r.compiled = Check.WRONG if r.mismatch else Check.EXACT
     return compiled
 
 
 def _onnx_path(r: OpResult, module: OpCall, compiled: Any, inputs: tuple, expected: Any,
-               workdir: Path, timeout: float | None) -> None:
+               workdir: Path, timeout: float | None, eager_inputs: tuple = ()) -> None:
     import accel
 
     path = workdir / "accel.onnx"
@@ -388,11 +425,12 @@ def _onnx_path(r: OpResult, module: OpCall, compiled: Any, inputs: tuple, expect
         return
     try:
         with deadline(timeout):
-            out = _run_ort(path, inputs)
+            out, updated = _run_ort(path, inputs)
     except Exception as e:  # noqa: BLE001 - accel wrote a model onnxruntime cannot run
         r.onnx, r.onnx_error = Check.ERROR, f"onnxruntime: {_line(e)}"
         return
-    r.onnx_error = compare_flat(_tensor_leaves(expected), out, r.nondeterministic)
+    r.onnx_error = compare_flat(_tensor_leaves(expected), out, r.nondeterministic) or \
+        compare_updates(inputs, eager_inputs or inputs, updated, r.nondeterministic)
     r.onnx = Check.WRONG if r.onnx_error else Check.EXACT
 
 
@@ -429,9 +467,10 @@ def run_op(op: Any, *, peer: bool = False, timeout: float | None = DEFAULT_TIMEO
     try:
         module, inputs = wrap(op, first_sample(op))
         try:
+            eager_inputs = _clone(inputs)  # what eager leaves in them (in-place ops)
             with deadline(timeout), torch.no_grad():
                 torch.manual_seed(0)
-                expected = module(*_clone(inputs))
+                expected = module(*eager_inputs)
         except Exception as e:  # noqa: BLE001
             raise Skip(f"eager fails on the sample: {_line(e)}") from e
         if not _tensor_leaves(expected):
@@ -443,8 +482,8 @@ def run_op(op: Any, *, peer: bool = False, timeout: float | None = DEFAULT_TIMEO
     # torch.export prints a failing trace's partial graph to stderr: keep it out of the log
     with (tempfile.TemporaryDirectory(prefix="accel-opinfo-") as d,
           contextlib.redirect_stderr(io.StringIO())):
-        compiled = _compile_path(r, module, inputs, expected, timeout)
-        _onnx_path(r, module, compiled, inputs, expected, Path(d), timeout)
+        compiled = _compile_path(r, module, inputs, expected, timeout, eager_inputs)
+        _onnx_path(r, module, compiled, inputs, expected, Path(d), timeout, eager_inputs)
         if peer:
             _peer_path(r, module, inputs, expected, Path(d), timeout)
     r.seconds = time.perf_counter() - start

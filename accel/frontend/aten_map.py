@@ -834,6 +834,28 @@ def _expand_as(c: ImportContext, x: Value, other: Value) -> Value:
     return _expand(c, x, other.shape)
 
 
+@handles(aten.copy.default)
+def _copy(c: ImportContext, dst: Value, src: Any, non_blocking: bool = False) -> Value:
+    """Functional ``dst.copy_(src)`` (how a functionalised graph writes an input updated in
+    place): ``src`` cast to ``dst``'s dtype and broadcast to its shape."""
+    src = c.tensor(src, dst)
+    if src.type.device != dst.type.device:
+        raise Unsupported("copy across devices")
+    if src.dtype != dst.dtype:
+        src = c.op("cast", src, dtype=dst.dtype)
+    return _expand(c, src, dst.shape)
+
+
+@handles(torch.ops.prims.broadcast_in_dim.default)
+def _broadcast_in_dim(c: ImportContext, x: Value, shape: Any, dims: Any) -> Value:
+    """``prims.broadcast_in_dim``: ``x``'s dims placed at ``dims`` of ``shape``, the others
+    broadcast (what torch's batch-norm decompositions emit)."""
+    dims = tuple(dims)
+    placed = tuple(x.shape[dims.index(i)] if i in dims else 1 for i in range(len(shape)))
+    y = x if placed == x.shape else c.op("reshape", x, shape=placed)
+    return _expand(c, y, tuple(shape))
+
+
 _TO_END = 2**62
 """Slice ends at or past this mean "to the end" (torch passes sys.maxsize)."""
 

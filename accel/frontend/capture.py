@@ -91,7 +91,7 @@ def capture(model: Any, example_inputs: Sequence[torch.Tensor], name: str | None
     rename, symbols = (name_symbols(vals, inputs, spec, ep.range_constraints) if spec is not None
                        else ({}, {}))
     return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec,
-                     rename=rename, symbols=symbols)
+                     rename=rename, symbols=symbols, mutations=input_mutations(ep, bindings, name))
 
 
 def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequence[bool],
@@ -118,8 +118,10 @@ def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequen
                 bindings[placeholder] = ("input", value)
         else:
             bindings[placeholder] = ("const", state[spec.target], spec.target)
+    mutations = input_mutations(ep, bindings, name)
     if dynamic_shapes is None:
-        return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec)
+        return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec,
+                         mutations=mutations)
     placeholders = {n.name: n for n in ep.graph_module.graph.nodes if n.op == "placeholder"}
     users = [(s.arg.name, v) for s, v in zip(
         [s for s in ep.graph_signature.input_specs if s.kind == InputKind.USER_INPUT],
@@ -131,7 +133,29 @@ def capture_fx(gm: fx.GraphModule, example_inputs: Sequence[Any], frozen: Sequen
     rename, symbols = name_symbols([t for t, _ in tensors], [v for _, v in tensors], spec,
                                    ep.range_constraints)
     return import_fx(ep.graph_module, bindings, _ident(name), ep.call_spec.out_spec,
-                     rename=rename, symbols=symbols)
+                     rename=rename, symbols=symbols, mutations=mutations)
+
+
+def input_mutations(ep: torch.export.ExportedProgram, bindings: dict[str, tuple[str, Any]],
+                    name: str) -> dict[int, str]:
+    """The in-place updates of runtime inputs: for each output of the functional graph that
+    is the new value of an input (``x.add_(1)``, ``x.exponential_()``, a KV cache written
+    with ``index_copy_``), its position among the graph's outputs -> the input's placeholder.
+    The compiled model copies these values back into the caller's tensors after each call
+    (as AOTAutograd does). An update of a tensor frozen into a constant (a weight or a
+    buffer torch.compile handed over as one) is refused: a constant holds no state."""
+    out: dict[int, str] = {}
+    for k, s in enumerate(ep.graph_signature.output_specs):
+        if s.kind is not OutputKind.USER_INPUT_MUTATION:
+            continue
+        kind = bindings.get(s.target, ("input",))[0]
+        if kind != "input":
+            raise CaptureError(
+                f"could not capture {name}: it updates the tensor '{s.target}' in place, which "
+                "accel freezes into a constant (a parameter or buffer): a constant cannot hold "
+                f"state between calls.\n{_UPDATE_HINT}")
+        out[k] = s.target
+    return out
 
 
 def _for_signature(module: torch.nn.Module, spec: Any) -> Any:
@@ -154,6 +178,10 @@ def _export_program(module: torch.nn.Module, inputs: tuple[Any, ...], name: str,
                                      dynamic_shapes=dynamic_shapes)
     except Exception as e:  # noqa: BLE001 - re-raised with the failing source line
         raise CaptureError(_explain_export_failure(name, e)) from e
+    hidden = _hidden_updates(ep.graph_module)
+    if hidden:  # made explicit first, so that functionalisation sees the updates
+        with _EXPORT_LOCK:
+            ep = ep.run_decompositions(hidden)
     if _has_mutation(ep.graph_module):
         try:
             with _EXPORT_LOCK:
@@ -208,14 +236,14 @@ def _decompose_unhandled(ep: torch.export.ExportedProgram) -> torch.export.Expor
     return ep
 
 
-_STATE_UPDATES = {OutputKind.USER_INPUT_MUTATION: "input", OutputKind.BUFFER_MUTATION: "buffer",
-                  OutputKind.PARAMETER_MUTATION: "parameter"}
+_STATE_UPDATES = {OutputKind.BUFFER_MUTATION: "buffer", OutputKind.PARAMETER_MUTATION: "parameter"}
 
 
 def _check_no_state_update(ep: torch.export.ExportedProgram, name: str) -> None:
-    """Refuse a model that writes into an input, buffer or parameter in place (``x.mul_(2)``,
-    ``x.exponential_()``, a running-statistics update): its graph is functional, so the
-    write would be lost (and its extra outputs broke the output structure at call time)."""
+    """Refuse a model that writes into one of its own buffers or parameters in place
+    (``self.calls.add_(1)``, a running-statistics update): accel freezes them into
+    constants, so the write would be lost. Updates of inputs are supported
+    (:func:`input_mutations`): pass the state as an input to have it updated."""
     updates = [s for s in ep.graph_signature.output_specs if s.kind in _STATE_UPDATES]
     if not updates:
         return
@@ -232,16 +260,99 @@ def _check_no_state_update(ep: torch.export.ExportedProgram, name: str) -> None:
         hint = ("A BatchNorm in training mode updates its running statistics: call model.eval() "
                 "before compiling (accel compiles inference graphs).")
     raise CaptureError(
-        f"could not capture {name}: it updates {', '.join(what)} in place; accel compiles "
-        f"functional inference graphs, in which that update would be lost.\n{hint}")
+        f"could not capture {name}: it updates {', '.join(what)} in place; accel freezes "
+        f"parameters and buffers into constants, in which that update would be lost.\n{hint}")
 
 
-_UPDATE_HINT = ("Clone the tensor before the in-place op (x = x.clone()) or return the new value "
-                "as an output; torch.compile(model, backend='accel') runs such code eagerly.")
+_UPDATE_HINT = ("Pass the tensor as an input instead (accel copies in-place updates of inputs "
+                "back into the caller's tensors), clone it before the in-place op "
+                "(x = x.clone()), or return the new value as an output; "
+                "torch.compile(model, backend='accel') runs such code eagerly.")
 
 
 def _ident(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in name) or "graph"
+
+
+def _normalize(x: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, weight: Any, bias: Any,
+               eps: float) -> torch.Tensor:
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    y = (x - mean) * torch.rsqrt(var + eps)
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def _update_stats(running_mean: Any, running_var: Any, mean: torch.Tensor, var: torch.Tensor,
+                  n: int, momentum: float) -> None:
+    """Eager's running-statistics update: an exponential average with the batch mean and
+    the unbiased batch variance (``n`` values per statistic), per channel."""
+    if running_mean is not None:
+        running_mean.copy_((1 - momentum) * running_mean + momentum * mean)
+    if running_var is not None:
+        running_var.copy_((1 - momentum) * running_var
+                          + momentum * (var * (n / (n - 1)) if n > 1 else var))
+
+
+def _instance_norm(x: torch.Tensor, weight: Any, bias: Any, running_mean: Any, running_var: Any,
+                   use_input_stats: bool, momentum: float, eps: float,
+                   cudnn_enabled: bool = False) -> torch.Tensor:
+    """``aten.instance_norm`` with its running-statistics update as explicit in-place copies.
+    Eager runs a training batch norm over [1, N*C, ...] and averages the per-sample
+    statistics back into the caller's running_mean / running_var."""
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    if not use_input_stats:
+        return _normalize(x, running_mean.reshape(shape), running_var.reshape(shape), weight,
+                          bias, eps)
+    dims = list(range(2, x.dim()))
+    mean = x.mean(dims, keepdim=True)
+    var = x.var(dims, keepdim=True, unbiased=False)
+    _update_stats(running_mean, running_var, mean.flatten(1).mean(0), var.flatten(1).mean(0),
+                  x[0, 0].numel(), momentum)
+    return _normalize(x, mean, var, weight, bias, eps)
+
+
+def _batch_norm(x: torch.Tensor, weight: Any, bias: Any, running_mean: Any, running_var: Any,
+                training: bool, momentum: float, eps: float,
+                cudnn_enabled: bool = False) -> torch.Tensor:
+    """``aten.batch_norm`` with its training-mode running-statistics update as explicit
+    in-place copies."""
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    if not training:
+        return _normalize(x, running_mean.reshape(shape), running_var.reshape(shape), weight,
+                          bias, eps)
+    dims = [0, *range(2, x.dim())]
+    mean = x.mean(dims, keepdim=True)
+    var = x.var(dims, keepdim=True, unbiased=False)
+    _update_stats(running_mean, running_var, mean.flatten(), var.flatten(),
+                  x.numel() // x.shape[1], momentum)
+    return _normalize(x, mean, var, weight, bias, eps)
+
+
+def _updates_stats(node: fx.Node) -> bool:
+    """Whether an instance_norm / batch_norm node uses the input's statistics and has
+    running ones to update (args 3-5: running_mean, running_var, use_input_stats/training)."""
+    names = ("running_mean", "running_var", "use_input_stats" if "instance" in str(node.target)
+             else "training")
+    args = [node.args[i] if len(node.args) > i else node.kwargs.get(k)
+            for i, k in zip((3, 4, 5), names, strict=True)]
+    return bool(args[2]) and (args[0] is not None or args[1] is not None)
+
+
+_HIDDEN_UPDATES = {torch.ops.aten.instance_norm.default: _instance_norm,
+                   torch.ops.aten.batch_norm.default: _batch_norm}
+"""Ops whose schema says they are functional although eager updates some arguments in place
+(the running statistics of an instance or batch norm that uses the input's): op -> a
+decomposition that writes the update out as copies, which functionalisation turns into
+input mutations (an opaque fallback would lose it on every path but aten)."""
+
+
+def _hidden_updates(gm: fx.GraphModule) -> dict[Any, Any]:
+    """The decompositions :data:`_HIDDEN_UPDATES` needs for the nodes of ``gm``."""
+    return {n.target: _HIDDEN_UPDATES[n.target] for n in gm.graph.nodes
+            if n.op == "call_function" and n.target in _HIDDEN_UPDATES and _updates_stats(n)}
 
 
 def _has_mutation(gm: fx.GraphModule) -> bool:

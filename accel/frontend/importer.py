@@ -42,6 +42,7 @@ def import_fx(
     output_structure: Any = None,
     rename: Mapping[sympy.Symbol, sympy.Symbol] | None = None,
     symbols: Mapping[str, SymbolInfo] | None = None,
+    mutations: Mapping[int, str] | None = None,
 ) -> Graph:
     """Import ``gm``. ``bindings[placeholder] = ("input", example) | ("const", tensor)``.
 
@@ -50,6 +51,10 @@ def import_fx(
     symbolic sizes, ``rename`` maps torch's size symbols to accel's and ``symbols`` is the
     symbol table: inputs get symbolic types, and size computations (``sym_size``, arithmetic
     on sizes) become expressions in the attributes of the nodes that use them.
+    ``mutations`` maps the positions of the fx graph's outputs that are the new values of
+    inputs updated in place to those inputs' placeholders: they become extra graph outputs
+    after the model's own, recorded in ``meta["input_mutations"]`` as (graph output, graph
+    input) pairs, and are not part of the output structure.
     """
     rw = Rewriter()
     rename = dict(rename or {})
@@ -57,6 +62,8 @@ def import_fx(
         rw.meta["symbols"] = MappingProxyType(dict(symbols))
     ctx = aten_map.ImportContext(rw)
     env: dict[fx.Node, Any] = {}
+    mutations = dict(mutations or {})
+    by_placeholder: dict[str, Value] = {}
     for node in gm.graph.nodes:
         val = node.meta.get("val")
         if node.op == "placeholder":
@@ -65,7 +72,7 @@ def import_fx(
                 t = TensorType.of(obj)
                 if rename and isinstance(val, torch.Tensor):
                     t = t.with_shape(tuple(to_dim(d, rename, symbols) for d in val.shape))
-                env[node] = rw.add_input(node.name, t)
+                env[node] = by_placeholder[node.name] = rw.add_input(node.name, t)
             elif kind == "const":
                 env[node] = rw.const(obj, label[0] if label else node.name)
             else:
@@ -80,8 +87,14 @@ def import_fx(
         elif node.op == "call_function":
             env[node] = _import_call(ctx, node, env, rename, symbols)
         elif node.op == "output":
+            results = node.args[0]
+            updated: list[tuple[Value, Value]] = []  # (new value, the input it updates)
+            if mutations:
+                updated = [(_as_value(env[results[k]], node), by_placeholder[p])
+                           for k, p in sorted(mutations.items())]
+                results = [r for k, r in enumerate(results) if k not in mutations]
             flat, _ = tree_flatten(tree_map(lambda n: env[n] if isinstance(n, fx.Node) else n,
-                                            node.args[0]))
+                                            results))
             outs: list[Value] = []
             leaves: list[Any] = []  # index into outputs, or ("py", constant leaf)
             for v in flat:
@@ -90,6 +103,12 @@ def import_fx(
                     outs.append(v)
                 else:
                     leaves.append(("py", v))
+            if updated:
+                pairs = []
+                for new, inp in updated:
+                    pairs.append((len(outs), rw.inputs.index(inp)))
+                    outs.append(new)
+                rw.meta["input_mutations"] = tuple(pairs)
             rw.set_outputs(outs)
             rw.meta["output_leaves"] = tuple(leaves)
         else:
@@ -97,6 +116,13 @@ def import_fx(
     if output_structure is not None:
         rw.meta["output_structure"] = output_structure
     return rw.finish(name)
+
+
+def _as_value(v: Any, node: fx.Node) -> Value:
+    if not isinstance(v, Value):
+        raise CaptureError(f"node {node.name}: the new value of an input updated in place is "
+                           f"not a tensor of the graph ({type(v).__name__})")
+    return v
 
 
 def _fetch_attr(gm: fx.GraphModule, target: str) -> Any:

@@ -51,14 +51,60 @@ class Specialization:
         self._spec = self.graph.meta.get("output_structure")
         self.guard = Guard(self.graph)
         """The calls this specialization accepts."""
+        self._mutations: tuple[tuple[int, int], ...] = tuple(
+            self.graph.meta.get("input_mutations", ()))
+        """(graph output, graph input) of each input the model updates in place."""
+        self._user_outputs = len(self.graph.outputs) - len(self._mutations)
 
     def call(self, args: Sequence[torch.Tensor]) -> Any:
-        """Run and rebuild the model's output structure."""
+        """Run, write in-place updates back into the caller's tensors, and rebuild the model's
+        output structure."""
+        if self._mutations:
+            _check_no_aliasing(self.graph, args, self._mutations)
         outs = self.executable.run(args)
+        if self._mutations:
+            outs = _write_back(outs, args, self._mutations)[:self._user_outputs]
         if self._leaves is None or self._spec is None:
             return outs[0] if len(outs) == 1 else tuple(outs)
         return tree_unflatten([outs[i] if isinstance(i, int) else i[1] for i in self._leaves],
                               self._spec)
+
+
+def _storage(t: torch.Tensor) -> int:
+    return t.untyped_storage().data_ptr()
+
+
+def _check_no_aliasing(graph: Graph, args: Sequence[torch.Tensor],
+                       mutations: Sequence[tuple[int, int]]) -> None:
+    """Refuse a call in which an input the model updates in place shares memory with another
+    input: eager would see the update through the other input, the functional graph does
+    not."""
+    for _, i in mutations:
+        a = args[i]
+        if a.numel() == 0:
+            continue
+        for j, b in enumerate(args):
+            if j != i and isinstance(b, torch.Tensor) and b.numel() and \
+                    _storage(b) == _storage(a):
+                raise GuardError(
+                    f"{graph.name}: input {i} ({graph.inputs[i].name}), which the model updates "
+                    f"in place, shares memory with input {j} ({graph.inputs[j].name}); accel "
+                    "compiles a functional graph, which cannot see an update through an alias: "
+                    "pass separate tensors (e.g. .clone() one of them)")
+
+
+def _write_back(outs: list[torch.Tensor], args: Sequence[torch.Tensor],
+                mutations: Sequence[tuple[int, int]]) -> list[torch.Tensor]:
+    """Copy each updated input's new value into the caller's tensor (``inp.copy_(new)``).
+    Results that share memory with an updated input (a view an executor returned) are
+    cloned first, so neither the copies nor the outputs see each other's writes."""
+    written = {_storage(args[i]) for _, i in mutations if args[i].numel()}
+    outs = [o.clone() if isinstance(o, torch.Tensor) and o.numel() and _storage(o) in written
+            else o for o in outs]
+    with torch.no_grad():
+        for k, i in mutations:
+            args[i].copy_(outs[k])
+    return outs
 
 
 def _shapes(args: Sequence[Any]) -> str:

@@ -82,6 +82,13 @@ def graph_to_onnx(graph: Graph, *, opset: int = DEFAULT_OPSET, int8_weights: str
     newer); without it, or where torch.onnx has none, they are an :class:`ExportError`.
     ``opset``: :data:`DEFAULT_OPSET` (18) by default; 17 (:data:`MIN_OPSET`) for older
     runtimes, without max/min scatter reductions, antialiased resizing or fallback nodes.
+
+    A model that updates inputs in place (``graph.meta["input_mutations"]``) gets the model's
+    own outputs first, exactly as torch.onnx exports them (it drops the updates), then one
+    extra output per updated input holding its new value, named ``<input>_updated``
+    (``input0_updated``) and listed in the model's metadata (``accel.input_mutations``:
+    ``input0_updated=input0``): ONNX has no in-place semantics, so a caller who keeps
+    state (a KV cache, running statistics) feeds that output back in on the next call.
     """
     if not isinstance(opset, int) or isinstance(opset, bool):
         raise ExportError(f"opset={opset!r}: give an int, {MIN_OPSET} or newer")
@@ -97,7 +104,9 @@ def graph_to_onnx(graph: Graph, *, opset: int = DEFAULT_OPSET, int8_weights: str
     b.constants = dict(graph.constants)
     names: dict[Value, str] = {}
     in_names = input_names or [f"input{i}" for i in range(len(graph.inputs))]
-    out_names = output_names or [f"output{i}" for i in range(len(graph.outputs))]
+    mutations = dict(graph.meta.get("input_mutations", ()))
+    out_names = output_names or [f"{in_names[mutations[k]]}_updated" if k in mutations
+                                 else f"output{k}" for k in range(len(graph.outputs))]
     for n in (*in_names, *out_names):
         b.reserve(n)
     inputs = []
@@ -146,6 +155,9 @@ def graph_to_onnx(graph: Graph, *, opset: int = DEFAULT_OPSET, int8_weights: str
     opset_ids = [helper.make_opsetid("", opset)]
     model = helper.make_model(g, opset_imports=opset_ids, producer_name="accel",
                               ir_version=_ir_version(opset_ids))
+    if mutations:
+        helper.set_model_props(model, {"accel.input_mutations": ",".join(
+            f"{out_names[k]}={in_names[i]}" for k, i in sorted(mutations.items()))})
     if external_data is None and _fits(inits):  # larger models are checked from disk
         onnx.checker.check_model(model)
     return model
