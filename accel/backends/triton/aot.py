@@ -149,7 +149,7 @@ class KernelInfo(BuildResult):
     @property
     def matmul_class(self) -> bool:
         """A kernel whose inner loop is ``tl.dot`` (where tensor cores are expected)."""
-        return self.kind in ("matmul", "attention", "int8_linear")
+        return self.kind in ("matmul", "attention", "int8_linear", "weight_only")
 
     def problems(self) -> list[str]:
         """What is wrong with this kernel, one phrase each (empty when nothing is)."""

@@ -156,6 +156,8 @@ class KernelGroup:
     """Values read from outside the group (graph inputs, constants, other groups)."""
     outputs: tuple[Value, ...]
     """Values used outside the group or returned by the graph."""
+    device: Device = Device()
+    """The device the group is lowered for (hand-written kinds read ``fp32_precision``)."""
 
     def describe(self) -> str:
         """One report line: kind, name and the ops it fuses."""

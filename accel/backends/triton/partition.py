@@ -116,12 +116,13 @@ def partition(graph: Graph, kinds: Sequence[KernelKind], device: Device | None =
         if node not in claims.claimed:
             plans.append((rest[0], [node]))
     # emit groups in an order where every group's inputs are ready: by last node position
-    groups = [_make_group(graph, kind, nodes) for kind, nodes in plans]
+    groups = [_make_group(graph, kind, nodes, device) for kind, nodes in plans]
     groups.sort(key=lambda g: max(claims.order[n] for n in g.nodes))
     return groups
 
 
-def _make_group(graph: Graph, kind: KernelKind, nodes: list[Node]) -> KernelGroup:
+def _make_group(graph: Graph, kind: KernelKind, nodes: list[Node], device: Device
+                ) -> KernelGroup:
     inside = {o for n in nodes for o in n.outputs}
     members = set(nodes)
     inputs: list[Value] = []
@@ -132,4 +133,4 @@ def _make_group(graph: Graph, kind: KernelKind, nodes: list[Node]) -> KernelGrou
     graph_outs = set(graph.outputs)
     outputs = [o for n in nodes for o in n.outputs
                if o in graph_outs or any(u not in members for u in graph.users(o))]
-    return KernelGroup(kind, tuple(nodes), tuple(inputs), tuple(outputs))
+    return KernelGroup(kind, tuple(nodes), tuple(inputs), tuple(outputs), device)

@@ -204,12 +204,14 @@ def test_small_models_compile_clean(name: str, dtype: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("pipeline", ["default,tome{r=2}", "default,prune-tokens{keep=0.7}",
                                       "default,token-transform{r=2}",
-                                      "default,quantize{mode=int8-dynamic}"])
+                                      "default,quantize{mode=int8-dynamic}",
+                                      "default,quantize{mode=int4-weight-only,group_size=32}",
+                                      "default,quantize{mode=int8-weight-only}"])
 @pytest.mark.parametrize("dtype", ["fp16", "fp32"])
-def test_token_and_int8_kernels_compile_clean(pipeline: str, dtype: str) -> None:
+def test_token_and_quantized_kernels_compile_clean(pipeline: str, dtype: str) -> None:
     infos = _check("vit_small_test", dtype, pipeline)
     kinds = {i.kind for i in infos}
-    assert kinds & {"token", "int8_linear"}, kinds
+    assert kinds & {"token", "int8_linear", "weight_only"}, kinds
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from accel.backends.triton.kernel import KernelKind
-from accel.backends.triton.kernels import int8, sparse24, tokens
+from accel.backends.triton.kernels import int8, sparse24, tokens, weight_only
 from accel.backends.triton.kinds import ATEN, BY_NAME, KINDS
 from accel.backends.triton.partition import partition
 from accel.backends.triton.templates import attention, matmul, pointwise, reduction
@@ -22,12 +22,13 @@ def test_op_sets_come_from_the_tables_they_mirror() -> None:
     assert BY_NAME["reduction"].ops == frozenset(reduction.ROW_OPS)
     assert BY_NAME["int8_linear"].ops == frozenset(int8.ACTIVATION_QUANTIZERS)
     assert BY_NAME["token"].ops == frozenset(tokens.TOKEN_KERNELS)
+    assert BY_NAME["weight_only"].ops == frozenset({"linear_weight_only"})
 
 
 def test_table_order_and_shape() -> None:
     assert KINDS[-1] is ATEN and ATEN.ops is None
     assert len(BY_NAME) == len(KINDS)  # names unique
-    modules = {sparse24, int8, tokens, attention, matmul, reduction, pointwise}
+    modules = {sparse24, int8, weight_only, tokens, attention, matmul, reduction, pointwise}
     assert {m.KIND for m in modules} == set(KINDS) - {ATEN}  # each kind lives in one module
     templates = {k.name for k in KINDS if k.emit is not None}
     assert templates == {"pointwise", "reduction", "matmul", "attention"}
