@@ -186,21 +186,38 @@ def calibrate(
     batches: Sequence[tuple[torch.Tensor, ...]],
     observers: Mapping[Value, Observer | Sequence[Observer]],
     desc: str = "calibrating",
+    token_mask: Value | None = None,
 ) -> Mapping[Value, Observer | Sequence[Observer]]:
-    """Run ``graph`` on every batch; each observed value's observers see each batch."""
+    """Run ``graph`` on every batch; each observed value's observers see each batch.
+
+    ``token_mask``: a rank-2 graph input ``[B, S]`` that marks real tokens (nonzero) and
+    padding (0), such as a text encoder's attention mask (see
+    :func:`accel.passes.common.padding.find_padding_mask`). An observed value whose leading
+    dims are that batch's ``[B, S]`` is then seen as its real-token rows only,
+    ``t[mask != 0]`` (``[T, ...]``): padded positions carry activations no output reads, and
+    in a Hessian or an activation norm they would weigh as much as real tokens. Other
+    observed values (rank < 3, or other leading dims) are seen whole.
+    """
     if not batches:
         raise AccelValueError("calibration needs at least one batch; pass calibration=[...] "
                               "to accel.compile")
     watch = {v: (list(o) if isinstance(o, Sequence) else [o]) for v, o in observers.items()}
+    where = graph.inputs.index(token_mask) if token_mask is not None else None
+    real: torch.Tensor | None = None
 
     def observe(value: Value, t: torch.Tensor) -> None:
-        for o in watch.get(value, ()):
+        obs = watch.get(value, ())
+        if obs and real is not None and t.dim() >= 3 and t.shape[:2] == real.shape:
+            t = t[real]
+        for o in obs:
             o.update(t)
 
     for batch in progress(batches, len(batches), desc):
+        real = None if where is None else batch[where] != 0
         for v, t in zip(graph.inputs, batch, strict=True):
             observe(v, t)
         interpret(graph, batch, observe)
+    real = None
     for v in watch:
         if v in graph.constants:
             observe(v, graph.constants[v])

@@ -18,6 +18,7 @@ from accel.calibration import HessianObserver, SampleObserver, calibrate, sqnr_d
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Node, Value
 from accel.ir.ops import OpKind
+from accel.passes.common.padding import padding_mask_or_none
 from accel.passes.registry import PassContext
 
 LayerTargets = Literal["all", "mlp", "attention"]
@@ -102,8 +103,9 @@ def calibration_batches(ctx: PassContext, pass_name: str, required: bool, why: s
 
 def sample_linear_inputs(graph: Graph, nodes: Sequence[Node],
                          batches: Sequence[tuple[torch.Tensor, ...]], extra: dict | None = None,
-                         ) -> dict[Value, SampleObserver]:
-    """Run calibration, keeping a sample of each chosen linear's input activations."""
+                         token_mask: Value | None = None) -> dict[Value, SampleObserver]:
+    """Run calibration, keeping a sample of each chosen linear's input activations
+    (real-token rows only when ``token_mask`` is given, see :func:`calibrate`)."""
     observers: dict[Value, list] = {}
     samples: dict[Value, SampleObserver] = {}
     for n in nodes:
@@ -114,7 +116,7 @@ def sample_linear_inputs(graph: Graph, nodes: Sequence[Node],
     for v, obs in (extra or {}).items():
         observers.setdefault(v, []).extend(obs if isinstance(obs, list) else [obs])
     if observers:
-        calibrate(graph, batches, observers)
+        calibrate(graph, batches, observers, token_mask=token_mask)
     return samples
 
 
@@ -129,21 +131,30 @@ def calibrate_linears(ctx: PassContext, graph: Graph, nodes: Sequence[Node],
     (Hessians and samples: what calibration keeps, bounded by ``K x K`` floats per input
     plus 2048 sampled rows) go in the pass record (``calibration_s``,
     ``calibration_state_mb``); the interpreter's transient activations are not counted.
+
+    When the graph has a provable padding mask (:func:`~accel.passes.common.padding.
+    find_padding_mask`: a text encoder called with its attention mask), every observer sees
+    the real tokens' rows only: padded rows would enter each Hessian and activation norm
+    with the weight of a real token although no output reads them.
     """
+    mask = padding_mask_or_none(graph)
     hess = {n.inputs[0]: HessianObserver() for n in nodes} if hessians else {}
     more = {v: [h] for v, h in hess.items()}
     for v, obs in (extra or {}).items():
         more.setdefault(v, []).extend(obs if isinstance(obs, list) else [obs])
     t0 = time.perf_counter()
-    samples = sample_linear_inputs(graph, nodes, batches, more)
+    samples = sample_linear_inputs(graph, nodes, batches, more, token_mask=mask)
     seconds = time.perf_counter() - t0
     state = sum(h.hessian().nbytes for h in hess.values() if h.h is not None) + sum(
         sum(r.nbytes for r in s.rows) for s in samples.values())
     ctx.metric("calibration_s", seconds)
     ctx.metric("calibration_state_mb", state / 1e6)
     what = f"{len(hess)} Hessian(s) and input samples" if hessians else "input samples"
-    ctx.note(f"calibration: {len(batches)} batch(es), {what} of {len(nodes)} linear(s) in "
-             f"{seconds:.2f}s, {state / 1e6:.1f} MB held")
+    rows = next((h.rows for h in hess.values()), None)
+    real = f", real tokens only (padding mask {mask.name})" if mask is not None else ""
+    ctx.note(f"calibration: {len(batches)} batch(es){real}, {what} of {len(nodes)} linear(s) "
+             f"in {seconds:.2f}s, {state / 1e6:.1f} MB held" +
+             (f", {rows} rows per Hessian" if rows else ""))
     return samples, hess
 
 
@@ -174,8 +185,9 @@ def solve_in_order(graph: Graph, nodes: Sequence[Node],
     one calibration run). ``sequential`` (GPTQ's and SparseGPT's own procedure): each
     group's Hessian is collected on the model in which every earlier group already has its
     compressed weight, so a layer also compensates the error of the layers before it; this
-    costs one calibration run per group.
+    costs one calibration run per group (real tokens only, as :func:`calibrate_linears`).
     """
+    token_mask = padding_mask_or_none(graph) if sequential else None
     out: dict[Node, tuple] = {}
     current, seconds = graph, 0.0
     for x, group in by_input(nodes).items():
@@ -183,7 +195,8 @@ def solve_in_order(graph: Graph, nodes: Sequence[Node],
         if sequential:
             t0 = time.perf_counter()
             h = HessianObserver()
-            calibrate(current, batches, {x: h}, desc=f"calibrating {group[0].name}")
+            calibrate(current, batches, {x: h}, desc=f"calibrating {group[0].name}",
+                      token_mask=token_mask)
             seconds += time.perf_counter() - t0
         assert h is not None, "solve_in_order: no Hessian for a group (calibrate first)"
         solved = solve(group, h.hessian())
