@@ -275,8 +275,10 @@ def hidden_accuracy_loss(accuracy: Mapping[str, float], records: Sequence[PassRe
 
 
 def lossy_accuracy(reference: Graph, modified: Graph, records: Sequence[PassRecord],
-                   batches: Sequence[tuple[torch.Tensor, ...]]) -> dict[str, float]:
-    """End-to-end accuracy of a pipeline's output when a lossy pass changed the graph, else {}.
+                   batches: Sequence[tuple[torch.Tensor, ...]],
+                   token_mask: Value | None = None) -> dict[str, float]:
+    """End-to-end accuracy of a pipeline's output when a lossy pass changed the graph, else {}
+    (real tokens only with ``token_mask``, as :func:`output_accuracy`).
 
     Warns (and notes it in the last lossy pass's record) when :func:`hidden_accuracy_loss`
     finds end-to-end agreement low while every layer's SQNR looked fine.
@@ -284,7 +286,7 @@ def lossy_accuracy(reference: Graph, modified: Graph, records: Sequence[PassReco
     lossy = [r for r in records if r.lossy and r.changed]
     if not lossy:
         return {}
-    accuracy = output_accuracy(reference, modified, batches)
+    accuracy = output_accuracy(reference, modified, batches, token_mask)
     message = hidden_accuracy_loss(accuracy, records)
     if message is not None:
         lossy[-1].notes.append("warning: " + message)
@@ -293,8 +295,14 @@ def lossy_accuracy(reference: Graph, modified: Graph, records: Sequence[PassReco
 
 
 def output_accuracy(reference: Graph, modified: Graph,
-                    batches: Sequence[tuple[torch.Tensor, ...]]) -> dict[str, float]:
+                    batches: Sequence[tuple[torch.Tensor, ...]],
+                    token_mask: Value | None = None) -> dict[str, float]:
     """End-to-end difference of ``modified`` vs ``reference`` on ``batches`` (float outputs).
+
+    ``token_mask`` (an input of ``reference``, the same position in ``modified``'s inputs,
+    see :func:`calibrate`): outputs whose leading dims are the batch's ``[B, S]`` are
+    compared at real tokens only; what a model computes at padded positions is read by
+    nobody, and a compressed model calibrated on real tokens is free to differ there.
 
     SQNR, cosine and max |diff| over every float output; when the first float output is 2-D
     ([batch, features], features > 1), also ``argmax_agreement``: the fraction of rows whose
@@ -304,11 +312,17 @@ def output_accuracy(reference: Graph, modified: Graph,
     sig = noise = dot = n_ref = n_mod = 0.0
     max_abs = 0.0
     agree = rows = 0
+    where = reference.inputs.index(token_mask) if token_mask is not None else None
     with torch.no_grad():
         for batch in progress(batches, len(batches), "accuracy"):
             pairs = [(r, m) for r, m in zip(interpret(reference, batch),
                                             interpret(modified, batch), strict=True)
                      if r.is_floating_point()]
+            first_2d = bool(pairs) and pairs[0][0].dim() == 2 and pairs[0][0].shape[-1] > 1
+            if where is not None:
+                real = batch[where] != 0
+                pairs = [(r[real], m[real]) if r.dim() >= 3 and r.shape[:2] == real.shape
+                         else (r, m) for r, m in pairs]
             for r, m in pairs:
                 r64, m64 = r.double().reshape(-1), m.double().reshape(-1)
                 sig += r64.square().sum().item()
@@ -318,7 +332,7 @@ def output_accuracy(reference: Graph, modified: Graph,
                 n_mod += m64.square().sum().item()
                 if r64.numel():
                     max_abs = max(max_abs, (r64 - m64).abs().max().item())
-            if pairs and pairs[0][0].dim() == 2 and pairs[0][0].shape[-1] > 1:
+            if first_2d:
                 r, m = pairs[0]
                 agree += int((r.argmax(-1) == m.argmax(-1)).sum())
                 rows += r.shape[0]
