@@ -50,7 +50,7 @@ from accel.ir.ops.quant import (
     quantize_per_channel,
     weight_row_sums,
 )
-from accel.passes.common.gptq import gptq
+from accel.passes.common.gptq import gptq, group_scale
 from accel.passes.common.linears import (
     SQNR_COLLAPSE_DB,
     LayerTargets,
@@ -69,6 +69,7 @@ QuantMode = Literal["int8-dynamic", "int8-static", "int8-weight-only", "int4-wei
 ObserverKind = Literal["minmax", "percentile", "entropy"]
 ActGranularity = Literal["per-token", "per-tensor"]
 WeightMethod = Literal["rtn", "gptq"]
+ScaleSearch = Literal["absmax", "mse"]
 WEIGHT_ONLY = ("int8-weight-only", "int4-weight-only")
 
 
@@ -95,6 +96,7 @@ def quantize(
     act_order: bool = False,
     block: int = 128,
     sequential: bool = False,
+    scale_search: ScaleSearch = "absmax",
 ) -> Graph:
     """Quantize linears to int8/int4 (weights per channel; activations dynamic or static).
 
@@ -112,6 +114,9 @@ def quantize(
     change), int8-weight-only has one scale per output channel. ``sequential`` (gptq):
     each group of linears gets the Hessian of its input on the model whose earlier linears
     are already quantized (one calibration run per group of linears sharing an input).
+    ``scale_search`` (weight-only modes, rtn and gptq): a group's scale is ``max|w| / qmax``
+    (``absmax``) or the clip of that range with the least rounding error (``mse``, a grid
+    of 26 ratios from 1.0 to 0.5; :func:`~accel.passes.common.gptq.group_scale`).
     """
     if method == "gptq" and mode not in WEIGHT_ONLY:
         raise AccelValueError(f"pass 'quantize': method=gptq applies to the weight-only modes "
@@ -140,7 +145,8 @@ def quantize(
         t0 = time.perf_counter()
         swept, seq_s = solve_in_order(
             graph, nodes, batches, hessians,
-            _gptq_solver(graph, bits, group_size, damp, block, act_order), sequential)
+            _gptq_solver(graph, bits, group_size, damp, block, act_order, scale_search),
+            sequential)
         sweep_s = time.perf_counter() - t0 - seq_s
     regrouped: list[str] = []
 
@@ -166,8 +172,10 @@ def quantize(
                 regrouped.append(f"{n.name} (K={w.shape[1]}): {gs}")
             if use_gptq:
                 w_q, scales = swept[n]
-            else:  # round to nearest: a pruned weight's zeros stay zero
+            elif scale_search == "absmax":  # round to nearest: a pruned weight's zeros stay 0
                 w_q, scales = quantize_grouped(w, bits, gs or w.shape[1])
+            else:
+                w_q, scales = _rtn_searched(w, bits, gs or w.shape[1], scale_search)
             op, attrs = "linear_weight_only", {"bits": bits, "group_size": gs}
         bytes_before += w.numel() * 4
         bytes_after += w_q.numel() * (0.5 if mode == "int4-weight-only" else 1) + \
@@ -198,7 +206,8 @@ def quantize(
         ctx.metric("gptq_s", sweep_s)
         if sequential:
             ctx.metric("sequential_calibration_s", seq_s)
-        ctx.note(f"gptq: damp {damp}, block {block}, act_order {act_order}, sequential "
+        ctx.note(f"gptq: damp {damp}, block {block}, act_order {act_order}, scale search "
+                 f"{scale_search}, sequential "
                  f"{sequential}: {sweep_s:.2f}s of column sweeps" +
                  (f", {seq_s:.2f}s of calibration runs between them" if sequential else ""))
     report_layer_sqnr(ctx, "quantize", sqnr, warn_below_db)
@@ -211,8 +220,20 @@ def _group(bits: int, k: int, group_size: int) -> int:
     return 0 if bits == 8 else largest_divisor(k, group_size)
 
 
+def _rtn_searched(w: torch.Tensor, bits: int, group_size: int, search: str
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Round to nearest with each group's scale from :func:`group_scale` (``quantize_grouped``'s
+    format)."""
+    n, k = w.shape
+    qmax = 2 ** (bits - 1) - 1
+    scales = torch.stack([group_scale(w[:, j:j + group_size], None, qmax, search)
+                          for j in range(0, k, group_size)], dim=1)
+    q = torch.round(w.reshape(n, -1, group_size) / scales.unsqueeze(2)).clamp_(-qmax - 1, qmax)
+    return q.reshape(n, k).to(torch.int8), scales.float()
+
+
 def _gptq_solver(graph: Graph, bits: int, group_size: int, damp: float, block: int,
-                 act_order: bool) -> Solve:
+                 act_order: bool, scale_search: str = "absmax") -> Solve:
     """GPTQ of the linears reading one input, in one sweep: their stacked weights share the
     input's Hessian (GPTQ treats rows independently). A weight annotated ``sparsity`` keeps
     its nonzero pattern as a fixed mask."""
@@ -226,7 +247,8 @@ def _gptq_solver(graph: Graph, bits: int, group_size: int, damp: float, block: i
         gs = _group(bits, ws[0].shape[1], group_size)
         names = ", ".join(layer_label(n) for n in group)
         q, s = gptq(torch.cat(ws), h, bits=bits, group_size=gs, damp=damp, block=block,
-                    act_order=act_order, keep=keep, name=f"pass 'quantize' (gptq) at {names}")
+                    act_order=act_order, keep=keep, name=f"pass 'quantize' (gptq) at {names}",
+                    scale_search=scale_search)
         rows = [w.shape[0] for w in ws]
         return [((qi.clone(), si.clone()), dequantize_weight(qi, si, gs or qi.shape[1]))
                 for qi, si in zip(q.split(rows), s.split(rows), strict=True)]
