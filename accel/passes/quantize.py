@@ -50,7 +50,7 @@ from accel.ir.ops.quant import (
     quantize_per_channel,
     weight_row_sums,
 )
-from accel.passes.common.gptq import gptq, group_scale
+from accel.passes.common.gptq import gptq, group_grid, quantize_cols
 from accel.passes.common.linears import (
     SQNR_COLLAPSE_DB,
     LayerTargets,
@@ -70,6 +70,7 @@ ObserverKind = Literal["minmax", "percentile", "entropy"]
 ActGranularity = Literal["per-token", "per-tensor"]
 WeightMethod = Literal["rtn", "gptq"]
 ScaleSearch = Literal["absmax", "mse"]
+WeightGrid = Literal["symmetric", "asymmetric"]
 WEIGHT_ONLY = ("int8-weight-only", "int4-weight-only")
 
 
@@ -97,6 +98,7 @@ def quantize(
     block: int = 128,
     sequential: bool = False,
     scale_search: ScaleSearch = "absmax",
+    grid: WeightGrid = "symmetric",
 ) -> Graph:
     """Quantize linears to int8/int4 (weights per channel; activations dynamic or static).
 
@@ -145,7 +147,8 @@ def quantize(
         t0 = time.perf_counter()
         swept, seq_s = solve_in_order(
             graph, nodes, batches, hessians,
-            _gptq_solver(graph, bits, group_size, damp, block, act_order, scale_search),
+            _gptq_solver(graph, bits, group_size, damp, block, act_order, scale_search,
+                         grid == "symmetric"),
             sequential)
         sweep_s = time.perf_counter() - t0 - seq_s
     regrouped: list[str] = []
@@ -161,6 +164,7 @@ def quantize(
         attrs: dict = {}
         if mode in ("int8-dynamic", "int8-static"):
             w_q, scales = quantize_per_channel(w, axis=0)
+            zeros = None
             op = "linear_int8_dynamic" if mode == "int8-dynamic" else "linear_int8_static"
             if static:
                 attrs = _activation_qparams(stats[x], observer, percentile)
@@ -171,11 +175,13 @@ def quantize(
             if bits == 4 and gs != min(group_size, w.shape[1]):
                 regrouped.append(f"{n.name} (K={w.shape[1]}): {gs}")
             if use_gptq:
-                w_q, scales = swept[n]
-            elif scale_search == "absmax":  # round to nearest: a pruned weight's zeros stay 0
-                w_q, scales = quantize_grouped(w, bits, gs or w.shape[1])
+                w_q, scales, zeros = swept[n]
+            elif scale_search == "absmax" and grid == "symmetric":  # a pruned weight's
+                w_q, scales = quantize_grouped(w, bits, gs or w.shape[1])  # zeros stay 0
+                zeros = None
             else:
-                w_q, scales = _rtn_searched(w, bits, gs or w.shape[1], scale_search)
+                w_q, scales, zeros = _rtn_grid(w, bits, gs or w.shape[1], scale_search,
+                                               grid == "symmetric")
             op, attrs = "linear_weight_only", {"bits": bits, "group_size": gs}
         bytes_before += w.numel() * 4
         bytes_after += w_q.numel() * (0.5 if mode == "int4-weight-only" else 1) + \
@@ -185,11 +191,16 @@ def quantize(
         quant = {"mode": mode, "axis": 0, "bits": attrs.get("bits", 8)}
         if mode in WEIGHT_ONLY:
             quant["method"] = method
+        if zeros is not None:
+            quant["zero_point"] = True
         sparse = w_val.annotations.get("sparsity")  # zeros quantize to zeros in every mode
         rw.annotate(wq_v, quant=quant, **({"sparsity": sparse} if sparse else {}))
         extra = []
         if mode == "int8-dynamic":  # precomputed zero-point correction
             extra = [rw.const(weight_row_sums(w_q), f"{w_val.name}_q_sum")]
+        if zeros is not None:
+            extra = [rw.const(zeros, f"{w_val.name}_zero")]
+            bytes_after += zeros.numel() * (0.5 if bits == 4 else 1)
         qnode = rw.node(op, x, wq_v, s_v, bias, *extra, name=f"{n.name}_q", meta={**n.meta},
                         **attrs)
         rw.replace(n.output, qnode.output)
@@ -220,20 +231,24 @@ def _group(bits: int, k: int, group_size: int) -> int:
     return 0 if bits == 8 else largest_divisor(k, group_size)
 
 
-def _rtn_searched(w: torch.Tensor, bits: int, group_size: int, search: str
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Round to nearest with each group's scale from :func:`group_scale` (``quantize_grouped``'s
-    format)."""
+def _rtn_grid(w: torch.Tensor, bits: int, group_size: int, search: str, symmetric: bool
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Round to nearest on each group's grid from :func:`group_grid`: ``(q, scales, zeros)``
+    (``zeros`` ``None`` when symmetric)."""
     n, k = w.shape
-    qmax = 2 ** (bits - 1) - 1
-    scales = torch.stack([group_scale(w[:, j:j + group_size], None, qmax, search)
-                          for j in range(0, k, group_size)], dim=1)
-    q = torch.round(w.reshape(n, -1, group_size) / scales.unsqueeze(2)).clamp_(-qmax - 1, qmax)
-    return q.reshape(n, k).to(torch.int8), scales.float()
+    grids = [group_grid(w[:, j:j + group_size], None, bits, search, symmetric)
+             for j in range(0, k, group_size)]
+    scales = torch.stack([s for s, _ in grids], dim=1)
+    zeros = torch.stack([z for _, z in grids], dim=1)
+    q = quantize_cols(w.reshape(n, -1, group_size), scales.unsqueeze(2), zeros.unsqueeze(2),
+                      bits)
+    return (q.reshape(n, k).to(torch.int8), scales.float(),
+            None if symmetric else zeros.to(torch.int8))
 
 
 def _gptq_solver(graph: Graph, bits: int, group_size: int, damp: float, block: int,
-                 act_order: bool, scale_search: str = "absmax") -> Solve:
+                 act_order: bool, scale_search: str = "absmax", symmetric: bool = True
+                 ) -> Solve:
     """GPTQ of the linears reading one input, in one sweep: their stacked weights share the
     input's Hessian (GPTQ treats rows independently). A weight annotated ``sparsity`` keeps
     its nonzero pattern as a fixed mask."""
@@ -246,12 +261,14 @@ def _gptq_solver(graph: Graph, bits: int, group_size: int, damp: float, block: i
              for w, m in zip(ws, masks, strict=True)])
         gs = _group(bits, ws[0].shape[1], group_size)
         names = ", ".join(layer_label(n) for n in group)
-        q, s = gptq(torch.cat(ws), h, bits=bits, group_size=gs, damp=damp, block=block,
+        q, s, z = gptq(torch.cat(ws), h, bits=bits, group_size=gs, damp=damp, block=block,
                     act_order=act_order, keep=keep, name=f"pass 'quantize' (gptq) at {names}",
-                    scale_search=scale_search)
+                    scale_search=scale_search, symmetric=symmetric)
         rows = [w.shape[0] for w in ws]
-        return [((qi.clone(), si.clone()), dequantize_weight(qi, si, gs or qi.shape[1]))
-                for qi, si in zip(q.split(rows), s.split(rows), strict=True)]
+        zs = z.split(rows) if z is not None else [None] * len(rows)
+        return [((qi.clone(), si.clone(), None if zi is None else zi.clone()),
+                 dequantize_weight(qi, si, gs or qi.shape[1], zi))
+                for qi, si, zi in zip(q.split(rows), s.split(rows), zs, strict=True)]
     return solve
 
 
