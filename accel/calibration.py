@@ -171,6 +171,56 @@ class HessianObserver(Observer):
         return self.h
 
 
+class CrossHessianObserver(Observer):
+    """Streams, for one linear input seen in two models on the same batches, the Hessian
+    ``H = 2/n · X̂ᵀX̂`` of the compressed model's rows ``X̂`` and the cross term
+    ``C = 2/n · XᵀX̂`` with the reference (float) model's rows ``X``.
+
+    With them a layer can aim at the float model's output from its own, already perturbed,
+    inputs: ``‖XWᵀ − X̂Ŵᵀ‖² = ‖X̂(Ŵ − W′)ᵀ‖² + const`` where ``W′ = W·C·H⁻¹`` is the least
+    squares correction of ``W`` (see :func:`accel.passes.common.linears.float_target_weight`).
+    Feed a batch's reference rows with :meth:`update_reference` before its own rows with
+    :meth:`update` (what :func:`calibrate_paired` does).
+    """
+
+    def __init__(self, dtype: torch.dtype = torch.float64) -> None:
+        self.own = HessianObserver(dtype)
+        """``H``, the compressed model's Hessian."""
+        self.c: torch.Tensor | None = None
+        """The running ``[K, K]`` cross term ``C`` (``None`` before the first batch)."""
+        self._ref: torch.Tensor | None = None
+
+    def update_reference(self, t: torch.Tensor) -> None:
+        """The reference model's rows of the next batch."""
+        self._ref = t.detach().reshape(-1, t.shape[-1]).to(self.own.dtype)
+
+    def update(self, t: torch.Tensor) -> None:
+        """The compressed model's rows of the batch whose reference rows came last."""
+        x_hat = t.detach().reshape(-1, t.shape[-1]).to(self.own.dtype)
+        x, self._ref = self._ref, None
+        if x is None or x.shape != x_hat.shape:
+            raise AccelValueError("CrossHessianObserver: each batch needs the reference rows "
+                                  "first, shaped as the model's own")
+        m = x.shape[0]
+        if m == 0:
+            return
+        n = self.own.rows
+        if self.c is None:
+            self.c = torch.zeros(x.shape[1], x.shape[1], dtype=self.own.dtype)
+        self.c.mul_(n / (n + m)).addmm_(x.t(), x_hat, alpha=2.0 / (n + m))
+        self.own.update(x_hat)
+
+    def hessian(self) -> torch.Tensor:
+        """``H`` seen so far."""
+        return self.own.hessian()
+
+    def cross(self) -> torch.Tensor:
+        """``C`` seen so far."""
+        if self.c is None:
+            raise AccelValueError("CrossHessianObserver saw no rows; check the calibration data")
+        return self.c
+
+
 def progress(iterable: Iterable, total: int | None, desc: str) -> Iterable:
     """``tqdm`` progress bar on a TTY (``ACCEL_PROGRESS=0`` disables it)."""
     enabled = env.progress() and sys.stderr.isatty()
@@ -179,6 +229,14 @@ def progress(iterable: Iterable, total: int | None, desc: str) -> Iterable:
     from tqdm import tqdm
 
     return tqdm(iterable, total=total, desc=desc, leave=False)
+
+
+def real_rows(t: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
+    """``t[real]`` (``[T, ...]``) when ``t``'s leading dims are the bool token mask ``real``'s
+    ``[B, S]`` and ``t`` has a feature dim after them; else ``t`` unchanged."""
+    if real is not None and t.dim() >= 3 and t.shape[:2] == real.shape:
+        return t[real]
+    return t
 
 
 def calibrate(
@@ -207,8 +265,8 @@ def calibrate(
 
     def observe(value: Value, t: torch.Tensor) -> None:
         obs = watch.get(value, ())
-        if obs and real is not None and t.dim() >= 3 and t.shape[:2] == real.shape:
-            t = t[real]
+        if obs:
+            t = real_rows(t, real)
         for o in obs:
             o.update(t)
 
@@ -222,6 +280,27 @@ def calibrate(
         if v in graph.constants:
             observe(v, graph.constants[v])
     return observers
+
+
+def calibrate_paired(reference: Graph, graph: Graph, batches: Sequence[tuple[torch.Tensor, ...]],
+                     value: Value, observer: CrossHessianObserver, desc: str = "calibrating",
+                     token_mask: Value | None = None) -> CrossHessianObserver:
+    """Run ``reference`` and ``graph`` (the same inputs, e.g. a model and its partly
+    compressed copy) on every batch; ``observer`` sees ``value`` (a value of both graphs)
+    from each, paired batch by batch. ``token_mask`` as in :func:`calibrate` (an input of
+    ``reference``, at the same position in ``graph``'s inputs)."""
+    if not batches:
+        raise AccelValueError("calibration needs at least one batch; pass calibration=[...] "
+                              "to accel.compile")
+    where = reference.inputs.index(token_mask) if token_mask is not None else None
+    for batch in progress(batches, len(batches), desc):
+        real = None if where is None else batch[where] != 0
+        for g, feed in ((reference, observer.update_reference), (graph, observer.update)):
+            def observe(v: Value, t: torch.Tensor, feed=feed, real=real) -> None:  # noqa: ANN001
+                if v is value:
+                    feed(real_rows(t, real))
+            interpret(g, batch, observe)
+    return observer
 
 
 def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
@@ -321,8 +400,7 @@ def output_accuracy(reference: Graph, modified: Graph,
             first_2d = bool(pairs) and pairs[0][0].dim() == 2 and pairs[0][0].shape[-1] > 1
             if where is not None:
                 real = batch[where] != 0
-                pairs = [(r[real], m[real]) if r.dim() >= 3 and r.shape[:2] == real.shape
-                         else (r, m) for r, m in pairs]
+                pairs = [(real_rows(r, real), real_rows(m, real)) for r, m in pairs]
             for r, m in pairs:
                 r64, m64 = r.double().reshape(-1), m.double().reshape(-1)
                 sig += r64.square().sum().item()

@@ -99,6 +99,7 @@ def quantize(
     sequential: bool = False,
     scale_search: ScaleSearch = "absmax",
     grid: WeightGrid = "symmetric",
+    float_targets: bool = False,
 ) -> Graph:
     """Quantize linears to int8/int4 (weights per channel; activations dynamic or static).
 
@@ -149,7 +150,7 @@ def quantize(
             graph, nodes, batches, hessians,
             _gptq_solver(graph, bits, group_size, damp, block, act_order, scale_search,
                          grid == "symmetric"),
-            sequential)
+            sequential, float_targets, damp)
         sweep_s = time.perf_counter() - t0 - seq_s
     regrouped: list[str] = []
 
@@ -252,10 +253,10 @@ def _gptq_solver(graph: Graph, bits: int, group_size: int, damp: float, block: i
     """GPTQ of the linears reading one input, in one sweep: their stacked weights share the
     input's Hessian (GPTQ treats rows independently). A weight annotated ``sparsity`` keeps
     its nonzero pattern as a fixed mask."""
-    def solve(group: list[Node], h: torch.Tensor) -> list[tuple[tuple, torch.Tensor]]:
-        ws = [graph.const(n.inputs[1]).float() for n in group]
-        masks = [(w != 0) if n.inputs[1].annotations.get("sparsity") else None
-                 for n, w in zip(group, ws, strict=True)]
+    def solve(group: list[Node], h: torch.Tensor, ws: list[torch.Tensor]
+              ) -> list[tuple[tuple, torch.Tensor]]:
+        masks = [(graph.const(n.inputs[1]) != 0) if n.inputs[1].annotations.get("sparsity")
+                 else None for n in group]
         keep = None if all(m is None for m in masks) else torch.cat(
             [torch.ones_like(w, dtype=torch.bool) if m is None else m
              for w, m in zip(ws, masks, strict=True)])

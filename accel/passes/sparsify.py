@@ -58,8 +58,10 @@ def mask_n_m(score: torch.Tensor, n: int = 2, m: int = 4) -> torch.Tensor:
 
 def _sparsegpt_solver(graph: Graph, damp: float, block: int) -> Solve:
     """SparseGPT of the linears reading one input, in one sweep of their stacked weights."""
-    def solve(group: list, h: torch.Tensor) -> list[tuple[tuple, torch.Tensor]]:
-        ws = [graph.const(n.inputs[1]) for n in group]
+    def solve(group: list, h: torch.Tensor, ws: list[torch.Tensor]
+              ) -> list[tuple[tuple, torch.Tensor]]:
+        dtype = graph.const(group[0].inputs[1]).dtype
+        ws = [w.to(dtype) for w in ws]
         names = ", ".join(layer_label(n) for n in group)
         pruned, keep = sparsegpt_2_4(torch.cat(ws), h, damp=damp, block=block,
                                      name=f"pass 'sparsify' (sparsegpt) at {names}")
@@ -82,6 +84,7 @@ def sparsify(
     damp: float = 0.01,
     block: int = 128,
     sequential: bool = False,
+    float_targets: bool = False,
 ) -> Graph:
     """Prune linears to 2:4 semi-structured sparsity (magnitude, Wanda or SparseGPT).
 
@@ -104,7 +107,8 @@ def sparsify(
     if method == "sparsegpt":
         t0 = time.perf_counter()
         swept, seq_s = solve_in_order(graph, nodes, batches, hessians,
-                                      _sparsegpt_solver(graph, damp, block), sequential)
+                                      _sparsegpt_solver(graph, damp, block), sequential,
+                                      float_targets, damp)
         sweep_s = time.perf_counter() - t0 - seq_s
     rw = graph.rewriter()
     rw.pass_name = "sparsify"
