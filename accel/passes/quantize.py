@@ -13,12 +13,15 @@ compensation (``damp``, ``act_order``, ``block``). By default all Hessians come 
 float model in that one run; ``sequential=true`` re-collects each layer's Hessian on the
 model whose earlier layers are already quantized (GPTQ's own procedure: one calibration run
 per group of linears sharing an input). GPTQ writes the same ``linear_weight_only`` op and
-format as RTN (int8 values, float32 scales per row or group), so the ONNX lowering and
-every executor run it unchanged.
+format as RTN (int8 values, float32 scales per row or group, and with ``grid=asymmetric``,
+int4's default, int8 zero points per group: the weight is ``(q − z)·s``), so the ONNX
+lowering (Cast·Sub·Mul·MatMul) and every executor run it unchanged.
 
-A weight annotated ``sparsity="2:4"`` (from ``sparsify``) keeps its zeros: RTN maps 0 to 0,
-GPTQ is given the weight's nonzero pattern as a fixed mask (quantize, then re-apply the mask;
-the error propagates to the later columns, see :mod:`accel.passes.common.gptq`), and the
+A weight annotated ``sparsity="2:4"`` (from ``sparsify``) keeps its zeros, in the stored
+integers too (so that a semi-structured int kernel can read them): its grid is always
+symmetric (an asymmetric grid stores 0 as its zero point), RTN maps 0 to 0, GPTQ is given
+the weight's nonzero pattern as a fixed mask (quantize, then re-apply the mask; the error
+propagates to the later columns, see :mod:`accel.passes.common.gptq`), and the
 quantized weight keeps the annotation.
 
 What runs on CPU: ``linear_weight_only`` dequantizes the weight (int8 -> float, times the
@@ -69,8 +72,8 @@ QuantMode = Literal["int8-dynamic", "int8-static", "int8-weight-only", "int4-wei
 ObserverKind = Literal["minmax", "percentile", "entropy"]
 ActGranularity = Literal["per-token", "per-tensor"]
 WeightMethod = Literal["rtn", "gptq"]
-ScaleSearch = Literal["absmax", "mse"]
-WeightGrid = Literal["symmetric", "asymmetric"]
+ScaleSearch = Literal["auto", "absmax", "mse"]
+WeightGrid = Literal["auto", "symmetric", "asymmetric"]
 WEIGHT_ONLY = ("int8-weight-only", "int4-weight-only")
 
 
@@ -97,8 +100,8 @@ def quantize(
     act_order: bool = False,
     block: int = 128,
     sequential: bool = False,
-    scale_search: ScaleSearch = "absmax",
-    grid: WeightGrid = "symmetric",
+    scale_search: ScaleSearch = "auto",
+    grid: WeightGrid = "auto",
     float_targets: bool = False,
 ) -> Graph:
     """Quantize linears to int8/int4 (weights per channel; activations dynamic or static).
@@ -117,9 +120,16 @@ def quantize(
     change), int8-weight-only has one scale per output channel. ``sequential`` (gptq):
     each group of linears gets the Hessian of its input on the model whose earlier linears
     are already quantized (one calibration run per group of linears sharing an input).
-    ``scale_search`` (weight-only modes, rtn and gptq): a group's scale is ``max|w| / qmax``
-    (``absmax``) or the clip of that range with the least rounding error (``mse``, a grid
-    of 26 ratios from 1.0 to 0.5; :func:`~accel.passes.common.gptq.group_scale`).
+    ``grid`` and ``scale_search`` (weight-only modes, rtn and gptq;
+    :func:`~accel.passes.common.gptq.group_grid`): ``symmetric`` groups store ``q·s``,
+    ``asymmetric`` ones ``(q − z)·s`` with a per-group int8 zero point (the levels span the
+    group's [min, max] instead of ±max|w|); a group's range is its full range (``absmax``)
+    or the clip of it with the least rounding error (``mse``, 26 ratios from 1.0 to 0.5).
+    ``auto``: asymmetric with ``mse`` for int4 (on MiniLM's real weights, GPTQ g128 min
+    embedding cosine 0.980 vs 0.966 symmetric/absmax; RTN 0.948 vs 0.911), symmetric with
+    ``absmax`` for int8 (already at 0.9996). ``float_targets`` (gptq with ``sequential``):
+    each layer aims at the float model's output from its perturbed inputs
+    (:func:`~accel.passes.common.linears.float_target_weight`).
     """
     if method == "gptq" and mode not in WEIGHT_ONLY:
         raise AccelValueError(f"pass 'quantize': method=gptq applies to the weight-only modes "
@@ -127,6 +137,11 @@ def quantize(
     if damp < 0 or block < 1 or group_size < 1:
         raise AccelValueError(f"pass 'quantize': need damp >= 0, block >= 1 and group_size >= "
                               f"1 (got damp={damp}, block={block}, group_size={group_size})")
+    int4 = mode == "int4-weight-only"
+    if grid == "auto":
+        grid = "asymmetric" if int4 else "symmetric"
+    if scale_search == "auto":
+        scale_search = "mse" if int4 else "absmax"
     nodes = select_linears(graph, ctx, exclude, targets)
     if not nodes:
         ctx.skip("no linear with constant weights to quantize")
@@ -162,6 +177,7 @@ def quantize(
         x, w_val = n.inputs[0], n.inputs[1]
         bias = n.inputs[2] if len(n.inputs) > 2 else None
         w = graph.const(w_val).float()
+        sparse_w = bool(w_val.annotations.get("sparsity"))  # its stored zeros must stay 0
         attrs: dict = {}
         if mode in ("int8-dynamic", "int8-static"):
             w_q, scales = quantize_per_channel(w, axis=0)
@@ -177,12 +193,12 @@ def quantize(
                 regrouped.append(f"{n.name} (K={w.shape[1]}): {gs}")
             if use_gptq:
                 w_q, scales, zeros = swept[n]
-            elif scale_search == "absmax" and grid == "symmetric":  # a pruned weight's
-                w_q, scales = quantize_grouped(w, bits, gs or w.shape[1])  # zeros stay 0
+            elif scale_search == "absmax" and (grid == "symmetric" or sparse_w):
+                w_q, scales = quantize_grouped(w, bits, gs or w.shape[1])  # 0 stays 0
                 zeros = None
             else:
                 w_q, scales, zeros = _rtn_grid(w, bits, gs or w.shape[1], scale_search,
-                                               grid == "symmetric")
+                                               grid == "symmetric" or sparse_w)
             op, attrs = "linear_weight_only", {"bits": bits, "group_size": gs}
         bytes_before += w.numel() * 4
         bytes_after += w_q.numel() * (0.5 if mode == "int4-weight-only" else 1) + \
@@ -262,9 +278,10 @@ def _gptq_solver(graph: Graph, bits: int, group_size: int, damp: float, block: i
              for w, m in zip(ws, masks, strict=True)])
         gs = _group(bits, ws[0].shape[1], group_size)
         names = ", ".join(layer_label(n) for n in group)
+        sym = symmetric or keep is not None  # a 2:4 weight's stored zeros stay 0
         q, s, z = gptq(torch.cat(ws), h, bits=bits, group_size=gs, damp=damp, block=block,
                     act_order=act_order, keep=keep, name=f"pass 'quantize' (gptq) at {names}",
-                    scale_search=scale_search, symmetric=symmetric)
+                    scale_search=scale_search, symmetric=sym)
         rows = [w.shape[0] for w in ws]
         zs = z.split(rows) if z is not None else [None] * len(rows)
         return [((qi.clone(), si.clone(), None if zi is None else zi.clone()),

@@ -95,7 +95,7 @@ def test_blocked_gptq_matches_the_column_by_column_reference(bits: int, group: i
     g = group or w.shape[1]
     q_ref, s_ref = reference_gptq(w, h, bits, g)
     for block in (128, 48, 16):  # lazy batches of columns: the same arithmetic, reordered
-        q, s = gptq(w, h, bits=bits, group_size=group, block=block, dtype=torch.float64)
+        q, s, _ = gptq(w, h, bits=bits, group_size=group, block=block, dtype=torch.float64)
         assert q.dtype == torch.int8 and s.shape == s_ref.shape
         assert (q != q_ref).float().mean() < 1e-3  # a rounding tie may flip, nothing more
         torch.testing.assert_close(s, s_ref, rtol=1e-5, atol=1e-7)
@@ -103,7 +103,7 @@ def test_blocked_gptq_matches_the_column_by_column_reference(bits: int, group: i
     torch.testing.assert_close(_out_err(x, w, w_hat),
                                _out_err(x, w, dequantize_weight(q_ref.float(), s_ref, g)),
                                rtol=1e-3, atol=0)
-    q32, s32 = gptq(w, h, bits=bits, group_size=group)  # the default float32 sweep
+    q32, s32, _ = gptq(w, h, bits=bits, group_size=group)  # the default float32 sweep
     assert _out_err(x, w, dequantize_weight(q32.float(), s32, g)) < \
         1.01 * _out_err(x, w, w_hat)
 
@@ -120,9 +120,9 @@ def test_gptq_beats_round_to_nearest_on_correlated_inputs(bits: int, group: int)
     w, x, h = _problem()
     g = group or w.shape[1]
     rtn = _out_err(x, w, dequantize_weight(*quantize_grouped(w, bits, g), g))
-    q, s = gptq(w, h, bits=bits, group_size=group)
+    q, s, _ = gptq(w, h, bits=bits, group_size=group)
     assert _out_err(x, w, dequantize_weight(q.float(), s, g)) < 0.9 * rtn
-    q, s = gptq(w, h, bits=bits, group_size=group, act_order=True)
+    q, s, _ = gptq(w, h, bits=bits, group_size=group, act_order=True)
     assert _out_err(x, w, dequantize_weight(q.float(), s, g)) < 0.9 * rtn
 
 
@@ -132,7 +132,7 @@ def test_act_order_is_the_reference_on_permuted_columns_unpermuted() -> None:
     w, x, h = _problem()
     perm = torch.argsort(torch.diag(h), descending=True)
     q_ref, s_ref = reference_gptq(w[:, perm], h[perm][:, perm], 4, w.shape[1])
-    q, s = gptq(w, h, bits=4, group_size=0, act_order=True, dtype=torch.float64)
+    q, s, _ = gptq(w, h, bits=4, group_size=0, act_order=True, dtype=torch.float64)
     assert (q[:, perm] != q_ref).float().mean() < 1e-3
     torch.testing.assert_close(s, s_ref, rtol=1e-5, atol=1e-7)
 
@@ -141,7 +141,7 @@ def test_dead_inputs_get_zero_weights_and_no_nan() -> None:
     w, x, _ = _problem()
     x[:, 5] = 0
     h = 2 * x.double().t() @ x.double() / x.shape[0]
-    q, s = gptq(w, h, bits=4, group_size=32)
+    q, s, _ = gptq(w, h, bits=4, group_size=32)
     assert (q[:, 5] == 0).all() and torch.isfinite(s).all()
     pruned, keep = sparsegpt_2_4(w, h)
     assert torch.isfinite(pruned).all() and (pruned[:, 5] == 0).all()
@@ -172,7 +172,7 @@ def test_sparsegpt_is_exactly_2_4_and_beats_magnitude_and_wanda() -> None:
 def test_gptq_keeps_a_fixed_mask_and_matches_the_reference() -> None:
     w, x, h = _problem()
     keep = mask_n_m(w.abs())
-    q, s = gptq(w * keep, h, bits=4, group_size=32, keep=keep, dtype=torch.float64)
+    q, s, _ = gptq(w * keep, h, bits=4, group_size=32, keep=keep, dtype=torch.float64)
     assert _is_2_4(q) and not q[~keep].any()
     q_ref, _ = reference_gptq(w * keep, h, 4, 32, keep=keep)
     assert (q != q_ref).float().mean() < 1e-3
