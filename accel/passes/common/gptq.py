@@ -20,14 +20,17 @@ Steps, as in the papers:
    same arithmetic as the column-by-column algorithm, reordered (tests check it against an
    unblocked reference).
 
-GPTQ's quantization grid is the one :func:`accel.ir.ops.quant.quantize_grouped` makes (and
-``linear_weight_only`` runs): symmetric, ``scale = max|w| / qmax`` per row and per group of
-``group_size`` consecutive input channels (int4: values in [-8, 7]; ``group_size=K``: one
-scale per row, as int8-weight-only stores it). A group's scales are computed when the sweep
-reaches the group's first column, from the weights as updated so far. With ``act_order``
+GPTQ's quantization grid is :func:`group_grid`'s, per row and per group of ``group_size``
+consecutive input channels (``group_size=K``: one group per row, as int8-weight-only stores
+it): symmetric (``scale = max|w| / qmax``, :func:`accel.ir.ops.quant.quantize_grouped`'s,
+int4 values in [-8, 7]) or asymmetric (16 levels over the group's ``[min, max]`` with an
+integer zero point ``z``: the weight is ``(q − z)·s``, what ``linear_weight_only`` runs with
+its ``zeros`` input), either with its full range or with the clip of it that rounds the
+group best (``scale_search="mse"``). A group's grid is computed when the sweep reaches the
+group's first column, from the weights as updated so far. With ``act_order``
 (columns visited by descending ``diag(H)``, the most-used inputs first; un-permuted after)
 the groups stay contiguous in the original order, so that the stored format is unchanged; a
-group is then not reached all at once, and its scales are computed before the sweep from the
+group is then not reached all at once, and its grid is computed before the sweep from the
 original weights (AutoGPTQ's "static groups").
 
 A fixed keep-mask (the 2:4 pattern of a weight ``sparsify`` pruned) composes with GPTQ as
