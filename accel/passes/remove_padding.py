@@ -11,7 +11,8 @@ structurally and runs the token-wise ops on the real tokens only:
    operand must keep (bool) or add 0 to (float) exactly the keys whose mask entry is
    nonzero, and mask (``False``, or ≤ -1e4) the others, for every query row. Causal
    masks, 3-D masks, masks the attention does not see: the graph is left unchanged, with
-   a note saying why.
+   a note saying why. (The proof lives in :mod:`accel.passes.common.padding`: calibration
+   uses it too, to observe real tokens only.)
 2. **The token-wise region.** Nodes whose output is ``[B, S, C]`` and whose op works on
    each token on its own — linears (float and quantized), LayerNorm over the last dim,
    pointwise ops whose other operands carry no token dims — run on ``[T, C]``: the real
