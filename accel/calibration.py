@@ -171,6 +171,56 @@ class HessianObserver(Observer):
         return self.h
 
 
+class CrossHessianObserver(Observer):
+    """Streams, for one linear input seen in two models on the same batches, the Hessian
+    ``H = 2/n · X̂ᵀX̂`` of the compressed model's rows ``X̂`` and the cross term
+    ``C = 2/n · XᵀX̂`` with the reference (float) model's rows ``X``.
+
+    With them a layer can aim at the float model's output from its own, already perturbed,
+    inputs: ``‖XWᵀ − X̂Ŵᵀ‖² = ‖X̂(Ŵ − W′)ᵀ‖² + const`` where ``W′ = W·C·H⁻¹`` is the least
+    squares correction of ``W`` (see :func:`accel.passes.common.linears.float_target_weight`).
+    Feed a batch's reference rows with :meth:`update_reference` before its own rows with
+    :meth:`update` (what :func:`calibrate_paired` does).
+    """
+
+    def __init__(self, dtype: torch.dtype = torch.float64) -> None:
+        self.own = HessianObserver(dtype)
+        """``H``, the compressed model's Hessian."""
+        self.c: torch.Tensor | None = None
+        """The running ``[K, K]`` cross term ``C`` (``None`` before the first batch)."""
+        self._ref: torch.Tensor | None = None
+
+    def update_reference(self, t: torch.Tensor) -> None:
+        """The reference model's rows of the next batch."""
+        self._ref = t.detach().reshape(-1, t.shape[-1]).to(self.own.dtype)
+
+    def update(self, t: torch.Tensor) -> None:
+        """The compressed model's rows of the batch whose reference rows came last."""
+        x_hat = t.detach().reshape(-1, t.shape[-1]).to(self.own.dtype)
+        x, self._ref = self._ref, None
+        if x is None or x.shape != x_hat.shape:
+            raise AccelValueError("CrossHessianObserver: each batch needs the reference rows "
+                                  "first, shaped as the model's own")
+        m = x.shape[0]
+        if m == 0:
+            return
+        n = self.own.rows
+        if self.c is None:
+            self.c = torch.zeros(x.shape[1], x.shape[1], dtype=self.own.dtype)
+        self.c.mul_(n / (n + m)).addmm_(x.t(), x_hat, alpha=2.0 / (n + m))
+        self.own.update(x_hat)
+
+    def hessian(self) -> torch.Tensor:
+        """``H`` seen so far."""
+        return self.own.hessian()
+
+    def cross(self) -> torch.Tensor:
+        """``C`` seen so far."""
+        if self.c is None:
+            raise AccelValueError("CrossHessianObserver saw no rows; check the calibration data")
+        return self.c
+
+
 def progress(iterable: Iterable, total: int | None, desc: str) -> Iterable:
     """``tqdm`` progress bar on a TTY (``ACCEL_PROGRESS=0`` disables it)."""
     enabled = env.progress() and sys.stderr.isatty()
@@ -181,30 +231,76 @@ def progress(iterable: Iterable, total: int | None, desc: str) -> Iterable:
     return tqdm(iterable, total=total, desc=desc, leave=False)
 
 
+def real_rows(t: torch.Tensor, real: torch.Tensor | None) -> torch.Tensor:
+    """``t[real]`` (``[T, ...]``) when ``t``'s leading dims are the bool token mask ``real``'s
+    ``[B, S]`` and ``t`` has a feature dim after them; else ``t`` unchanged."""
+    if real is not None and t.dim() >= 3 and t.shape[:2] == real.shape:
+        return t[real]
+    return t
+
+
 def calibrate(
     graph: Graph,
     batches: Sequence[tuple[torch.Tensor, ...]],
     observers: Mapping[Value, Observer | Sequence[Observer]],
     desc: str = "calibrating",
+    token_mask: Value | None = None,
 ) -> Mapping[Value, Observer | Sequence[Observer]]:
-    """Run ``graph`` on every batch; each observed value's observers see each batch."""
+    """Run ``graph`` on every batch; each observed value's observers see each batch.
+
+    ``token_mask``: a rank-2 graph input ``[B, S]`` that marks real tokens (nonzero) and
+    padding (0), such as a text encoder's attention mask (see
+    :func:`accel.passes.common.padding.find_padding_mask`). An observed value whose leading
+    dims are that batch's ``[B, S]`` is then seen as its real-token rows only,
+    ``t[mask != 0]`` (``[T, ...]``): padded positions carry activations no output reads, and
+    in a Hessian or an activation norm they would weigh as much as real tokens. Other
+    observed values (rank < 3, or other leading dims) are seen whole.
+    """
     if not batches:
         raise AccelValueError("calibration needs at least one batch; pass calibration=[...] "
                               "to accel.compile")
     watch = {v: (list(o) if isinstance(o, Sequence) else [o]) for v, o in observers.items()}
+    where = graph.inputs.index(token_mask) if token_mask is not None else None
+    real: torch.Tensor | None = None
 
     def observe(value: Value, t: torch.Tensor) -> None:
-        for o in watch.get(value, ()):
+        obs = watch.get(value, ())
+        if obs:
+            t = real_rows(t, real)
+        for o in obs:
             o.update(t)
 
     for batch in progress(batches, len(batches), desc):
+        real = None if where is None else batch[where] != 0
         for v, t in zip(graph.inputs, batch, strict=True):
             observe(v, t)
         interpret(graph, batch, observe)
+    real = None
     for v in watch:
         if v in graph.constants:
             observe(v, graph.constants[v])
     return observers
+
+
+def calibrate_paired(reference: Graph, graph: Graph, batches: Sequence[tuple[torch.Tensor, ...]],
+                     value: Value, observer: CrossHessianObserver, desc: str = "calibrating",
+                     token_mask: Value | None = None) -> CrossHessianObserver:
+    """Run ``reference`` and ``graph`` (the same inputs, e.g. a model and its partly
+    compressed copy) on every batch; ``observer`` sees ``value`` (a value of both graphs)
+    from each, paired batch by batch. ``token_mask`` as in :func:`calibrate` (an input of
+    ``reference``, at the same position in ``graph``'s inputs)."""
+    if not batches:
+        raise AccelValueError("calibration needs at least one batch; pass calibration=[...] "
+                              "to accel.compile")
+    where = reference.inputs.index(token_mask) if token_mask is not None else None
+    for batch in progress(batches, len(batches), desc):
+        real = None if where is None else batch[where] != 0
+        for g, feed in ((reference, observer.update_reference), (graph, observer.update)):
+            def observe(v: Value, t: torch.Tensor, feed=feed, real=real) -> None:  # noqa: ANN001
+                if v is value:
+                    feed(real_rows(t, real))
+            interpret(g, batch, observe)
+    return observer
 
 
 def sqnr_db(reference: torch.Tensor, approx: torch.Tensor) -> float:
@@ -221,10 +317,11 @@ E2E_COSINE_WARN = 0.95
 """End-to-end output cosine (vs the unmodified model, on the calibration data) below which
 the accuracy report warns even when no layer's SQNR collapsed. Per-layer SQNR measures each
 layer on float inputs; errors compound through the layers after it, so a sound-looking layer
-table can hide a broken model. Measured on MiniLM (benchmarks/quant.py): 2:4 Wanda keeps
-every layer above 8 dB (sparsify's collapse threshold is 5 dB) while the output cosine is
-0.82 and the worst pooled sentence embedding 0.69; RTN int4 (groups of 128) keeps every
-layer above 16 dB at output cosine 0.91; int8-weight-only and GPTQ int4 stay above 0.98."""
+table can hide a broken model. Measured on MiniLM (benchmarks/quant.py; outputs compared at
+real tokens): 2:4 Wanda keeps every layer above 8 dB (sparsify's collapse threshold is 5 dB)
+while the output cosine is 0.81 and the worst pooled sentence embedding 0.70; symmetric RTN
+int4 (groups of 128) keeps every layer above 15 dB at output cosine 0.947; int8-weight-only
+and GPTQ int4 stay above 0.99."""
 
 E2E_ARGMAX_WARN = 0.95
 """Argmax agreement (fraction of rows of a 2-D first output whose argmax is unchanged)
@@ -258,8 +355,10 @@ def hidden_accuracy_loss(accuracy: Mapping[str, float], records: Sequence[PassRe
 
 
 def lossy_accuracy(reference: Graph, modified: Graph, records: Sequence[PassRecord],
-                   batches: Sequence[tuple[torch.Tensor, ...]]) -> dict[str, float]:
-    """End-to-end accuracy of a pipeline's output when a lossy pass changed the graph, else {}.
+                   batches: Sequence[tuple[torch.Tensor, ...]],
+                   token_mask: Value | None = None) -> dict[str, float]:
+    """End-to-end accuracy of a pipeline's output when a lossy pass changed the graph, else {}
+    (real tokens only with ``token_mask``, as :func:`output_accuracy`).
 
     Warns (and notes it in the last lossy pass's record) when :func:`hidden_accuracy_loss`
     finds end-to-end agreement low while every layer's SQNR looked fine.
@@ -267,7 +366,7 @@ def lossy_accuracy(reference: Graph, modified: Graph, records: Sequence[PassReco
     lossy = [r for r in records if r.lossy and r.changed]
     if not lossy:
         return {}
-    accuracy = output_accuracy(reference, modified, batches)
+    accuracy = output_accuracy(reference, modified, batches, token_mask)
     message = hidden_accuracy_loss(accuracy, records)
     if message is not None:
         lossy[-1].notes.append("warning: " + message)
@@ -276,8 +375,14 @@ def lossy_accuracy(reference: Graph, modified: Graph, records: Sequence[PassReco
 
 
 def output_accuracy(reference: Graph, modified: Graph,
-                    batches: Sequence[tuple[torch.Tensor, ...]]) -> dict[str, float]:
+                    batches: Sequence[tuple[torch.Tensor, ...]],
+                    token_mask: Value | None = None) -> dict[str, float]:
     """End-to-end difference of ``modified`` vs ``reference`` on ``batches`` (float outputs).
+
+    ``token_mask`` (an input of ``reference``, the same position in ``modified``'s inputs,
+    see :func:`calibrate`): outputs whose leading dims are the batch's ``[B, S]`` are
+    compared at real tokens only; what a model computes at padded positions is read by
+    nobody, and a compressed model calibrated on real tokens is free to differ there.
 
     SQNR, cosine and max |diff| over every float output; when the first float output is 2-D
     ([batch, features], features > 1), also ``argmax_agreement``: the fraction of rows whose
@@ -287,11 +392,16 @@ def output_accuracy(reference: Graph, modified: Graph,
     sig = noise = dot = n_ref = n_mod = 0.0
     max_abs = 0.0
     agree = rows = 0
+    where = reference.inputs.index(token_mask) if token_mask is not None else None
     with torch.no_grad():
         for batch in progress(batches, len(batches), "accuracy"):
             pairs = [(r, m) for r, m in zip(interpret(reference, batch),
                                             interpret(modified, batch), strict=True)
                      if r.is_floating_point()]
+            first_2d = bool(pairs) and pairs[0][0].dim() == 2 and pairs[0][0].shape[-1] > 1
+            if where is not None:
+                real = batch[where] != 0
+                pairs = [(real_rows(r, real), real_rows(m, real)) for r, m in pairs]
             for r, m in pairs:
                 r64, m64 = r.double().reshape(-1), m.double().reshape(-1)
                 sig += r64.square().sum().item()
@@ -301,7 +411,7 @@ def output_accuracy(reference: Graph, modified: Graph,
                 n_mod += m64.square().sum().item()
                 if r64.numel():
                     max_abs = max(max_abs, (r64 - m64).abs().max().item())
-            if pairs and pairs[0][0].dim() == 2 and pairs[0][0].shape[-1] > 1:
+            if first_2d:
                 r, m = pairs[0]
                 agree += int((r.argmax(-1) == m.argmax(-1)).sum())
                 rows += r.shape[0]

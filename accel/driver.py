@@ -30,6 +30,7 @@ from accel.frontend.dynamic import axes_spec, normalize_spec
 from accel.host import host
 from accel.ir.graph import Graph
 from accel.passes import PassContext, PassStep, format_pipeline, parse_pipeline, run_pipeline
+from accel.passes.common.padding import padding_mask_or_none
 from accel.report import Report
 from accel.runtime import AutoDynamic, CompiledModel, Specialization
 from accel.targets import LowerContext, check_options, lower, resolve_target
@@ -158,7 +159,9 @@ def compile_captured(capture: Callable[[Batch, Any], Graph], example_inputs: Bat
         accuracy = {}
         if first:  # before lowering: a target may move the weights out of the graph
             t0 = time.perf_counter()
-            accuracy = lossy_accuracy(captured, graph, records, calib or [args])
+            mask = padding_mask_or_none(captured) if any(
+                r.lossy and r.changed for r in records) else None
+            accuracy = lossy_accuracy(captured, graph, records, calib or [args], token_mask=mask)
             stages["accuracy"] = time.perf_counter() - t0
         del captured
         lctx = LowerContext(options=dict(config.options), example_inputs=args,

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import accel
 from accel.calibration import (
+    CrossHessianObserver,
+    HessianObserver,
     HistogramObserver,
     MinMaxObserver,
     SampleObserver,
     calibrate,
+    calibrate_paired,
     output_accuracy,
     progress,
     sqnr_db,
@@ -131,3 +135,101 @@ def test_calibration_batches_of_another_size_are_regrouped() -> None:
     compiled = accel.compile(model, (x,), "quantize{mode=int8-static}", target="reference",
                              calibration=calib)
     assert compiled.report.accuracy["cosine"] > 0.95
+
+
+class MaskedTokens(nn.Module):
+    """Token-wise MLP over ``[B, S, 16]`` with a ``[B, S]`` padding mask zeroing padded rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(16, 32), nn.Linear(32, 8)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.fc2(torch.relu(self.fc1(x))) * mask.unsqueeze(-1)
+
+
+def _masked_batches(n: int = 3) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for i in range(n):
+        mask = torch.ones(2, 6, dtype=torch.long)
+        mask[0, 4 - i:] = 0  # right padding of varied length
+        out.append((torch.randn(2, 6, 16, generator=g), mask))
+    return out
+
+
+def test_token_mask_feeds_observers_the_real_rows_only() -> None:
+    torch.manual_seed(0)
+    model = MaskedTokens().eval()
+    batches = _masked_batches()
+    graph = capture(model, batches[0])
+    x_in, h_in = graph.inputs[0], graph.find("linear")[1].inputs[0]
+    hx, hh, sample = HessianObserver(), HessianObserver(), SampleObserver()
+    calibrate(graph, batches, {x_in: hx, h_in: [hh, sample]}, token_mask=graph.inputs[1])
+    real_x = torch.cat([x[m != 0] for x, m in batches])
+    with torch.no_grad():
+        real_h = torch.relu(model.fc1(real_x))
+    assert hx.rows == real_x.shape[0] == 3 * 12 - (2 + 3 + 4)
+    torch.testing.assert_close(hx.hessian(), 2 * real_x.double().t() @ real_x.double() /
+                               real_x.shape[0])
+    torch.testing.assert_close(hh.hessian().float(), 2 * real_h.t() @ real_h / real_h.shape[0],
+                               rtol=1e-4, atol=1e-5)
+    assert sample.sample().shape == (real_x.shape[0], 32)
+    # without the mask, padded rows count as tokens
+    plain = HessianObserver()
+    calibrate(graph, batches, {x_in: plain})
+    assert plain.rows == 36
+
+
+def test_output_accuracy_at_real_tokens_ignores_padded_positions() -> None:
+    torch.manual_seed(0)
+    model = MaskedTokens().eval()
+    batches = _masked_batches()
+    graph = capture(model, batches[0])
+    class Bumped(MaskedTokens):  # a "compressed" model that differs at padded positions only
+        def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            return super().forward(x, mask) + (1 - mask.unsqueeze(-1).float())
+
+    bumped = Bumped().eval()
+    bumped.load_state_dict(model.state_dict())
+    modified = capture(bumped, batches[0])
+    assert output_accuracy(graph, modified, batches)["cosine"] < 0.999
+    real = output_accuracy(graph, modified, batches, token_mask=graph.inputs[1])
+    assert real["cosine"] == pytest.approx(1.0) and real["max_abs_diff"] == 0.0
+
+
+def test_cross_hessian_pairs_reference_and_own_rows() -> None:
+    g = torch.Generator().manual_seed(0)
+    xs = [torch.randn(10, 4, generator=g) for _ in range(3)]
+    x_hats = [x + 0.1 * torch.randn(10, 4, generator=g) for x in xs]
+    obs = CrossHessianObserver()
+    for x, x_hat in zip(xs, x_hats, strict=True):
+        obs.update_reference(x)
+        obs.update(x_hat)
+    x, x_hat = torch.cat(xs).double(), torch.cat(x_hats).double()
+    torch.testing.assert_close(obs.hessian(), 2 * x_hat.t() @ x_hat / 30)
+    torch.testing.assert_close(obs.cross(), 2 * x.t() @ x_hat / 30)
+    with pytest.raises(AccelValueError, match="reference rows first"):
+        obs.update(x_hats[0])
+
+
+def test_calibrate_paired_sees_one_value_in_two_graphs() -> None:
+    torch.manual_seed(0)
+    model = MaskedTokens().eval()
+    batches = _masked_batches()
+    graph = capture(model, batches[0])
+    fc2 = graph.find("linear")[1]
+    h_in = fc2.inputs[0]
+    fc1_w = graph.find("linear")[0].inputs[1]
+    rw = graph.rewriter()
+    rw.replace(fc1_w, rw.const(graph.const(fc1_w) * 0.5, "half"))
+    halved = rw.finish()
+    obs = calibrate_paired(graph, halved, batches, h_in, CrossHessianObserver(),
+                           token_mask=graph.inputs[1])
+    real_x = torch.cat([x[m != 0] for x, m in batches])
+    with torch.no_grad():
+        h = torch.relu(model.fc1(real_x)).double()
+        h_hat = torch.relu(F.linear(real_x, model.fc1.weight * 0.5, model.fc1.bias)).double()
+    n = real_x.shape[0]
+    torch.testing.assert_close(obs.cross(), 2 * h.t() @ h_hat / n, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(obs.hessian(), 2 * h_hat.t() @ h_hat / n, rtol=1e-5, atol=1e-6)

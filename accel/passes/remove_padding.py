@@ -11,7 +11,8 @@ structurally and runs the token-wise ops on the real tokens only:
    operand must keep (bool) or add 0 to (float) exactly the keys whose mask entry is
    nonzero, and mask (``False``, or ≤ -1e4) the others, for every query row. Causal
    masks, 3-D masks, masks the attention does not see: the graph is left unchanged, with
-   a note saying why.
+   a note saying why. (The proof lives in :mod:`accel.passes.common.padding`: calibration
+   uses it too, to observe real tokens only.)
 2. **The token-wise region.** Nodes whose output is ``[B, S, C]`` and whose op works on
    each token on its own — linears (float and quantized), LayerNorm over the last dim,
    pointwise ops whose other operands carry no token dims — run on ``[T, C]``: the real
@@ -45,22 +46,21 @@ import torch
 
 from accel.ir.graph import Graph, Node, Value
 from accel.ir.ops.registry import OpKind
-from accel.ir.shapes import evaluate, is_symbolic, symbol
+from accel.passes.common.padding import NoPaddingMask, find_padding_mask
+from accel.passes.common.padding import hint as _hint
 from accel.passes.registry import PassContext, register_pass
 
 TOKENWISE_MATMULS = frozenset({"linear", "linear_int8_dynamic", "linear_int8_static",
                                "linear_weight_only"})
 """Linears: each output token is a function of the same input token."""
-MASKED_BELOW = -1e4
-"""An additive mask entry at or below this removes its key (exp underflows to 0 in fp32)."""
 COUNT_SYMBOL = "tokens"
 """Name of the counted size symbol: real tokens in a call's batch."""
 HEAD_PATH_OPS = frozenset({"reshape", "permute", "cast"})
 """Ops that may sit between an unpacked value and attention: they keep token positions."""
 
 
-class _Refused(Exception):
-    """The graph is left unchanged; the message says why (a note in the report)."""
+_Refused = NoPaddingMask
+"""The graph is left unchanged; the message says why (a note in the report)."""
 
 
 @register_pass("remove-padding")
@@ -71,7 +71,7 @@ def remove_padding(graph: Graph, ctx: PassContext, *, min_linears: int = 1) -> G
     pack/unpack copies.
     """
     try:
-        mask = find_padding_mask(graph, ctx)
+        mask = find_padding_mask(graph)
         packed = tokenwise_region(graph, mask, min_linears)
         check_padding_insensitive(graph, mask, packed)
     except _Refused as e:
@@ -85,113 +85,6 @@ def remove_padding(graph: Graph, ctx: PassContext, *, min_linears: int = 1) -> G
 
 
 # ---- 1. the mask ------------------------------------------------------------------------
-def find_padding_mask(graph: Graph, ctx: PassContext) -> Value:
-    """The rank-2 input every attention mask is computed from, proven a key-padding mask."""
-    attns = graph.find("attention")
-    if not attns:
-        raise _Refused("no attention node: nothing is masked by padding")
-    if any(n.attrs["causal"] for n in attns):
-        raise _Refused("causal attention: a causal mask is not a padding mask")
-    masks = [n.inputs[3] if len(n.inputs) > 3 else None for n in attns]
-    if any(m is None for m in masks):
-        first = attns[masks.index(None)]
-        raise _Refused(f"attention {first.name} has no mask: no padding-mask input to "
-                       "remove padding by")
-    sources = {_input_deps(graph, m) for m in masks}  # type: ignore[arg-type]
-    if sources == {frozenset()}:
-        raise _Refused("the attention masks are constants: no padding-mask input (call the "
-                       "model with its attention mask as an input)")
-    if len(sources) != 1 or len(next(iter(sources))) != 1:
-        raise _Refused("the attention masks are not computed from exactly one input "
-                       f"(inputs: {sorted(v.name for s in sources for v in s)})")
-    (mask,) = next(iter(sources))
-    if mask.type.rank != 2:
-        raise _Refused(f"mask input {mask.name} is {mask.type}, not a [batch, seq] padding "
-                       "mask")
-    b, s = (_hint(graph, d) for d in mask.shape)
-    for probe in _probes(b, s, mask.dtype):
-        for node, m in zip(attns, masks, strict=True):
-            got = _evaluate(graph, m, {mask: probe})  # type: ignore[arg-type]
-            if not _is_key_padding(got, probe, node):
-                raise _Refused(f"attention {node.name}: its mask is not a key-padding mask of "
-                               f"{mask.name} (it depends on the query position, or masks "
-                               "differently); left unchanged")
-    return mask
-
-
-def _input_deps(graph: Graph, v: Value) -> frozenset[Value]:
-    """The graph inputs ``v`` is computed from."""
-    inputs, seen, todo = set(graph.inputs), set(), [v]
-    found: set[Value] = set()
-    while todo:
-        x = todo.pop()
-        if x in seen:
-            continue
-        seen.add(x)
-        if x in inputs:
-            found.add(x)
-        node = graph.producer(x)
-        if node is not None:
-            todo.extend(i for i in node.inputs if i is not None)
-    return frozenset(found)
-
-
-def _hint(graph: Graph, d: object) -> int:
-    """A dim's example size."""
-    if isinstance(d, int):
-        return d
-    return int(evaluate(d, {symbol(n): s.hint for n, s in graph.symbols.items()}))
-
-
-def _probes(b: int, s: int, dtype: torch.dtype) -> list[torch.Tensor]:
-    """Probe masks: all real; right-padded rows of varied lengths; scattered padding."""
-    g = torch.Generator().manual_seed(0)
-    lengths = torch.randint(1, s + 1, (b,), generator=g)
-    lengths[0] = max(1, s // 2)
-    right = (torch.arange(s)[None] < lengths[:, None])
-    scattered = torch.rand(b, s, generator=g) < 0.6
-    scattered[:, 0] = True
-    return [t.to(dtype) for t in (torch.ones(b, s, dtype=torch.bool), right, scattered)]
-
-
-def _evaluate(graph: Graph, v: Value, env: dict[Value, torch.Tensor]) -> torch.Tensor:
-    """``v``'s value with ``env`` giving some inputs (the rest of its producers by reference)."""
-    sizes = {symbol(n): s.hint for n, s in graph.symbols.items()}
-    memo: dict[Value, torch.Tensor] = dict(env)
-
-    def value(x: Value) -> torch.Tensor:
-        if x in memo:
-            return memo[x]
-        if graph.is_const(x):
-            return graph.const(x)
-        node = graph.producer(x)
-        assert node is not None, x
-        args = [None if i is None else value(i) for i in node.inputs]
-        attrs = ({k: evaluate(a, sizes) for k, a in node.attrs.items()}
-                 if is_symbolic(tuple(node.attrs.values())) else node.attrs)
-        with torch.no_grad():
-            out = node.opdef.ref(*args, **attrs)
-        for o, t in zip(node.outputs, out if len(node.outputs) > 1 else (out,), strict=True):
-            memo[o] = t
-        return memo[x]
-
-    return value(v)
-
-
-def _is_key_padding(m: torch.Tensor, probe: torch.Tensor, node: Node) -> bool:
-    """Whether attention mask operand ``m`` keeps exactly the keys ``probe`` marks real."""
-    if m.dim() != 4 or m.shape[-1] != probe.shape[1]:
-        return False
-    real = (probe != 0)[:, None, None, :]
-    shape = torch.broadcast_shapes(m.shape, real.shape)
-    if shape[0] != probe.shape[0]:
-        return False
-    m, real = m.expand(shape), real.expand(shape)
-    if m.dtype == torch.bool:
-        return bool((m == real).all())
-    return bool((m[real] == 0).all()) and bool((m[~real] <= MASKED_BELOW).all())
-
-
 # ---- 2. the token-wise region --------------------------------------------------------------
 def _token_major(v: Value | None, mask: Value) -> bool:
     """``v`` is a float ``[B, S, C]`` value over the mask's batch and sequence."""

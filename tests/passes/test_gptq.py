@@ -18,7 +18,9 @@ from accel.calibration import HessianObserver, hidden_accuracy_loss
 from accel.errors import AccelValueError
 from accel.ir.ops.quant import dequantize_weight, quantize_grouped
 from accel.models import get_model
-from accel.passes.common.gptq import block_for, gptq, sparsegpt_2_4
+from accel.passes.common.gptq import block_for, gptq, group_grid, sparsegpt_2_4
+from accel.passes.common.linears import float_target_weight
+from accel.passes.common.padding import padding_mask_or_none
 from accel.passes.sparsify import mask_n_m
 from accel.report import PassRecord
 from accel.testing import check_pass
@@ -27,7 +29,8 @@ from accel.testing import check_pass
 
 
 def reference_gptq(w: torch.Tensor, h: torch.Tensor, bits: int, group: int, damp: float = 0.01,
-                   keep: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                   keep: torch.Tensor | None = None, asymmetric: bool = False,
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """GPTQ (arXiv 2210.17323, Algorithm 1 without lazy batching), in float64, one column at
     a time, keeping the inverse Hessian of the remaining columns explicitly (the OBS
     elimination of eq. 3) instead of reading it off a Cholesky factor."""
@@ -41,18 +44,27 @@ def reference_gptq(w: torch.Tensor, h: torch.Tensor, bits: int, group: int, damp
     hinv = torch.linalg.inv(h)
     q = torch.zeros(n, k, dtype=torch.int8)
     scales = torch.zeros(n, k // group, dtype=torch.float64)
+    zeros = torch.zeros(n, k // group, dtype=torch.float64)
     for i in range(k):
         if i % group == 0:  # a group's scale from the weights as updated so far
             cols = w[:, i:i + group] * (1 if keep is None else keep[:, i:i + group])
-            scales[:, i // group] = cols.abs().amax(1).clamp_min(1e-12) / qmax
-        s = scales[:, i // group]
-        qi = torch.round(w[:, i] / s).clamp(-qmax - 1, qmax)
+            if asymmetric:  # 2^bits levels over [min(w, 0), max(w, 0)], integer zero point
+                lo, hi = cols.amin(1).clamp(max=0), cols.amax(1).clamp(min=0)
+                sc = (hi - lo).clamp_min(1e-12) / (2 ** bits - 1)
+                scales[:, i // group] = sc
+                zeros[:, i // group] = (-qmax - 1 - torch.round(lo / sc)).clamp(-qmax - 1, qmax)
+            else:
+                scales[:, i // group] = cols.abs().amax(1).clamp_min(1e-12) / qmax
+        s, z = scales[:, i // group], zeros[:, i // group]
+        qi = (torch.round(w[:, i] / s) + z).clamp(-qmax - 1, qmax)
         if keep is not None:
-            qi = qi * keep[:, i]
+            qi = torch.where(keep[:, i], qi, z)
         q[:, i] = qi.to(torch.int8)
-        err = (w[:, i] - qi * s) / hinv[i, i]
+        err = (w[:, i] - (qi - z) * s) / hinv[i, i]
         w[:, i:] -= err[:, None] * hinv[i, i:][None, :]  # OBS update of the remaining weights
         hinv = hinv - hinv[:, i:i + 1] @ hinv[i:i + 1, :] / hinv[i, i]  # eliminate column i
+    if asymmetric:
+        return q, scales.float(), zeros.to(torch.int8)
     return q, scales.float()
 
 
@@ -95,7 +107,7 @@ def test_blocked_gptq_matches_the_column_by_column_reference(bits: int, group: i
     g = group or w.shape[1]
     q_ref, s_ref = reference_gptq(w, h, bits, g)
     for block in (128, 48, 16):  # lazy batches of columns: the same arithmetic, reordered
-        q, s = gptq(w, h, bits=bits, group_size=group, block=block, dtype=torch.float64)
+        q, s, _ = gptq(w, h, bits=bits, group_size=group, block=block, dtype=torch.float64)
         assert q.dtype == torch.int8 and s.shape == s_ref.shape
         assert (q != q_ref).float().mean() < 1e-3  # a rounding tie may flip, nothing more
         torch.testing.assert_close(s, s_ref, rtol=1e-5, atol=1e-7)
@@ -103,9 +115,70 @@ def test_blocked_gptq_matches_the_column_by_column_reference(bits: int, group: i
     torch.testing.assert_close(_out_err(x, w, w_hat),
                                _out_err(x, w, dequantize_weight(q_ref.float(), s_ref, g)),
                                rtol=1e-3, atol=0)
-    q32, s32 = gptq(w, h, bits=bits, group_size=group)  # the default float32 sweep
+    q32, s32, _ = gptq(w, h, bits=bits, group_size=group)  # the default float32 sweep
     assert _out_err(x, w, dequantize_weight(q32.float(), s32, g)) < \
         1.01 * _out_err(x, w, w_hat)
+
+
+@pytest.mark.parametrize("group", [32, 0])
+def test_asymmetric_gptq_matches_the_reference_and_beats_symmetric(group: int) -> None:
+    w, x, h = _problem()
+    w = w + 0.7 * w.abs()  # skewed rows: an asymmetric grid has up to 2x the resolution
+    g = group or w.shape[1]
+    q_ref, s_ref, z_ref = reference_gptq(w, h, 4, g, asymmetric=True)
+    for block in (128, 16):
+        q, s, z = gptq(w, h, bits=4, group_size=group, block=block, dtype=torch.float64,
+                       symmetric=False)
+        assert z is not None and z.dtype == torch.int8 and z.shape == s.shape
+        assert (q != q_ref).float().mean() < 1e-3
+        torch.testing.assert_close(s, s_ref, rtol=1e-5, atol=1e-7)
+        assert torch.equal(z, z_ref)
+    asym = _out_err(x, w, dequantize_weight(q.float(), s, g, z))
+    qs, ss, zs = gptq(w, h, bits=4, group_size=group)
+    assert zs is None
+    assert asym < 0.8 * _out_err(x, w, dequantize_weight(qs.float(), ss, g))
+
+
+def test_group_grid_keeps_zero_exact_and_mse_never_loses() -> None:
+    g = torch.Generator().manual_seed(0)
+    cols = torch.randn(64, 32, generator=g) * torch.rand(64, 1, generator=g) + 0.3
+    cols[:, 0] = 8.0  # an outlier per row: clipping it pays
+    keep = torch.rand(64, 32, generator=g) > 0.5
+    for symmetric in (True, False):
+        errs = {}
+        for search in ("absmax", "mse"):
+            s, z = group_grid(cols, None, 4, search, symmetric)
+            assert torch.equal(z, z.round()) and z.abs().max() <= 8
+            if symmetric:
+                assert torch.equal(z, torch.zeros_like(z))
+            q = (torch.round(cols / s[:, None]) + z[:, None]).clamp(-8, 7)
+            zero_q = (torch.round(torch.zeros(64) / s) + z).clamp(-8, 7)
+            assert torch.equal((zero_q - z) * s, torch.zeros(64))  # 0 is a level
+            errs[search] = (cols - (q - z[:, None]) * s[:, None]).square().sum(1)
+            if search == "absmax":  # the range of the kept entries only
+                s_k, _ = group_grid(cols, keep, 4, search, symmetric)
+                assert (s_k <= s + 1e-6).all() and (s_k < s).any()
+        assert (errs["mse"] <= errs["absmax"] + 1e-5).all()
+        assert errs["mse"].sum() < 0.98 * errs["absmax"].sum()
+    with pytest.raises(AccelValueError, match="scale search"):
+        group_grid(cols, None, 4, "percentile")
+
+
+def test_float_target_weight_aims_at_the_float_output() -> None:
+    w, x, h = _problem()
+    n = x.shape[0]
+    same = float_target_weight(w, h, h, damp=0.01)
+    torch.testing.assert_close(same, w)  # unchanged inputs: nothing to correct
+    g = torch.Generator().manual_seed(5)
+    mix = torch.eye(x.shape[1]) + 0.2 * torch.randn(x.shape[1], x.shape[1], generator=g) / \
+        x.shape[1] ** 0.5
+    x_hat = x @ mix  # inputs an earlier compressed layer perturbed (recoverably)
+    xd, xh = x.double(), x_hat.double()
+    h_hat, c = 2 * xh.t() @ xh / n, 2 * xd.t() @ xh / n
+    w_t = float_target_weight(w, h_hat, c, damp=0.01)
+    target = F.linear(x, w)
+    assert (target - F.linear(x_hat, w_t)).square().sum() < \
+        0.01 * (target - F.linear(x_hat, w)).square().sum()
 
 
 def test_block_never_splits_a_group() -> None:
@@ -120,9 +193,9 @@ def test_gptq_beats_round_to_nearest_on_correlated_inputs(bits: int, group: int)
     w, x, h = _problem()
     g = group or w.shape[1]
     rtn = _out_err(x, w, dequantize_weight(*quantize_grouped(w, bits, g), g))
-    q, s = gptq(w, h, bits=bits, group_size=group)
+    q, s, _ = gptq(w, h, bits=bits, group_size=group)
     assert _out_err(x, w, dequantize_weight(q.float(), s, g)) < 0.9 * rtn
-    q, s = gptq(w, h, bits=bits, group_size=group, act_order=True)
+    q, s, _ = gptq(w, h, bits=bits, group_size=group, act_order=True)
     assert _out_err(x, w, dequantize_weight(q.float(), s, g)) < 0.9 * rtn
 
 
@@ -132,7 +205,7 @@ def test_act_order_is_the_reference_on_permuted_columns_unpermuted() -> None:
     w, x, h = _problem()
     perm = torch.argsort(torch.diag(h), descending=True)
     q_ref, s_ref = reference_gptq(w[:, perm], h[perm][:, perm], 4, w.shape[1])
-    q, s = gptq(w, h, bits=4, group_size=0, act_order=True, dtype=torch.float64)
+    q, s, _ = gptq(w, h, bits=4, group_size=0, act_order=True, dtype=torch.float64)
     assert (q[:, perm] != q_ref).float().mean() < 1e-3
     torch.testing.assert_close(s, s_ref, rtol=1e-5, atol=1e-7)
 
@@ -141,7 +214,7 @@ def test_dead_inputs_get_zero_weights_and_no_nan() -> None:
     w, x, _ = _problem()
     x[:, 5] = 0
     h = 2 * x.double().t() @ x.double() / x.shape[0]
-    q, s = gptq(w, h, bits=4, group_size=32)
+    q, s, _ = gptq(w, h, bits=4, group_size=32)
     assert (q[:, 5] == 0).all() and torch.isfinite(s).all()
     pruned, keep = sparsegpt_2_4(w, h)
     assert torch.isfinite(pruned).all() and (pruned[:, 5] == 0).all()
@@ -172,7 +245,7 @@ def test_sparsegpt_is_exactly_2_4_and_beats_magnitude_and_wanda() -> None:
 def test_gptq_keeps_a_fixed_mask_and_matches_the_reference() -> None:
     w, x, h = _problem()
     keep = mask_n_m(w.abs())
-    q, s = gptq(w * keep, h, bits=4, group_size=32, keep=keep, dtype=torch.float64)
+    q, s, _ = gptq(w * keep, h, bits=4, group_size=32, keep=keep, dtype=torch.float64)
     assert _is_2_4(q) and not q[~keep].any()
     q_ref, _ = reference_gptq(w * keep, h, 4, 32, keep=keep)
     assert (q != q_ref).float().mean() < 1e-3
@@ -264,6 +337,63 @@ def test_sequential_calibrates_each_layer_on_the_compressed_model(bert: tuple) -
         ref = one.after.constants[one.after.find("linear_weight_only" if "quantize" in pipeline
                                                  else "linear")[0].inputs[1]]
         assert torch.equal(first, ref)  # the first layer sees the same (float) inputs
+        aimed = check_pass(model, inputs, pipeline.replace("sequential=true",
+                                                           "sequential=true,float_targets=true"),
+                           atol=None, calibration=calib)
+        assert aimed.max_rel_error < 1.5 * one.max_rel_error
+
+
+def test_padded_positions_do_not_reach_the_hessians(bert: tuple) -> None:
+    """Calibration batches with padding: what sits at padded positions (here: other token
+    ids) changes nothing, and the report says only real tokens were seen."""
+    model, inputs, calib = bert
+    graph = accel.compile(model, inputs, "default", target="reference").graph
+    assert padding_mask_or_none(graph) is graph.inputs[1]
+    ids, mask = inputs
+    mask = mask.clone()
+    mask[:, -5:] = 0
+    g = torch.Generator().manual_seed(2)
+    a = [(b[0], mask) for b in calib]
+    b = [(torch.where(mask.bool(), x[0], torch.randint(0, 50, ids.shape, generator=g)), mask)
+         for x in calib]
+    for pipeline in ("quantize{mode=int4-weight-only,group_size=32,method=gptq}",
+                     "sparsify{method=sparsegpt}"):
+        ra = check_pass(model, inputs, pipeline, setup="default", atol=None, calibration=a)
+        rb = check_pass(model, inputs, pipeline, setup="default", atol=None, calibration=b)
+        assert any("real tokens only (padding mask" in n for n in ra.records[0].notes)
+        for va, vb in zip(ra.after.nodes, rb.after.nodes, strict=True):
+            for ia, ib in zip(va.inputs, vb.inputs, strict=True):
+                if ia is not None and ia in ra.after.constants:
+                    ta, tb = ra.after.constants[ia], rb.after.constants[ib]
+                    assert (ta != tb).float().mean() < 2e-3, va.name
+    # the control: where no padding mask is proven (no attention op before "default"
+    # canonicalizes it), padded rows enter the Hessians and the weights differ
+    pa = check_pass(model, inputs, "sparsify{method=sparsegpt}", atol=None, calibration=a)
+    pb = check_pass(model, inputs, "sparsify{method=sparsegpt}", atol=None, calibration=b)
+    wa = [pa.after.constants[n.inputs[1]] for n in pa.after.find("linear")]
+    wb = [pb.after.constants[n.inputs[1]] for n in pb.after.find("linear")]
+    assert any(not torch.equal(x, y) for x, y in zip(wa, wb, strict=True))
+
+
+def test_int4_default_grid_is_asymmetric_with_zero_points(bert: tuple) -> None:
+    model, inputs, calib = bert
+    for method in ("rtn", "gptq"):
+        r = check_pass(model, inputs, f"quantize{{mode=int4-weight-only,group_size=32,"
+                       f"method={method}}}", atol=None, calibration=calib)
+        node = r.after.find("linear_weight_only")[0]
+        assert len(node.inputs) == 5 and node.inputs[4] is not None
+        z = r.after.constants[node.inputs[4]]
+        assert z.dtype == torch.int8 and z.shape == r.after.constants[node.inputs[2]].shape
+        assert node.inputs[1].annotations["quant"]["zero_point"] is True
+        sym = check_pass(model, inputs, f"quantize{{mode=int4-weight-only,group_size=32,"
+                         f"method={method},grid=symmetric,scale_search=absmax}}", atol=None,
+                         calibration=calib)
+        assert len(sym.after.find("linear_weight_only")[0].inputs) == 4
+        assert r.records[0].metrics["mean_layer_sqnr_db"] > \
+            sym.records[0].metrics["mean_layer_sqnr_db"]
+    int8 = check_pass(model, inputs, "quantize{mode=int8-weight-only,method=gptq}", atol=None,
+                      calibration=calib)
+    assert len(int8.after.find("linear_weight_only")[0].inputs) == 4  # int8: symmetric
 
 
 @pytest.mark.parametrize("method", ["rtn", "gptq"])

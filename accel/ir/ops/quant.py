@@ -180,21 +180,26 @@ def linear_int8_static(x: torch.Tensor, w_q: torch.Tensor, w_scale: torch.Tensor
     return _dequant_acc(acc, x_scale, w_scale, bias, x.dtype).reshape(*lead, w_q.shape[0])
 
 
-def dequantize_weight(w_q: torch.Tensor, scales: torch.Tensor, group_size: int) -> torch.Tensor:
-    """Float weight of a groupwise-quantized ``[N, K]`` weight."""
+def dequantize_weight(w_q: torch.Tensor, scales: torch.Tensor, group_size: int,
+                      zeros: torch.Tensor | None = None) -> torch.Tensor:
+    """Float weight of a groupwise-quantized ``[N, K]`` weight: ``q · s`` per group, or
+    ``(q - z) · s`` with zero points ``zeros`` (shaped as ``scales``)."""
     n, k = w_q.shape
     groups = w_q.reshape(n, k // group_size, group_size).to(scales.dtype)
+    if zeros is not None:
+        groups = groups - zeros.reshape(n, -1, 1).to(scales.dtype)
     return (groups * scales.unsqueeze(2)).reshape(n, k)
 
 
 def linear_weight_only(x: torch.Tensor, w_q: torch.Tensor, scales: torch.Tensor,
-                       bias: torch.Tensor | None = None, *, bits: int = 8,
-                       group_size: int = 0) -> torch.Tensor:
-    """Linear with a quantized weight dequantized on the fly (activations stay float)."""
+                       bias: torch.Tensor | None = None, zeros: torch.Tensor | None = None,
+                       *, bits: int = 8, group_size: int = 0) -> torch.Tensor:
+    """Linear with a quantized weight dequantized on the fly (activations stay float);
+    ``zeros``: per-group int8 zero points (asymmetric grid), else symmetric."""
     if x.device.type == "meta":
         return x.new_empty((*x.shape[:-1], w_q.shape[0]))
     gs = group_size or w_q.shape[1]
-    w = dequantize_weight(w_q, scales.reshape(w_q.shape[0], -1), gs).to(x.dtype)
+    w = dequantize_weight(w_q, scales.reshape(w_q.shape[0], -1), gs, zeros).to(x.dtype)
     return F.linear(x, w, bias)
 
 
@@ -231,11 +236,12 @@ register_op(OpDef(
     doc="int8 linear, calibrated per-tensor activation quantization, per-channel int8 weight",
 ))
 register_op(OpDef(
-    "linear_weight_only", ("x", "w_q", "scales", "bias?"), linear_weight_only, _Q,
+    "linear_weight_only", ("x", "w_q", "scales", "bias?", "zeros?"), linear_weight_only, _Q,
     {"bits": Attr(int, 8, "weight bits (8 or 4)"),
      "group_size": Attr(int, 0, "input channels per scale; 0 = one group per row")},
     infer=_out_type, flops=_linear_flops,
-    doc="linear with an int8/int4 groupwise weight dequantized on the fly",
+    doc="linear with an int8/int4 groupwise weight dequantized on the fly, (q - zeros)·scales "
+        "with optional per-group zero points",
 ))
 register_op(OpDef(
     "quantize_per_channel", ("x", "scale", "zero_point"), quantize_per_channel_op, _Q,

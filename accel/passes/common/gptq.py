@@ -20,14 +20,17 @@ Steps, as in the papers:
    same arithmetic as the column-by-column algorithm, reordered (tests check it against an
    unblocked reference).
 
-GPTQ's quantization grid is the one :func:`accel.ir.ops.quant.quantize_grouped` makes (and
-``linear_weight_only`` runs): symmetric, ``scale = max|w| / qmax`` per row and per group of
-``group_size`` consecutive input channels (int4: values in [-8, 7]; ``group_size=K``: one
-scale per row, as int8-weight-only stores it). A group's scales are computed when the sweep
-reaches the group's first column, from the weights as updated so far. With ``act_order``
+GPTQ's quantization grid is :func:`group_grid`'s, per row and per group of ``group_size``
+consecutive input channels (``group_size=K``: one group per row, as int8-weight-only stores
+it): symmetric (``scale = max|w| / qmax``, :func:`accel.ir.ops.quant.quantize_grouped`'s,
+int4 values in [-8, 7]) or asymmetric (16 levels over the group's ``[min, max]`` with an
+integer zero point ``z``: the weight is ``(q − z)·s``, what ``linear_weight_only`` runs with
+its ``zeros`` input), either with its full range or with the clip of it that rounds the
+group best (``scale_search="mse"``). A group's grid is computed when the sweep reaches the
+group's first column, from the weights as updated so far. With ``act_order``
 (columns visited by descending ``diag(H)``, the most-used inputs first; un-permuted after)
 the groups stay contiguous in the original order, so that the stored format is unchanged; a
-group is then not reached all at once, and its scales are computed before the sweep from the
+group is then not reached all at once, and its grid is computed before the sweep from the
 original weights (AutoGPTQ's "static groups").
 
 A fixed keep-mask (the 2:4 pattern of a weight ``sparsify`` pruned) composes with GPTQ as
@@ -94,40 +97,93 @@ def block_for(block: int, group: int) -> int:
     return max(d for d in range(1, block + 1) if group % d == 0)
 
 
-def _scale(cols: torch.Tensor, keep: torch.Tensor | None, qmax: int) -> torch.Tensor:
-    """Per-row symmetric scale of a group of columns (kept entries only), ``quantize_grouped``'s."""
+MSE_SHRINK = tuple(1.0 - 0.02 * i for i in range(26))
+"""Clip ratios the ``mse`` scale search tries (``r · range``, r from 1.0 down to 0.5)."""
+
+
+def group_grid(cols: torch.Tensor, keep: torch.Tensor | None, bits: int,
+               search: str = "absmax", symmetric: bool = True,
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row ``(scale, zero)`` of a group of columns ``[N, g]`` (kept entries only).
+
+    Values are stored as ``q = clamp(round(w / s) + z, -2^(b-1), 2^(b-1) - 1)`` and read as
+    ``(q - z) · s``. Symmetric: ``z = 0`` and ``s = max|w| / (2^(b-1) - 1)``
+    (``quantize_grouped``'s grid). Asymmetric: the ``2^b`` levels span ``[min(w, 0),
+    max(w, 0)]``, ``s = range / (2^b - 1)``, with an integer zero point (so 0 stays exact:
+    a pruned weight's zeros survive); a group whose weights are not centred on 0 gets up to
+    twice the resolution.
+
+    ``search="mse"``: the range is also shrunk by each ratio of :data:`MSE_SHRINK` and the
+    one with the least rounding error ``Σ (w − (q − z)·s)²`` over the row's group is kept: a
+    slightly clipped range rounds the many small weights more finely at the cost of the few
+    largest (the grid search of GPTQ's and AWQ's reference implementations).
+    """
+    if search not in ("absmax", "mse"):
+        raise AccelValueError(f"scale search must be 'absmax' or 'mse', got {search!r}")
     if keep is not None:
         cols = cols * keep
-    return cols.abs().amax(dim=1).clamp_min(1e-12) / qmax
+    lo_q, hi_q = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if symmetric:
+        top = cols.abs().amax(dim=1).clamp_min(1e-12) / hi_q
+        lo = hi = None
+    else:
+        lo = cols.amin(dim=1).clamp_max(0.0)
+        hi = cols.amax(dim=1).clamp_min(0.0)
+        top = (hi - lo).clamp_min(1e-12) / (hi_q - lo_q)
+    ratios = torch.tensor(MSE_SHRINK if search == "mse" else (1.0,), dtype=cols.dtype)
+    s = top.unsqueeze(0) * ratios.unsqueeze(1)  # [R, N]
+    if symmetric:
+        z = torch.zeros_like(s)
+    else:
+        z = (lo_q - torch.round(lo.unsqueeze(0) * ratios.unsqueeze(1) / s)).clamp_(lo_q, hi_q)
+    if search == "absmax":
+        return s[0], z[0]
+    q = quantize_cols(cols.unsqueeze(0), s.unsqueeze(2), z.unsqueeze(2), bits)
+    err = (cols.unsqueeze(0) - (q - z.unsqueeze(2)) * s.unsqueeze(2)).square().sum(2)
+    best = err.argmin(0, keepdim=True)  # [1, N]
+    return s.gather(0, best).squeeze(0), z.gather(0, best).squeeze(0)
+
+
+def quantize_cols(x: torch.Tensor, s: torch.Tensor, z: torch.Tensor, bits: int) -> torch.Tensor:
+    """``clamp(round(x / s) + z)`` on the signed ``bits`` grid (float result)."""
+    return (torch.round(x / s) + z).clamp_(-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
 
 
 def gptq(w: torch.Tensor, h: torch.Tensor, *, bits: int, group_size: int = 0,
          damp: float = 0.01, block: int = 128, act_order: bool = False,
          keep: torch.Tensor | None = None, name: str = "gptq",
-         dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+         dtype: torch.dtype = torch.float32, scale_search: str = "absmax",
+         symmetric: bool = True,
+         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """GPTQ of a ``[N, K]`` weight with input Hessian ``h [K, K]``.
 
-    Returns ``(q int8 [N, K], scales float32 [N, K / group])``, ``quantize_grouped``'s format
-    (``group_size=0``: one group per row, scales ``[N, 1]``). ``keep`` (bool ``[N, K]``) is
-    a fixed sparsity mask the result keeps (zeros outside it). ``dtype`` is the sweep's
-    arithmetic (the inverse Hessian is always formed in float64).
+    Returns ``(q int8 [N, K], scales float32 [N, K / group], zeros)``: ``quantize_grouped``'s
+    format (``group_size=0``: one group per row, scales ``[N, 1]``); ``zeros`` is ``None``
+    when ``symmetric``, else the int8 zero points ``[N, K / group]`` (weight ``(q - z)·s``).
+    ``keep`` (bool ``[N, K]``) is a fixed sparsity mask the result keeps (zeros outside
+    it). ``dtype`` is the sweep's arithmetic (the inverse Hessian is always formed in
+    float64). ``scale_search`` and ``symmetric``: how a group's grid is chosen
+    (:func:`group_grid`).
     """
     n, k = w.shape
     g = group_size or k
     if k % g:
         raise AccelValueError(f"{name}: group_size {g} does not divide K={k}")
-    qmax = 2 ** (bits - 1) - 1
     perm = torch.argsort(torch.diag(h), descending=True) if act_order else torch.arange(k)
     w, u = _prepare(w[:, perm], h[perm][:, perm], damp, name, dtype)
     keep = None if keep is None else keep[:, perm]
     scales = torch.zeros(n, k // g, dtype=dtype)
+    zeros = torch.zeros(n, k // g, dtype=dtype)
+
+    def grid(cols: torch.Tensor, kept: torch.Tensor | None, j: int) -> None:
+        scales[:, j], zeros[:, j] = group_grid(cols, kept, bits, scale_search, symmetric)
+
     if act_order:  # static groups: scales from the original weights (see the module doc)
         w_orig = w[:, torch.argsort(perm)]
         keep_orig = None if keep is None else keep[:, torch.argsort(perm)]
         for j in range(k // g):
             cols = slice(j * g, (j + 1) * g)
-            scales[:, j] = _scale(w_orig[:, cols], None if keep is None
-                                  else keep_orig[:, cols], qmax)
+            grid(w_orig[:, cols], None if keep is None else keep_orig[:, cols], j)
     group_of = perm // g  # each visited column's group, numbered in the original order
     q = torch.zeros(n, k, dtype=torch.int8)
     bsize = block if act_order else block_for(block, g)
@@ -141,19 +197,19 @@ def gptq(w: torch.Tensor, h: torch.Tensor, *, bits: int, group_size: int = 0,
                 if not act_order and col % g == 0:  # a group starts: its scales, from now
                     # a group lies inside the block, or starts it (then w is up to date)
                     cols = w1[:, i:i + g] if i + g <= i2 - i1 else w[:, col:col + g]
-                    scales[:, col // g] = _scale(cols, None if keep is None
-                                                 else keep[:, col:col + g], qmax)
-                s = scales[:, group_of[col]]
+                    grid(cols, None if keep is None else keep[:, col:col + g], col // g)
+                s, z = scales[:, group_of[col]], zeros[:, group_of[col]]
                 x = w1[:, i]
-                qi = torch.round(x / s).clamp_(-qmax - 1, qmax)
-                if keep is not None:
-                    qi = qi * keep[:, col]
+                qi = quantize_cols(x, s, z, bits)
+                if keep is not None:  # a masked entry stores the zero point: exactly 0
+                    qi = torch.where(keep[:, col], qi, z)
                 q[:, col] = qi.to(torch.int8)
-                e = (x - qi * s) / u[col, col]
+                e = (x - (qi - z) * s) / u[col, col]
                 w1[:, i:] -= e.unsqueeze(1) * u[col, col:i2].unsqueeze(0)
                 err[:, i] = e
             w[:, i2:] -= err @ u[i1:i2, i2:]  # the block's errors reach every later column
-    return q[:, torch.argsort(perm)], scales.float()
+    return (q[:, torch.argsort(perm)], scales.float(),
+            None if symmetric else zeros.to(torch.int8))
 
 
 def sparsegpt_2_4(w: torch.Tensor, h: torch.Tensor, *, damp: float = 0.01, block: int = 128,

@@ -14,10 +14,18 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from accel.calibration import HessianObserver, SampleObserver, calibrate, sqnr_db
+from accel.calibration import (
+    CrossHessianObserver,
+    HessianObserver,
+    SampleObserver,
+    calibrate,
+    calibrate_paired,
+    sqnr_db,
+)
 from accel.errors import AccelValueError
 from accel.ir.graph import Graph, Node, Value
 from accel.ir.ops import OpKind
+from accel.passes.common.padding import padding_mask_or_none
 from accel.passes.registry import PassContext
 
 LayerTargets = Literal["all", "mlp", "attention"]
@@ -102,8 +110,9 @@ def calibration_batches(ctx: PassContext, pass_name: str, required: bool, why: s
 
 def sample_linear_inputs(graph: Graph, nodes: Sequence[Node],
                          batches: Sequence[tuple[torch.Tensor, ...]], extra: dict | None = None,
-                         ) -> dict[Value, SampleObserver]:
-    """Run calibration, keeping a sample of each chosen linear's input activations."""
+                         token_mask: Value | None = None) -> dict[Value, SampleObserver]:
+    """Run calibration, keeping a sample of each chosen linear's input activations
+    (real-token rows only when ``token_mask`` is given, see :func:`calibrate`)."""
     observers: dict[Value, list] = {}
     samples: dict[Value, SampleObserver] = {}
     for n in nodes:
@@ -114,7 +123,7 @@ def sample_linear_inputs(graph: Graph, nodes: Sequence[Node],
     for v, obs in (extra or {}).items():
         observers.setdefault(v, []).extend(obs if isinstance(obs, list) else [obs])
     if observers:
-        calibrate(graph, batches, observers)
+        calibrate(graph, batches, observers, token_mask=token_mask)
     return samples
 
 
@@ -129,21 +138,30 @@ def calibrate_linears(ctx: PassContext, graph: Graph, nodes: Sequence[Node],
     (Hessians and samples: what calibration keeps, bounded by ``K x K`` floats per input
     plus 2048 sampled rows) go in the pass record (``calibration_s``,
     ``calibration_state_mb``); the interpreter's transient activations are not counted.
+
+    When the graph has a provable padding mask (:func:`~accel.passes.common.padding.
+    find_padding_mask`: a text encoder called with its attention mask), every observer sees
+    the real tokens' rows only: padded rows would enter each Hessian and activation norm
+    with the weight of a real token although no output reads them.
     """
+    mask = padding_mask_or_none(graph)
     hess = {n.inputs[0]: HessianObserver() for n in nodes} if hessians else {}
     more = {v: [h] for v, h in hess.items()}
     for v, obs in (extra or {}).items():
         more.setdefault(v, []).extend(obs if isinstance(obs, list) else [obs])
     t0 = time.perf_counter()
-    samples = sample_linear_inputs(graph, nodes, batches, more)
+    samples = sample_linear_inputs(graph, nodes, batches, more, token_mask=mask)
     seconds = time.perf_counter() - t0
     state = sum(h.hessian().nbytes for h in hess.values() if h.h is not None) + sum(
         sum(r.nbytes for r in s.rows) for s in samples.values())
     ctx.metric("calibration_s", seconds)
     ctx.metric("calibration_state_mb", state / 1e6)
     what = f"{len(hess)} Hessian(s) and input samples" if hessians else "input samples"
-    ctx.note(f"calibration: {len(batches)} batch(es), {what} of {len(nodes)} linear(s) in "
-             f"{seconds:.2f}s, {state / 1e6:.1f} MB held")
+    rows = next((h.rows for h in hess.values()), None)
+    real = f", real tokens only (padding mask {mask.name})" if mask is not None else ""
+    ctx.note(f"calibration: {len(batches)} batch(es){real}, {what} of {len(nodes)} linear(s) "
+             f"in {seconds:.2f}s, {state / 1e6:.1f} MB held" +
+             (f", {rows} rows per Hessian" if rows else ""))
     return samples, hess
 
 
@@ -158,14 +176,39 @@ def by_input(nodes: Sequence[Node]) -> dict[Value, list[Node]]:
     return groups
 
 
-Solve = Callable[[list[Node], torch.Tensor], list[tuple[tuple, torch.Tensor]]]
-"""``(linears reading one input, that input's Hessian) -> [(result, float weight)]`` per
-linear: what the pass stores, and the float weight it stands for (dequantized, pruned)."""
+Solve = Callable[[list[Node], torch.Tensor, list[torch.Tensor]],
+                 list[tuple[tuple, torch.Tensor]]]
+"""``(linears reading one input, that input's Hessian, the float weights to compress) ->
+[(result, float weight)]`` per linear: what the pass stores, and the float weight it stands
+for (dequantized, pruned)."""
+
+
+def float_target_weight(w: torch.Tensor, h: torch.Tensor, c: torch.Tensor, damp: float
+                        ) -> torch.Tensor:
+    """The weight ``W′`` whose output on the compressed model's inputs ``X̂`` best matches
+    the float layer's output on the float inputs ``X``: ``argmin ‖XWᵀ − X̂W′ᵀ‖²``.
+
+    With ``H = X̂ᵀX̂`` and ``C = XᵀX̂`` (both ×2/n, :class:`~accel.calibration.
+    CrossHessianObserver`), ``W′ = W·C·H⁻¹ = W + W·(C − H)·H⁻¹``; the second form is used,
+    with ``H`` damped like GPTQ's (``damp`` × mean diagonal), so that ``W′ = W`` exactly
+    when the inputs are unchanged. Compressing ``W′`` against ``H`` then minimises the
+    layer's error against the float model's output, not against its own perturbed output:
+    ``‖XWᵀ − X̂Ŵᵀ‖² = ‖X̂(Ŵ − W′)ᵀ‖² + const`` (GPTQv2's asymmetric calibration, arXiv
+    2504.02692, here as a correction before the sweep)."""
+    h64, c64, w64 = h.double(), c.double(), w.double()
+    hd = h64.clone()
+    hd.diagonal().add_(damp * torch.diag(h64).mean() + 1e-12)
+    chol, info = torch.linalg.cholesky_ex(hd)
+    if info.item() != 0:
+        return w
+    delta = torch.cholesky_solve((c64 - h64).t() @ w64.t(), chol).t()
+    return (w64 + delta).to(w.dtype)
 
 
 def solve_in_order(graph: Graph, nodes: Sequence[Node],
                    batches: Sequence[tuple[torch.Tensor, ...]],
-                   hessians: dict[Value, HessianObserver], solve: Solve, sequential: bool
+                   hessians: dict[Value, HessianObserver], solve: Solve, sequential: bool,
+                   float_targets: bool = False, damp: float = 0.01,
                    ) -> tuple[dict[Node, tuple], float]:
     """Run ``solve`` on each group of linears sharing an input, in graph order; returns the
     results and the seconds spent in extra calibration runs.
@@ -174,19 +217,32 @@ def solve_in_order(graph: Graph, nodes: Sequence[Node],
     one calibration run). ``sequential`` (GPTQ's and SparseGPT's own procedure): each
     group's Hessian is collected on the model in which every earlier group already has its
     compressed weight, so a layer also compensates the error of the layers before it; this
-    costs one calibration run per group.
+    costs one calibration run per group (real tokens only, as :func:`calibrate_linears`).
+    ``float_targets`` (with ``sequential``): the layer aims at the float model's output
+    rather than at its own output on the perturbed inputs (:func:`float_target_weight`);
+    each run then also runs the float model, to pair its inputs with the compressed one's.
     """
+    token_mask = padding_mask_or_none(graph) if sequential else None
     out: dict[Node, tuple] = {}
     current, seconds = graph, 0.0
     for x, group in by_input(nodes).items():
         h = hessians.get(x)
+        weights = [graph.const(n.inputs[1]).float() for n in group]
         if sequential:
             t0 = time.perf_counter()
-            h = HessianObserver()
-            calibrate(current, batches, {x: h}, desc=f"calibrating {group[0].name}")
+            desc = f"calibrating {group[0].name}"
+            if float_targets and current is not graph:
+                cross = calibrate_paired(graph, current, batches, x, CrossHessianObserver(),
+                                         desc, token_mask=token_mask)
+                h = cross.own
+                weights = [float_target_weight(w, cross.hessian(), cross.cross(), damp)
+                           for w in weights]
+            else:
+                h = HessianObserver()
+                calibrate(current, batches, {x: h}, desc=desc, token_mask=token_mask)
             seconds += time.perf_counter() - t0
         assert h is not None, "solve_in_order: no Hessian for a group (calibrate first)"
-        solved = solve(group, h.hessian())
+        solved = solve(group, h.hessian(), weights)
         out.update({n: result for n, (result, _) in zip(group, solved, strict=True)})
         if sequential:
             rw = current.rewriter()

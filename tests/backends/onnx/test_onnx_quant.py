@@ -138,6 +138,18 @@ def test_linear_weight_only() -> None:
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_linear_weight_only_with_zero_points() -> None:
+    """The asymmetric int4 grid: (q - z)·s per group, Cast·Sub·Mul in ONNX."""
+    wq4, s4 = quantize_grouped(W, 4, 8)
+    zeros = torch.randint(-8, 8, s4.shape, generator=torch.Generator().manual_seed(3)
+                          ).to(torch.int8)
+    out, ref = _one_node("linear_weight_only", X, [wq4, s4, B, zeros], bits=4, group_size=8)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    shifted = (wq4.float() - zeros.repeat_interleave(8, dim=1).float()) * \
+        s4.repeat_interleave(8, dim=1)
+    np.testing.assert_allclose(ref, (X @ shifted.t() + B).numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_quantize_dequantize_per_channel() -> None:
     x = torch.randn(4, 6)
     scale, zp = torch.rand(6) + 0.01, torch.randint(-3, 3, (6,))

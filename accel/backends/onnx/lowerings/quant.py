@@ -142,15 +142,19 @@ def lower_linear_int8_dynamic(b: OnnxBuilder, node: Node, inputs: list[str]) -> 
 
 @onnx_lowering("linear_weight_only")
 def lower_linear_weight_only(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """Dequantized weight (Cast·Mul per group of input channels), MatMul."""
+    """Dequantized weight (Cast·Mul per group of input channels, a Sub of the zero points
+    before the Mul when there are any), MatMul."""
     w_q = _const_input(b, node, 1, "quantized weight")
     scales = _const_input(b, node, 2, "weight scales").float()
     n, k = w_q.shape
     scales = scales.reshape(n, -1)
     groups = scales.shape[1]
     w_g = b.const(w_q.reshape(n, groups, k // groups), f"{node.name}_wq_groups")
-    deq = b.add("Mul", [b.add("Cast", [w_g], to=_F32),
-                        b.const(scales.unsqueeze(2), f"{node.name}_w_scales")])
+    w_f = b.add("Cast", [w_g], to=_F32)
+    if len(node.inputs) > 4 and node.inputs[4] is not None:
+        zeros = _const_input(b, node, 4, "weight zero points").float().reshape(n, groups, 1)
+        w_f = b.add("Sub", [w_f, b.const(zeros, f"{node.name}_w_zeros")])
+    deq = b.add("Mul", [w_f, b.const(scales.unsqueeze(2), f"{node.name}_w_scales")])
     w = b.add("Transpose", [b.add("Reshape", [deq, b.const_i64([n, k], "w_shape")])],
               perm=[1, 0])
     return [_add_bias(b, b.add("MatMul", [inputs[0], w]), inputs)]
