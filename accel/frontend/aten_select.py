@@ -178,3 +178,12 @@ def _tensor_split(c: ImportContext, x: Value, indices: Value, dim: int = 0) -> l
             continue
         pieces.append(c.op("index_select", x, _offsets(c, mask, _traced_dim(c, j, d)), dim=d))
     return pieces
+
+
+@handles(aten.nonzero_numpy.default)
+def _nonzero_numpy(c: ImportContext, x: Value) -> list[Value]:
+    """``nonzero(as_tuple=True)``: one [N] coordinate vector per dim."""
+    if x.type.rank == 0:
+        raise Unsupported("nonzero(as_tuple=True) of a 0-d tensor")
+    coords = _nonzero_of(c, x, _traced_dim(c, 0, 0))
+    return [c.op("select", coords, dim=1, index=j) for j in range(x.type.rank)]
