@@ -27,11 +27,11 @@ from accel.frontend.aten_map import (
     ImportContext,
     Unsupported,
     _broadcast_to,
-    _static_dim,
     aten,
     handles,
 )
 from accel.ir.graph import Value
+from accel.ir.shapes import is_symbolic
 
 
 def _traced_dim(c: ImportContext, output: int, axis: int) -> Any:
@@ -65,9 +65,12 @@ def _masked_select(c: ImportContext, x: Value, mask: Value) -> Value:
     """The entries of ``x`` (broadcast with ``mask``) where ``mask`` is true, flattened."""
     if not isinstance(mask, Value) or mask.dtype != torch.bool:
         raise Unsupported("masked_select with a non-boolean mask")
-    if not (x.type.is_static and mask.type.is_static):
-        raise Unsupported("masked_select of symbolic shapes")
-    shape = tuple(torch.broadcast_shapes(tuple(x.shape), tuple(mask.shape)))
+    if x.shape == mask.shape:
+        shape = x.shape
+    elif x.type.is_static and mask.type.is_static:
+        shape = tuple(torch.broadcast_shapes(tuple(x.shape), tuple(mask.shape)))
+    else:
+        raise Unsupported("masked_select broadcasting symbolic shapes")
     xb, mb = _broadcast_to(c, x, shape), _broadcast_to(c, mask, shape)
     flat = c.op("reshape", xb, shape=(xb.type.numel,)) if xb.type.rank != 1 else xb
     return c.op("index_select", flat, _offsets(c, mb, _traced_dim(c, 0, 0)), dim=0)
@@ -77,8 +80,8 @@ def masked_index(c: ImportContext, x: Value, mask: Value, first: int) -> Value:
     """``x[..., mask, ...]``: the dims ``first``.. of ``x`` that ``mask`` covers become one
     dim of its nonzero entries (called by the ``index`` handler for a lone boolean mask)."""
     k = mask.type.rank
-    if mask.shape != x.shape[first:first + k] or not x.type.is_static:
-        raise Unsupported("boolean-mask indexing with a mask of another shape, or symbolic")
+    if mask.shape != x.shape[first:first + k]:
+        raise Unsupported("boolean-mask indexing with a mask of another shape")
     rows = mask.type.numel
     merged = x.shape[:first] + (rows,) + x.shape[first + k:]
     xr = x if merged == x.shape else c.op("reshape", x, shape=merged)
@@ -94,9 +97,7 @@ def _flat(c: ImportContext, x: Value) -> Value:
 def _runs(c: ImportContext, x: Value, sort: bool, what: str) -> tuple[Value, Value, Value]:
     """(values, inverse, counts) of the runs of equal values of ``x`` flattened (sorted
     first for ``unique``); what the model does not use is dropped with the dead nodes."""
-    if not x.type.is_static:
-        raise Unsupported(f"{what} of a symbolic shape")
-    n = x.type.numel
+    n = x.type.numel  # an expression of the graph's symbols for a symbolic shape
     if n == 0:
         raise Unsupported(f"{what} of an empty tensor")
     if x.dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16,
@@ -107,7 +108,7 @@ def _runs(c: ImportContext, x: Value, sort: bool, what: str) -> tuple[Value, Val
     if sort:
         node = c.rw.node("topk", flat, k=n, dim=0, largest=False)  # stable: ties in order
         flat, perm = node.outputs
-    if n == 1:  # one run: nothing depends on the data
+    if isinstance(n, int) and n == 1:  # one run: nothing depends on the data
         return (flat, c.rw.const(torch.zeros(tuple(x.shape), dtype=torch.int64), "inverse"),
                 c.rw.const(torch.ones(1, dtype=torch.int64), "counts"))
     # the first entry of each run: [n] bool
@@ -120,12 +121,11 @@ def _runs(c: ImportContext, x: Value, sort: bool, what: str) -> tuple[Value, Val
     run = c.op("sub", c.op("cumsum", c.op("cast", first, dtype=torch.int64), dim=0),
                c.rw.const(torch.tensor(1, dtype=torch.int64), "one"))
     if perm is not None:  # run ids in sorted order, back to each entry's position
-        run = c.op("scatter", c.rw.const(torch.zeros(n, dtype=torch.int64), "inverse"),
-                   perm, run, dim=0)
+        run = c.op("scatter", c.filled((n,), 0, torch.int64), perm, run, dim=0)
     inverse = run if x.type.rank == 1 else c.op("reshape", run, shape=tuple(x.shape))
     m = starts.shape[0]
     ends = c.op("concat", c.op("slice", starts, dim=0, start=1, end=m),
-                c.rw.const(torch.tensor([n], dtype=torch.int64), "n"), dim=0)
+                c.op("reshape", c.tensor(n, starts), shape=(1,)), dim=0)
     counts = c.op("sub", ends, starts)
     return values, inverse, counts
 
@@ -155,10 +155,11 @@ def _tensor_split(c: ImportContext, x: Value, indices: Value, dim: int = 0) -> l
     if not indices.type.is_static or x.type.rank == 0:
         raise Unsupported("tensor_split with a symbolic number of indices")
     d = dim % x.type.rank
-    n = _static_dim(x, d, "tensor_split")
+    n = x.shape[d]  # an expression for a symbolic dim
     k = indices.shape[0]
-    pos = c.rw.const(torch.arange(n, dtype=torch.int64), "positions")
-    size = c.rw.const(torch.tensor(n, dtype=torch.int64), "size")
+    pos = (c.op("arange", end=n) if is_symbolic(n)
+           else c.rw.const(torch.arange(n, dtype=torch.int64), "positions"))
+    size = c.tensor(n, indices)
     zero = c.rw.const(torch.tensor(0, dtype=torch.int64), "zero")
     negative = c.op("cast", c.op("lt", indices, zero), dtype=torch.int64)
     wrapped = c.op("add", indices, c.op("mul", negative, size))

@@ -132,3 +132,32 @@ def test_what_stays_unsupported_is_a_clear_error() -> None:
     with pytest.raises(accel.AccelError, match="unique_dim"):
         accel.compile(Fn(lambda x: torch.unique(x, dim=0)), (torch.randn(3, 2),),
                       target="reference")
+
+
+DYNAMIC = {  # case: inputs of another batch size than CASES' (dim 0 of the first input)
+    "argwhere": (_x(0, 2, 0, 0, 1, 1, 0, 3),),
+    "bool_index": (torch.randn(5, 4),),
+    "nonzero_tuple": (torch.tensor([[0, 1.], [2, 3], [0, 0]]),),
+    "unique_all": (torch.tensor([[3., 1], [2, 3], [1, 1], [9, 9], [3, 0]]),),
+    "unique_int": (torch.tensor([4, 4, 1, 9, 0, 1, 1]),),
+    "unique_consecutive": (_x(1, 1, 2, 2, 2, 1, 1, 7, 7),),
+    "tensor_split": (torch.randn(4, 6), torch.tensor([2, 2])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DYNAMIC))
+def test_symbolic_batch_with_data_dependent_sizes(case: str, tmp_path) -> None:  # noqa: ANN001
+    fn, first, second = CASES[case]
+    model, other = Fn(fn), DYNAMIC[case]
+    compiled = accel.compile(model, first, target="reference", dynamic_shapes="auto")
+    assert not compiled.graph.fallbacks() and not compiled.graph.inputs[0].type.is_static
+    path = accel.export_onnx(model, first, tmp_path / "m.onnx")  # dim 0 dynamic (default)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    for inputs in (first, second, other):
+        expected = model(*inputs)
+        torch.testing.assert_close(compiled(*inputs), expected, equal_nan=True)
+        got = sess.run(None, {n: t.numpy() for n, t in zip(names, inputs, strict=True)})
+        for g, e in zip(got, _flat(expected), strict=True):
+            torch.testing.assert_close(torch.from_numpy(g), e, equal_nan=True)
+    assert compiled.specializations == 1
