@@ -508,7 +508,7 @@ class Rewriter:
             rebuilt.append(n)
         outputs = [self.resolve(v) for v in self.outputs]
         producer = {o: n for n in rebuilt for o in n.outputs}
-        order = _topo_from_outputs(outputs, producer)
+        order = _topo_from_outputs(outputs, producer, _count_users(rebuilt))
         used = {v for n in order for v in n.inputs if v is not None} | set(outputs)
         defined = set(self.inputs) | set(self.constants) | {o for n in order for o in n.outputs}
         for v in used - defined:
@@ -518,8 +518,30 @@ class Rewriter:
         return Graph(self.inputs, outputs, order, constants, name or self.base.name, self.meta)
 
 
-def _topo_from_outputs(outputs: Sequence[Value], producer: Mapping[Value, Node]) -> list[Node]:
-    """Nodes reachable from ``outputs``, each placed after all of its inputs' producers."""
+def _count_users(nodes: Sequence[Node]) -> dict[int, list[Node]]:
+    """For each node (by id) whose attributes or output shapes use a counted size symbol
+    that a node computes (``OpDef.defines_count``), the nodes defining those symbols: a node
+    must run after the count it uses is known, even where no data flows between them
+    (``new_zeros(x[mask].shape[0])``), and the count's node stays alive for it."""
+    definers = {n.attrs["count"]: n for n in nodes if n.opdef.defines_count}
+    if not definers:
+        return {}
+    from accel.ir.shapes import free_symbols
+
+    out: dict[int, list[Node]] = {}
+    for n in nodes:
+        used = free_symbols((tuple(n.attrs.values()), tuple(o.shape for o in n.outputs)))
+        deps = [definers[s.name] for s in used if s.name in definers
+                and definers[s.name] is not n]
+        if deps:
+            out[id(n)] = deps
+    return out
+
+
+def _topo_from_outputs(outputs: Sequence[Value], producer: Mapping[Value, Node],
+                       after: Mapping[int, Sequence[Node]] | None = None) -> list[Node]:
+    """Nodes reachable from ``outputs``, each placed after all of its inputs' producers (and
+    after the nodes ``after[id(node)]`` names: see :func:`_count_users`)."""
     order: list[Node] = []
     state: dict[int, int] = {}  # 1 = on the stack, 2 = emitted
     for out in outputs:
@@ -530,10 +552,14 @@ def _topo_from_outputs(outputs: Sequence[Value], producer: Mapping[Value, Node])
         state[id(root)] = 1
         while stack:
             node, i = stack.pop()
-            if i < len(node.inputs):
+            extra = after.get(id(node), ()) if after else ()
+            if i < len(node.inputs) + len(extra):
                 stack.append((node, i + 1))
-                v = node.inputs[i]
-                p = producer.get(v) if v is not None else None
+                if i < len(node.inputs):
+                    v = node.inputs[i]
+                    p = producer.get(v) if v is not None else None
+                else:
+                    p = extra[i - len(node.inputs)]
                 if p is not None:
                     s = state.get(id(p))
                     if s == 1:

@@ -161,3 +161,17 @@ def test_symbolic_batch_with_data_dependent_sizes(case: str, tmp_path) -> None: 
         for g, e in zip(got, _flat(expected), strict=True):
             torch.testing.assert_close(torch.from_numpy(g), e, equal_nan=True)
     assert compiled.specializations == 1
+
+
+def test_a_count_used_only_as_a_size_keeps_its_nonzero_node() -> None:
+    """``nonzero``'s output is dead, but its count sizes another tensor: the node stays and
+    runs first (the graph orders nodes after the counts they use)."""
+    model = Fn(lambda x: x.new_ones(torch.nonzero(x > 1).shape[0]) * 2)
+    first, second = (_x(0, 3, 2, 0),), (_x(5, 0, 0, 0),)
+    compiled = accel.compile(model, first, target="reference")
+    (nz,) = compiled.graph.find("nonzero")
+    order = list(compiled.graph.nodes)
+    users = [n for n in order if nz.attrs["count"] in str(n.outputs[0].shape) and n is not nz]
+    assert users and all(order.index(nz) < order.index(u) for u in users)
+    for inputs in (first, second):
+        torch.testing.assert_close(compiled(*inputs), model(*inputs))
