@@ -188,3 +188,19 @@ def _nonzero_numpy(c: ImportContext, x: Value) -> list[Value]:
         raise Unsupported("nonzero(as_tuple=True) of a 0-d tensor")
     coords = _nonzero_of(c, x, _traced_dim(c, 0, 0))
     return [c.op("select", coords, dim=1, index=j) for j in range(x.type.rank)]
+
+
+@handles(aten.combinations.default)
+def _combinations(c: ImportContext, x: Value, r: int = 2,
+                  with_replacement: bool = False) -> Value:
+    """Static after all (ATen builds it with a masked_select): the rows of index tuples are
+    a constant computed at capture, then one index_select. (torch.export of torch 2.13
+    captures r = 1 only: PendingUnbackedSymbolNotFound for r >= 2.)"""
+    if x.type.rank != 1 or not x.type.is_static or not isinstance(r, int) or r < 1:
+        raise Unsupported("combinations of a symbolic or non-1-d tensor, or r < 1")
+    n = x.shape[0]
+    rows = torch.combinations(torch.arange(n, dtype=torch.int64), r, bool(with_replacement))
+    if rows.numel() == 0:
+        return c.filled((0, r), 0, x.dtype)
+    picked = c.op("index_select", x, c.rw.const(rows.reshape(-1), "combinations"), dim=0)
+    return c.op("reshape", picked, shape=tuple(rows.shape))

@@ -175,3 +175,18 @@ def test_a_count_used_only_as_a_size_keeps_its_nonzero_node() -> None:
     assert users and all(order.index(nz) < order.index(u) for u in users)
     for inputs in (first, second):
         torch.testing.assert_close(compiled(*inputs), model(*inputs))
+
+
+@pytest.mark.parametrize(("r", "with_replacement"), [(1, False), (1, True)])
+def test_combinations_is_a_constant_gather(r: int, with_replacement: bool, tmp_path) -> None:  # noqa: ANN001
+    """ATen computes combinations with a masked_select, but its size is static. (torch.export
+    itself fails on r >= 2 with torch 2.13: PendingUnbackedSymbolNotFound.)"""
+    model = Fn(lambda x: torch.combinations(x, r, with_replacement))
+    x = torch.randn(4)
+    compiled = accel.compile(model, (x,), target="reference")
+    assert not compiled.graph.fallbacks() and not compiled.graph.find("nonzero")
+    torch.testing.assert_close(compiled(x), model(x))
+    path = accel.export_onnx(model, (x,), tmp_path / "c.onnx", dynamic_batch=False)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(got), model(x))
