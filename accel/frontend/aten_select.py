@@ -204,3 +204,18 @@ def _combinations(c: ImportContext, x: Value, r: int = 2,
         return c.filled((0, r), 0, x.dtype)
     picked = c.op("index_select", x, c.rw.const(rows.reshape(-1), "combinations"), dim=0)
     return c.op("reshape", picked, shape=tuple(rows.shape))
+
+
+@handles(aten.nonzero_static.default)
+def _nonzero_static(c: ImportContext, x: Value, *, size: int, fill_value: int = -1) -> Value:
+    """int64 [size, rank]: the first ``size`` coordinates of the nonzero entries, rows of
+    ``fill_value`` after the last one (a static size: ``nonzero`` padded, then cut)."""
+    if not isinstance(size, int):
+        raise Unsupported("nonzero_static with a symbolic size")
+    rank = x.type.rank
+    fill = c.filled((size, rank), fill_value, torch.int64)
+    if size == 0 or rank == 0:
+        return fill
+    coords = _nonzero_of(c, x)
+    padded = c.op("concat", coords, fill, dim=0)
+    return c.op("slice", padded, dim=0, start=0, end=size)

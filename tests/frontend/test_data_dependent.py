@@ -190,3 +190,16 @@ def test_combinations_is_a_constant_gather(r: int, with_replacement: bool, tmp_p
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     (got,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
     torch.testing.assert_close(torch.from_numpy(got), model(x))
+
+
+def test_nonzero_static_pads_and_cuts_to_its_size(tmp_path) -> None:  # noqa: ANN001
+    model = Fn(lambda x: torch.nonzero_static(x, size=3, fill_value=-2))
+    first, second = torch.tensor([[0, 1.], [2, 0]]), torch.tensor([[4, 1.], [2, 3]])
+    compiled = accel.compile(model, (first,), target="reference")
+    assert not compiled.graph.fallbacks()
+    path = accel.export_onnx(model, (first,), tmp_path / "n.onnx", dynamic_batch=False)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for x in (first, second, torch.zeros(2, 2)):
+        torch.testing.assert_close(compiled(x), model(x))
+        (got,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
+        torch.testing.assert_close(torch.from_numpy(got), model(x))
