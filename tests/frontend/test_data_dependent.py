@@ -203,3 +203,19 @@ def test_nonzero_static_pads_and_cuts_to_its_size(tmp_path) -> None:  # noqa: AN
         torch.testing.assert_close(compiled(x), model(x))
         (got,) = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})
         torch.testing.assert_close(torch.from_numpy(got), model(x))
+
+
+def test_triton_kernels_run_on_a_computed_count() -> None:
+    """The cuda target (Triton, here under TRITON_INTERPRET): kernels after ``nonzero`` get
+    the count as a size, known once the mask is computed."""
+    from accel.backends.triton.executor import TritonExecutor
+
+    model = Fn(lambda x: (((x[x > 0] * 2 + 1).relu() * 3).exp(), torch.unique(x)))
+    x = torch.randn(4, 8)
+    compiled = accel.compile(model, (x,), target="cuda", options={"interpret": True})
+    assert isinstance(compiled._first.executable, TritonExecutor)
+    assert any(line.startswith("triton ") for line in compiled.report.lowering)
+    for inputs in ((x,), (torch.randn(4, 8) + 1,), (torch.zeros(4, 8),)):
+        out, expected = compiled(*inputs), model(*inputs)
+        for a, e in zip(out, expected, strict=True):
+            torch.testing.assert_close(a.cpu(), e)
