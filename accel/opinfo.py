@@ -608,7 +608,7 @@ _CATEGORIES = [
     (r"is an 'aten' fallback", "ExportError: an aten fallback node has no ONNX lowering"),
     (r"updates .* in place", "CaptureError: in-place update of an input or buffer (refused)"),
     (r"shape inference failed", "CaptureError: an aten fallback's output shape depends on the "
-                                "data (nonzero, unique, masked_select, ...)"),
+                                "data (histogram, geqrf, to_sparse, ...)"),
     (r"could not capture [^:]*(?: at [^`]*`[^`]*`)?: (\w+)",
      r"CaptureError: torch.export failed: \1"),
     (r"^onnxruntime: .*invalid model", "onnxruntime: accel wrote an invalid ONNX model"),

@@ -34,6 +34,36 @@ class ImportContext:
         self.out_shapes: tuple[tuple[Any, ...], ...] | None = None
         """The output shapes torch traced for the call being imported (symbolic dims as
         accel expressions), when it traced with symbolic sizes."""
+        self.traced: Any = None
+        """What torch traced for the call being imported (FakeTensors, ``meta["val"]``)."""
+        self.rename: dict[Any, Any] = {}
+        """torch's size symbols -> accel's (shared with the importer): a handler that makes
+        a size depending on the data binds torch's unbacked symbol for it here."""
+
+    def count_symbol(self, counted: Value, traced: Any = None) -> str:
+        """A new counted size symbol (``nnz``, ``nnz_1``...): the number of nonzero entries
+        of ``counted``, in ``[0, numel]``, defined by the ``nonzero`` node the caller makes
+        with ``count=`` this name. ``traced`` (the SymInt torch traced for that size) is
+        bound to it, so later sizes torch derives from it are accel's."""
+        from accel.ir.shapes import at_hints, symbol, upper_bound
+
+        symbols = self.rw.meta.get("symbols", {})
+        name, k = "nnz", 1
+        while name in symbols:
+            name, k = f"nnz_{k}", k + 1
+        n = counted.type.numel
+        hi = n if isinstance(n, int) else upper_bound(n, symbols)
+        hint = int(at_hints(n, symbols))
+        # a range of at least [0, 2]: shape inference traces sizes >= 2
+        self.rw.add_counted_symbol(name, counted, hint=hint, hi=None if hi is None else
+                                   max(hi, 2), lo=0)
+        if isinstance(traced, torch.SymInt):
+            import sympy
+
+            expr = traced.node.expr
+            if isinstance(expr, sympy.Symbol):
+                self.rename[expr] = symbol(name)
+        return name
 
     def out_shape(self) -> tuple[Any, ...] | None:
         """The first output's traced shape, for graphs traced with symbolic sizes."""
@@ -1129,6 +1159,8 @@ def _nonnegative(c: ImportContext, v: Value | None, depth: int = 0) -> bool:
     node = next((n for n in reversed(c.rw.nodes) if v in n.outputs), None)
     if node is None:
         return False
+    if node.op == "nonzero":
+        return True
     if node.op == "arange":
         start, step = node.attrs["start"], node.attrs["step"]
         return (not isinstance(start, int) or start >= 0) and isinstance(step, int) and step > 0
@@ -1148,8 +1180,14 @@ def _index(c: ImportContext, x: Value, indices: Any) -> Value:
     pos = [i for i, v in enumerate(idx) if v is not None]
     if not pos or pos != list(range(pos[0], pos[-1] + 1)):
         raise Unsupported("index tensors separated by full slices")
+    if len(pos) == 1 and isinstance(idx[pos[0]], Value) and idx[pos[0]].dtype in (
+            torch.bool, torch.uint8):  # x[mask]: a size that depends on the data
+        mask = idx[pos[0]]
+        if mask.dtype != torch.bool:
+            mask = c.op("ne", mask, c.tensor(0, mask))
+        return aten_select.masked_index(c, x, mask, pos[0])
     if any(not isinstance(idx[i], Value) or not _is_integer(idx[i].dtype) for i in pos):
-        raise Unsupported("boolean-mask indexing (data-dependent shape)")
+        raise Unsupported("boolean-mask indexing together with other index tensors")
     first, last = pos[0], pos[-1]
     flat: Value | None = None
     stride = 1
@@ -2236,3 +2274,6 @@ def _grid_sampler(c: ImportContext, x: Value, grid: Value, mode: int, padding: i
         raise Unsupported("grid_sample of a non-4-d or non-float input")
     return c.op("grid_sample", x, grid, mode=_GRID_MODES[mode], padding_mode=_GRID_PADDING[padding],
                 align_corners=bool(align_corners))
+
+
+from accel.frontend import aten_select  # noqa: E402 - its handlers use this module's helpers

@@ -61,6 +61,7 @@ def import_fx(
     if symbols:
         rw.meta["symbols"] = MappingProxyType(dict(symbols))
     ctx = aten_map.ImportContext(rw)
+    ctx.rename = rename  # handlers bind the sizes that depend on the data here
     env: dict[fx.Node, Any] = {}
     mutations = dict(mutations or {})
     by_placeholder: dict[str, Value] = {}
@@ -171,6 +172,7 @@ def _import_call(ctx: aten_map.ImportContext, node: fx.Node, env: dict[fx.Node, 
     if handler is not None:
         mark = len(ctx.rw.nodes)
         ctx.out_shapes = _traced_shapes(node, rename, symbols)
+        ctx.traced = node.meta.get("val")
         try:
             result = handler(ctx, *args, **kwargs)
             missing = _missing_outputs(node, result)

@@ -224,17 +224,37 @@ class Graph:
                     out[d.name] = (i, axis)
         return out
 
-    def count_sources(self) -> dict[str, int]:
-        """For each *counted* size symbol (the number of nonzero entries of an input, such as
-        the real tokens of a padding mask: see :mod:`accel.ir.ops.padding`) that no input dim
-        gives, the index of the input a call counts."""
+    def counted_symbols(self) -> dict[str, Value]:
+        """Each *counted* size symbol that no input dim gives, with the value whose number of
+        nonzero entries it is (a size that depends on the data). The node that introduces
+        such a size defines its symbol (an op with ``defines_count``: ``nonzero``,
+        ``token_offsets``; the symbol counts that node's first input, an input of the graph or
+        a value computed in it); :meth:`Rewriter.add_counted_symbol` declares its range."""
         dims = self.symbol_sources()
-        counted = self.meta.get("counted_symbols", _EMPTY)
-        return {name: self.inputs.index(v) for name, v in counted.items()
-                if name not in dims and v in self.inputs}
+        out: dict[str, Value] = {}
+        for n in self.nodes:
+            if n.opdef.defines_count and n.attrs["count"] not in dims:
+                out.setdefault(n.attrs["count"], n.inputs[0])
+        for name, v in self.meta.get("counted_symbols", _EMPTY).items():
+            if name not in dims and name not in out and v in self.inputs:
+                out[name] = v
+        return out
+
+    def count_sources(self) -> dict[str, int]:
+        """For each counted size symbol of an *input* (the number of nonzero entries of an
+        input, such as the real tokens of a padding mask: see :mod:`accel.ir.ops.padding`),
+        the index of the input a call counts."""
+        return {name: self.inputs.index(v) for name, v in self.counted_symbols().items()
+                if v in self.inputs}
+
+    def computed_counts(self) -> dict[str, Value]:
+        """The counted size symbols of values computed in the graph (not inputs): a call
+        knows them once it has computed the value (see :meth:`counted_symbols`)."""
+        return {name: v for name, v in self.counted_symbols().items() if v not in self.inputs}
 
     def call_sizes(self, inputs: Sequence[torch.Tensor]) -> dict[str, int]:
-        """The value of each size symbol on a call's ``inputs``, by name."""
+        """The value of each size symbol a call's ``inputs`` give, by name (not those of
+        :meth:`computed_counts`, which need the graph run)."""
         out = {name: inputs[i].shape[a] for name, (i, a) in self.symbol_sources().items()}
         for name, i in self.count_sources().items():
             out[name] = int(torch.count_nonzero(inputs[i]))
@@ -344,15 +364,16 @@ class Rewriter:
         return name
 
     # ---- building -----------------------------------------------------------------------
-    def add_counted_symbol(self, name: str, counted: Value, *, hint: int, hi: int | None
-                           ) -> sympy.Symbol:
+    def add_counted_symbol(self, name: str, counted: Value, *, hint: int, hi: int | None,
+                           lo: int = 1) -> sympy.Symbol:
         """Declare the size symbol ``name`` whose value is the number of nonzero entries of
-        the input ``counted`` (range ``[1, hi]``, example ``hint``; see
-        :meth:`Graph.count_sources`)."""
-        sym = self.add_symbol(name, hint=max(hint, 1), lo=1, hi=hi)
-        counted_table = dict(self.meta.get("counted_symbols", {}))
-        counted_table[name] = counted
-        self.meta["counted_symbols"] = MappingProxyType(counted_table)
+        ``counted`` (range ``[lo, hi]``, example ``hint``; see :meth:`Graph.counted_symbols`:
+        the node that defines it names it in its ``count`` attribute)."""
+        sym = self.add_symbol(name, hint=max(hint, lo), lo=lo, hi=hi)
+        if counted in self.inputs:  # (a node that defines it names it in its attributes)
+            counted_table = dict(self.meta.get("counted_symbols", {}))
+            counted_table[name] = counted
+            self.meta["counted_symbols"] = MappingProxyType(counted_table)
         return sym
 
     def add_symbol(self, name: str, *, hint: int, lo: int = 2, hi: int | None = None
@@ -487,7 +508,7 @@ class Rewriter:
             rebuilt.append(n)
         outputs = [self.resolve(v) for v in self.outputs]
         producer = {o: n for n in rebuilt for o in n.outputs}
-        order = _topo_from_outputs(outputs, producer)
+        order = _topo_from_outputs(outputs, producer, _count_users(rebuilt))
         used = {v for n in order for v in n.inputs if v is not None} | set(outputs)
         defined = set(self.inputs) | set(self.constants) | {o for n in order for o in n.outputs}
         for v in used - defined:
@@ -497,8 +518,30 @@ class Rewriter:
         return Graph(self.inputs, outputs, order, constants, name or self.base.name, self.meta)
 
 
-def _topo_from_outputs(outputs: Sequence[Value], producer: Mapping[Value, Node]) -> list[Node]:
-    """Nodes reachable from ``outputs``, each placed after all of its inputs' producers."""
+def _count_users(nodes: Sequence[Node]) -> dict[int, list[Node]]:
+    """For each node (by id) whose attributes or output shapes use a counted size symbol
+    that a node computes (``OpDef.defines_count``), the nodes defining those symbols: a node
+    must run after the count it uses is known, even where no data flows between them
+    (``new_zeros(x[mask].shape[0])``), and the count's node stays alive for it."""
+    definers = {n.attrs["count"]: n for n in nodes if n.opdef.defines_count}
+    if not definers:
+        return {}
+    from accel.ir.shapes import free_symbols
+
+    out: dict[int, list[Node]] = {}
+    for n in nodes:
+        used = free_symbols((tuple(n.attrs.values()), tuple(o.shape for o in n.outputs)))
+        deps = [definers[s.name] for s in used if s.name in definers
+                and definers[s.name] is not n]
+        if deps:
+            out[id(n)] = deps
+    return out
+
+
+def _topo_from_outputs(outputs: Sequence[Value], producer: Mapping[Value, Node],
+                       after: Mapping[int, Sequence[Node]] | None = None) -> list[Node]:
+    """Nodes reachable from ``outputs``, each placed after all of its inputs' producers (and
+    after the nodes ``after[id(node)]`` names: see :func:`_count_users`)."""
     order: list[Node] = []
     state: dict[int, int] = {}  # 1 = on the stack, 2 = emitted
     for out in outputs:
@@ -509,10 +552,14 @@ def _topo_from_outputs(outputs: Sequence[Value], producer: Mapping[Value, Node])
         state[id(root)] = 1
         while stack:
             node, i = stack.pop()
-            if i < len(node.inputs):
+            extra = after.get(id(node), ()) if after else ()
+            if i < len(node.inputs) + len(extra):
                 stack.append((node, i + 1))
-                v = node.inputs[i]
-                p = producer.get(v) if v is not None else None
+                if i < len(node.inputs):
+                    v = node.inputs[i]
+                    p = producer.get(v) if v is not None else None
+                else:
+                    p = extra[i - len(node.inputs)]
                 if p is not None:
                     s = state.get(id(p))
                     if s == 1:

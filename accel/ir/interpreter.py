@@ -35,6 +35,13 @@ def interpret(graph: Graph, inputs: Sequence[torch.Tensor],
     env: dict[Value, torch.Tensor] = dict(graph.constants)
     env.update(zip(graph.inputs, inputs, strict=True))
     sizes = {symbol(name): v for name, v in graph.call_sizes(inputs).items()}
+    counted: dict[Value, list[str]] = {}  # counts of computed values: known once computed
+    for name, v in graph.computed_counts().items():
+        counted.setdefault(v, []).append(name)
+    for v in list(counted):
+        if v in env:  # a constant
+            for name in counted.pop(v):
+                sizes[symbol(name)] = int(torch.count_nonzero(env[v]))
     with torch.no_grad():
         for i, n in enumerate(graph.nodes):
             attrs = ({k: evaluate(v, sizes) for k, v in n.attrs.items()}
@@ -42,6 +49,8 @@ def interpret(graph: Graph, inputs: Sequence[torch.Tensor],
             out = n.opdef.ref(*[env[v] if v is not None else None for v in n.inputs], **attrs)
             for v, t in zip(n.outputs, out if len(n.outputs) > 1 else (out,), strict=True):
                 env[v] = t
+                for name in counted.get(v, ()):
+                    sizes[symbol(name)] = int(torch.count_nonzero(t))
                 if observe is not None:
                     observe(v, t)
             for v in n.inputs:

@@ -73,8 +73,12 @@ def print_graph(graph: Graph) -> str:
         v = graph.inputs[i]
         lines.append(f"    {name} = {v.name}.shape[{axis}]  # {graph.symbols[name].describe()}"
                      if name in graph.symbols else f"    {name} = {v.name}.shape[{axis}]")
-    for name, i in graph.count_sources().items():
-        lines.append(f"    {name} = int(torch.count_nonzero({graph.inputs[i].name}))  # counted")
+    computed: dict[Any, list[str]] = {}
+    for name, v in graph.counted_symbols().items():
+        if v in graph.inputs or v in graph.constants:
+            lines.append(f"    {name} = int(torch.count_nonzero({v.name}))  # counted")
+        else:
+            computed.setdefault(v, []).append(name)
     for n in graph.nodes:
         args = [v.name if v is not None else "None" for v in n.inputs]
         args += [f"{k}={format_attr(v)}" for k, v in n.attrs.items()]
@@ -82,6 +86,8 @@ def print_graph(graph: Graph) -> str:
         types = ", ".join(str(o.type) for o in n.outputs)
         ann = "".join(f" {k}={v!r}" for k, v in n.outputs[0].annotations.items())
         lines.append(f"    {lhs} = ops.{n.op}({', '.join(args)})  # {types}{ann}")
+        lines.extend(f"    {name} = int(torch.count_nonzero({o.name}))  # counted"
+                     for o in n.outputs for name in computed.get(o, ()))
     outs = ", ".join(v.name for v in graph.outputs)
     lines.append(f"    return ({outs},)" if len(graph.outputs) == 1 else f"    return ({outs})")
     return "\n".join(lines) + "\n"

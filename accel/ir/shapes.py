@@ -273,7 +273,11 @@ def _run_fake(fn: Callable[..., Any], shapes: Sequence[Any], attrs: Mapping[str,
 
     def dim(d: Any) -> Dim:
         if isinstance(d, torch.SymInt):
-            return settle(d.node.expr.xreplace(back), symbols)
+            expr = d.node.expr.xreplace(back)
+            if not expr.free_symbols <= set(ours):  # an unbacked symbol of the fake run
+                raise SymbolicInferenceError("its output size depends on the data (torch "
+                                             f"gives it the unbacked size {expr})")
+            return settle(expr, symbols)
         return int(d)
 
     mode = FakeTensorMode(shape_env=env, allow_non_fake_inputs=True)

@@ -63,7 +63,7 @@ class Guard:
 
     def __init__(self, graph: Graph) -> None:
         self.types = tuple(v.type for v in graph.inputs)
-        counted = graph.count_sources()  # computed from the inputs' values: nothing to guard
+        counted = graph.counted_symbols()  # counts of values: nothing to guard
         self.symbols: dict[str, SymbolInfo] = {n: s for n, s in graph.symbols.items()
                                                if n not in counted}
         self.dynamic = not all(t.is_static for t in self.types)

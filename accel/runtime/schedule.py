@@ -127,13 +127,27 @@ class Schedule:
         """The size symbols, in the order of :meth:`sizes`."""
         sources: dict[str, tuple[int, int | None]] = dict(graph.symbol_sources())
         sources.update({n: (i, None) for n, i in graph.count_sources().items()})
-        missing = [n for n in self.size_names if n not in sources]
+        computed = graph.computed_counts()
+        missing = [n for n in self.size_names if n not in sources and n not in computed]
         if missing:
             raise GraphError(f"graph {graph.name}: size symbol(s) {', '.join(missing)} are not "
                              "a dim of any input, so a call cannot tell their value")
-        self._sources = tuple(sources[n] for n in self.size_names)
+        position = {n: k for k, n in enumerate(self.size_names)}
+        self._sources = tuple(sources.get(n, (-1, None)) for n in self.size_names)
         """Where each size comes from: (input, axis), or (input, None) for a count of the
-        input's nonzero entries (a counted symbol)."""
+        input's nonzero entries (a counted symbol); (-1, None) for a computed count."""
+        self._const_counts = tuple((position[n], self.slot[v]) for n, v in computed.items()
+                                   if v in graph.constants)
+        """(size position, slot) of counts of constants: counted at the start of a call."""
+        producer = {o: i for i, u in enumerate(self.units) for o in u.outputs}
+        late: dict[int, list[tuple[int, int]]] = {}
+        for n, v in computed.items():
+            if v not in graph.constants:
+                late.setdefault(producer[v], []).append((position[n], self.slot[v]))
+        self._late: dict[int, tuple[tuple[int, int], ...]] = {
+            i: tuple(c) for i, c in late.items()}
+        """Per unit: (size position, slot) of the counts of values it computes, counted right
+        after it runs (sizes that depend on the data, see ``Graph.computed_counts``)."""
 
     @property
     def dynamic(self) -> bool:
@@ -141,9 +155,10 @@ class Schedule:
         return bool(self._sources)
 
     def sizes(self, inputs: Sequence[torch.Tensor]) -> tuple[int, ...]:
-        """The value of each size symbol (:attr:`size_names` order) in a call's inputs."""
-        return tuple(inputs[i].shape[a] if a is not None else int(torch.count_nonzero(inputs[i]))
-                     for i, a in self._sources)
+        """The value of each size symbol (:attr:`size_names` order) in a call's inputs (0 for
+        the counts of computed values, known only once computed: see :meth:`run`)."""
+        return tuple(0 if i < 0 else inputs[i].shape[a] if a is not None
+                     else int(torch.count_nonzero(inputs[i])) for i, a in self._sources)
 
     def _liveness(self) -> list[tuple[int, ...]]:
         last_use: dict[int, int] = {}
@@ -230,7 +245,11 @@ class Schedule:
         slots = self._initial.copy()
         for s, t in zip(self.input_slots, inputs, strict=True):
             slots[s] = t
-        sizes = self.sizes(inputs) if self._sources else ()
+        sizes: Any = self.sizes(inputs) if self._sources else ()
+        if self._late or self._const_counts:
+            sizes = list(sizes)
+            for k, s in self._const_counts:
+                sizes[k] = int(torch.count_nonzero(slots[s]))
         if arena is not None and sizes:
             arena.fit(sizes)
         for i, st in enumerate(steps):
@@ -251,6 +270,12 @@ class Schedule:
                 else:
                     for s, o in zip(st.outs, out, strict=True):
                         slots[s] = o
+            counts = self._late.get(i)
+            if counts:  # sizes that depend on the data: known now
+                for k, s in counts:
+                    sizes[k] = int(torch.count_nonzero(slots[s]))
+                if arena is not None:
+                    arena.fit(sizes)
             for s in st.release:
                 slots[s] = None
         return [slots[s].clone() if s in self.const_outputs else slots[s]

@@ -135,8 +135,9 @@ class OnnxBuilder:
         self._sources.setdefault(name, (value, axis))
 
     def set_count_source(self, name: str, value: str) -> None:
-        """The ONNX value (a graph input) whose number of nonzero entries is size symbol
-        ``name`` (a counted symbol, such as the real tokens of a padding mask)."""
+        """The ONNX value (a graph input, or a value the model computes, once lowered) whose
+        number of nonzero entries is size symbol ``name`` (a counted symbol, such as the real
+        tokens of a padding mask or the entries ``nonzero`` finds)."""
         self._counts.setdefault(name, value)
 
     def size(self, dim: Any) -> str:

@@ -119,6 +119,12 @@ def graph_to_onnx(graph: Graph, *, opset: int = DEFAULT_OPSET, int8_weights: str
         b.set_count_source(sym, in_names[i])
     for v in graph.constants:
         names[v] = b.fresh(v.name)
+    computed: dict[Value, list[str]] = {}  # counts of values the model computes
+    for sym, v in graph.computed_counts().items():
+        if v in graph.constants:
+            b.set_count_source(sym, names[v])
+        else:
+            computed.setdefault(v, []).append(sym)
     for node in graph.nodes:
         b.current_node = node.name
         ins = [names[v] if v is not None else "" for v in node.inputs]
@@ -138,6 +144,9 @@ def graph_to_onnx(graph: Graph, *, opset: int = DEFAULT_OPSET, int8_weights: str
             raise ExportError(f"ONNX lowering of op '{node.op}' returned {len(outs)} values for "
                               f"node {node.name}, which has {len(node.outputs)} outputs")
         names.update(zip(node.outputs, outs, strict=True))
+        for v, name in zip(node.outputs, outs, strict=True):
+            for sym in computed.get(v, ()):
+                b.set_count_source(sym, name)
     b.current_node = "output"
     outputs = []
     for v, name in zip(graph.outputs, out_names, strict=True):

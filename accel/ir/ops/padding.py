@@ -1,4 +1,11 @@
-"""Padding-removal ops for variable-length text encoders (ByteTransformer, arXiv 2210.03052).
+"""Ops whose output size depends on the data: ``nonzero``, and the padding-removal ops for
+variable-length text encoders (ByteTransformer, arXiv 2210.03052).
+
+``nonzero`` gives the coordinates [N, rank] of the nonzero entries of its input; N is a
+*counted* size symbol (see :meth:`accel.ir.graph.Graph.counted_symbols`), defined by the
+node: a call reads its value by counting its input's nonzero entries, once that input is
+computed. The frontend builds data-dependent selections from it (``argwhere``,
+``masked_select``, boolean-mask indexing, ``unique``, ``tensor_split`` by a tensor).
 
 A batch of sequences padded to a common length S carries a padding mask [B, S] (nonzero:
 a real token). ``token_offsets`` lists the flat positions ``b * S + s`` of the real tokens;
@@ -40,6 +47,15 @@ def _offsets_infer(i, a):  # noqa: ANN001, ANN202
     return (TensorType((symbol(a["count"]),), torch.int64, i[0].device),)
 
 
+def nonzero(x: torch.Tensor, *, count: str) -> torch.Tensor:
+    """int64 [N, rank]: the coordinates of the nonzero entries of ``x`` in row-major order."""
+    return torch.nonzero(x)
+
+
+def _nonzero_infer(i, a):  # noqa: ANN001, ANN202
+    return (TensorType((symbol(a["count"]), i[0].rank), torch.int64, i[0].device),)
+
+
 def _pack_infer(i, a):  # noqa: ANN001, ANN202
     x, off = i[0], i[1]
     return (TensorType((off.shape[0], *x.shape[2:]), x.dtype, x.device),)
@@ -54,8 +70,15 @@ def _unpack_infer(i, a):  # noqa: ANN001, ANN202
 register_op(OpDef(
     "token_offsets", ("mask",), token_offsets, OpKind.GATHER,
     {"count": Attr(str, doc="the counted size symbol naming T, the number of real tokens")},
-    infer=_offsets_infer, flops=lambda i, o, a: 0,
+    infer=_offsets_infer, flops=lambda i, o, a: 0, defines_count=True,
     doc="flat offsets [T] of the real tokens (nonzero entries) of a padding mask [B,S]",
+))
+register_op(OpDef(
+    "nonzero", ("x",), nonzero, OpKind.GATHER,
+    {"count": Attr(str, doc="the counted size symbol naming N, the number of nonzero entries")},
+    infer=_nonzero_infer, flops=lambda i, o, a: 0, defines_count=True,
+    doc="coordinates [N, rank] of the nonzero entries of x (torch.nonzero; N depends on the "
+        "data: a counted size symbol)",
 ))
 register_op(OpDef(
     "pack_tokens", ("x", "offsets"), pack_tokens, OpKind.GATHER,

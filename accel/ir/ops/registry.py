@@ -97,6 +97,10 @@ class OpDef:
     aliases: bool = False
     """The reference may return an input itself (``cast`` to the same dtype); shape ops and
     fallbacks may anyway (see :attr:`may_alias`)."""
+    defines_count: bool = False
+    """A node of this op *defines* the counted size symbol its ``count`` attribute names: the
+    number of nonzero entries of the node's first input, a size that depends on the data
+    (``nonzero``, ``token_offsets``; see :meth:`accel.ir.graph.Graph.counted_symbols`)."""
 
     @property
     def may_alias(self) -> bool:

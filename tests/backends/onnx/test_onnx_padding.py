@@ -1,4 +1,4 @@
-"""ONNX lowerings of the padding-removal ops (token_offsets, pack_tokens, unpack_tokens)
+"""ONNX lowerings of the data-dependent ops (nonzero, token_offsets, pack_tokens, unpack_tokens)
 against their references, in onnxruntime: one exported graph serves masks with any number
 of real tokens (the counted ``tokens`` axis is dynamic)."""
 
@@ -55,3 +55,33 @@ def test_counted_symbol_is_read_from_the_mask() -> None:
     mask = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 0, 0, 0]])
     assert graph.call_sizes((torch.zeros(3, 5, 4), mask)) == {"tokens": 3}
     assert "tokens = int(torch.count_nonzero(mask))" in graph.python()
+
+
+def nonzero_graph(shape: tuple[int, ...], dtype: torch.dtype) -> Graph:
+    """x -> nonzero(x > 0.5): a count of a value the graph computes; and a count-sized sum."""
+    rw = Rewriter()
+    x = rw.add_input("x", TensorType(shape, dtype))
+    mask = rw.op("gt", x, rw.const(torch.tensor(0.5, dtype=dtype)))
+    n = 1
+    for d in shape:
+        n *= d
+    rw.add_counted_symbol("nnz", mask, hint=n, hi=max(n, 2), lo=0)
+    coords = rw.op("nonzero", mask, count="nnz")
+    rw.set_outputs([coords, rw.op("sum", coords, dims=(coords.type.rank - 1,))])
+    return rw.finish()
+
+
+@pytest.mark.parametrize("shape", [(), (7,), (3, 4), (2, 3, 2)])
+def test_nonzero_onnx_matches_reference_at_every_count(shape: tuple[int, ...]) -> None:
+    graph = nonzero_graph(shape, torch.float32)
+    assert graph.computed_counts() == {"nnz": graph.nodes[0].outputs[0]}
+    model = graph_to_onnx(graph)
+    assert [d.dim_param or d.dim_value for d in
+            model.graph.output[0].type.tensor_type.shape.dim] == ["nnz", len(shape)]
+    g = torch.Generator().manual_seed(0)
+    for x in (torch.rand(shape, generator=g), torch.zeros(shape), torch.ones(shape)):
+        want = interpret(graph, (x,))
+        assert want[0].tolist() == torch.nonzero(x > 0.5).tolist()
+        got = run_onnx(model, [x])
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b.numpy())

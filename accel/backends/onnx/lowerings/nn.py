@@ -175,9 +175,10 @@ def lower_grid_sample(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str
 
 @onnx_lowering("topk")
 def lower_topk(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
-    """TopK, sorted."""
+    """TopK, sorted (k computed at run time when symbolic: a sort of a symbolic dim)."""
     a = node.attrs
-    values, indices = b.add("TopK", [inputs[0], b.const_i64([a["k"]], "k")], n_outputs=2,
+    k = b.size(a["k"]) if is_symbolic(a["k"]) else b.const_i64([a["k"]], "k")
+    values, indices = b.add("TopK", [inputs[0], k], n_outputs=2,
                             axis=a["dim"], largest=int(a["largest"]), sorted=1)
     return [values, indices]
 

@@ -1,5 +1,6 @@
-"""ONNX lowerings of the padding-removal ops as standard ops: NonZero (the real tokens'
-offsets, a dynamic axis), Gather (pack) and ScatterND into zeros (unpack)."""
+"""ONNX lowerings of the data-dependent ops as standard ops: NonZero (the coordinates of
+``nonzero``, the real tokens' offsets: a dynamic axis), Gather (pack) and ScatterND into
+zeros (unpack)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,18 @@ def lower_token_offsets(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[s
     flat = b.add("Reshape", [inputs[0], b.const_i64([-1])])
     real = b.add("Cast", [flat], to=onnx.TensorProto.BOOL)
     return [b.add("Reshape", [b.add("NonZero", [real]), b.const_i64([-1])])]
+
+
+@onnx_lowering("nonzero")
+def lower_nonzero(b: OnnxBuilder, node: Node, inputs: list[str]) -> list[str]:
+    """NonZero [rank, N], transposed to [N, rank]; a 0-d input as a 1-element vector, whose
+    [N, 1] coordinates are cut to [N, 0]."""
+    x = b.add("Cast", [inputs[0]], to=onnx.TensorProto.BOOL)
+    if node.inputs[0].type.rank == 0:
+        flat = b.add("Reshape", [x, b.const_i64([1])])
+        rows = b.add("Transpose", [b.add("NonZero", [flat])], perm=[1, 0])
+        return [b.add("Slice", [rows, b.const_i64([0]), b.const_i64([0]), b.const_i64([1])])]
+    return [b.add("Transpose", [b.add("NonZero", [x])], perm=[1, 0])]
 
 
 def _flat_rows(b: OnnxBuilder, node: Node, x: str) -> str:
