@@ -30,10 +30,10 @@ TOL = {torch.float32: 1e-5, torch.float16: 1e-2, torch.bfloat16: 2e-2}
 
 
 def _node(x: torch.Tensor, w_q: torch.Tensor, scales: torch.Tensor, bits: int, group: int,
-          bias: torch.Tensor | None) -> Node:
-    ins = [("x", x), ("w_q", w_q), ("scales", scales)] + ([("b", bias)] if bias is not None
-                                                           else [])
-    vals = tuple(Value(n, TensorType(t.shape, t.dtype, "cpu")) for n, t in ins)
+          bias: torch.Tensor | None, zeros: torch.Tensor | None = None) -> Node:
+    ins = [("x", x), ("w_q", w_q), ("scales", scales), ("b", bias), ("z", zeros)]
+    vals = tuple(Value(n, TensorType(t.shape, t.dtype, "cpu")) if t is not None else None
+                 for n, t in ins)
     out = Value("y", TensorType((*x.shape[:-1], w_q.shape[0]), x.dtype, "cpu"))
     return Node("linear_weight_only", vals, {"bits": bits, "group_size": group}, (out,), "fc",
                 {})
@@ -49,6 +49,8 @@ def test_int4_packing_round_trips_two_codes_per_byte() -> None:
 
 @pytest.mark.parametrize(("bits", "group", "shape", "dtype", "bias"), [
     (4, 32, (5, 64, 24), torch.float32, True),   # several groups, ragged M and N tiles
+    (4, 32, (5, 64, 24), torch.float32, "zeros"),  # asymmetric groups, no bias
+    (8, 16, (3, 64, 20), torch.float16, "zeros"),
     (4, 0, (3, 96, 40), torch.float32, False),   # one group per row, K not a tile multiple
     (4, 16, (2, 7, 48, 17), torch.float16, True),  # 3-d activation, odd N
     (4, 32, (4, 64, 32), torch.bfloat16, True),
@@ -56,16 +58,17 @@ def test_int4_packing_round_trips_two_codes_per_byte() -> None:
     (8, 0, (2, 48, 17), torch.bfloat16, False),
 ])
 def test_kernel_matches_the_ir_op(bits: int, group: int, shape: tuple[int, ...],
-                                  dtype: torch.dtype, bias: bool) -> None:
+                                  dtype: torch.dtype, bias: bool | str) -> None:
     torch.manual_seed(0)
     *lead, k, n = shape
     lo, hi = (-8, 8) if bits == 4 else (-128, 128)
     w_q = torch.randint(lo, hi, (n, k), dtype=torch.int8)
     scales = torch.rand(n, k // (group or k)) * 0.05 + 0.01
     x = torch.randn(*lead, k).to(dtype)
-    b = torch.randn(n) if bias else None
-    got = weight_only_node_fn(_node(x, w_q, scales, bits, group, b))(x, w_q, scales, b)
-    want = linear_weight_only(x.float(), w_q, scales, b, bits=bits, group_size=group)
+    b = torch.randn(n) if bias is True else None
+    z = torch.randint(lo, hi, scales.shape, dtype=torch.int8) if bias == "zeros" else None
+    got = weight_only_node_fn(_node(x, w_q, scales, bits, group, b, z))(x, w_q, scales, b, z)
+    want = linear_weight_only(x.float(), w_q, scales, b, z, bits=bits, group_size=group)
     assert got.dtype == dtype and got.shape == want.shape
     torch.testing.assert_close(got.float(), want, rtol=TOL[dtype], atol=TOL[dtype] * 10)
 

@@ -3,7 +3,9 @@ dequantized in registers inside the matmul's K loop (CUDA path of ``linear_weigh
 op `quantize{mode=int4-weight-only|int8-weight-only}` and GPTQ write; runs on CPU tensors
 under ``TRITON_INTERPRET=1`` for tests).
 
-    out[m, n] = Σ_k x[m, k] · (q[n, k] · s[n, k // group]) + bias[n]
+    out[m, n] = Σ_k x[m, k] · ((q[n, k] - z[n, k // group]) · s[n, k // group]) + bias[n]
+
+(``z`` = 0 for symmetric groups; int4 codes and zero points both lie in [-8, 7]).
 
 The weight never exists in float in memory: int4 weights are read as bytes holding the
 offset codes ``q + 8`` of rows ``k = 2j`` (low nibble) and ``2j + 1`` (high nibble) of the
@@ -49,10 +51,10 @@ def _dot(acc, a, w, FP32_DOT: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.
 
 @triton.jit
 def _weight_only_matmul(
-    x_ptr, w_ptr, s_ptr, bias_ptr, out_ptr,
+    x_ptr, w_ptr, s_ptr, z_ptr, bias_ptr, out_ptr,
     M, N, K, GROUP,
     stride_xm, stride_xk, stride_om, stride_on,
-    BITS: tl.constexpr, HAS_BIAS: tl.constexpr, FP32_DOT: tl.constexpr,
+    BITS: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_ZERO: tl.constexpr, FP32_DOT: tl.constexpr,
     PRECISION: tl.constexpr, UPCAST: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
@@ -72,8 +74,15 @@ def _weight_only_matmul(
             packed = tl.load(w_ptr + j[:, None] * N + rn[None, :], mask=k_ok & n_ok, other=136)
             scale = tl.load(s_ptr + (ke // GROUP)[:, None] * N + rn[None, :], mask=k_ok & n_ok,
                             other=0.0)
-            w_even = ((packed & 15).to(tl.int32) - 8).to(tl.float32) * scale
-            w_odd = ((packed >> 4).to(tl.int32) - 8).to(tl.float32) * scale
+            w_even = ((packed & 15).to(tl.int32) - 8).to(tl.float32)
+            w_odd = ((packed >> 4).to(tl.int32) - 8).to(tl.float32)
+            if HAS_ZERO:  # asymmetric groups: (q - z) · s
+                zero = tl.load(z_ptr + (ke // GROUP)[:, None] * N + rn[None, :],
+                               mask=k_ok & n_ok, other=0).to(tl.float32)
+                w_even -= zero
+                w_odd -= zero
+            w_even *= scale
+            w_odd *= scale
             x_row = x_ptr + rm[:, None] * stride_xm
             x_ok = m_ok & (ke[None, :] < K)
             x_even = tl.load(x_row + ke[None, :] * stride_xk, mask=x_ok, other=0.0)
@@ -90,7 +99,11 @@ def _weight_only_matmul(
                             other=0.0)
             a = tl.load(x_ptr + rm[:, None] * stride_xm + kk[None, :] * stride_xk,
                         mask=m_ok & (kk[None, :] < K), other=0.0)
-            acc = _dot(acc, a, q.to(tl.float32) * scale, FP32_DOT, PRECISION, UPCAST)
+            w = q.to(tl.float32)
+            if HAS_ZERO:
+                w -= tl.load(z_ptr + (kk // GROUP)[:, None] * N + rn[None, :],
+                             mask=k_ok & n_ok, other=0).to(tl.float32)
+            acc = _dot(acc, a, w * scale, FP32_DOT, PRECISION, UPCAST)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + rn, mask=rn < N, other=0.0)[None, :]
     tl.store(out_ptr + rm[:, None] * stride_om + rn[None, :] * stride_on,
@@ -122,6 +135,8 @@ class WeightOnlyOperands:
     """fp32 ``[K / group, N]``, contiguous."""
     bias: torch.Tensor | None
     """fp32 ``[N]``, contiguous."""
+    zeros: torch.Tensor | None
+    """int8 ``[K / group, N]`` zero points (asymmetric groups), contiguous."""
     bits: int
     group: int
     n: int
@@ -129,7 +144,8 @@ class WeightOnlyOperands:
 
     @classmethod
     def prepare(cls, node: Node, w_q: torch.Tensor, scales: torch.Tensor,
-                bias: torch.Tensor | None) -> WeightOnlyOperands:
+                bias: torch.Tensor | None, zeros: torch.Tensor | None = None
+                ) -> WeightOnlyOperands:
         """Pack and lay out the weight operands of ``node``; values outside the int4 range
         are an error naming the node (the op's reference would compute with them)."""
         bits, n, k = int(node.attrs.get("bits", 8)), *w_q.shape
@@ -144,7 +160,9 @@ class WeightOnlyOperands:
         else:
             w = w_q.t().contiguous()
         s = scales.float().reshape(n, k // group).t().contiguous()
-        return cls(w, s, bias.float().contiguous() if bias is not None else None,
+        z = (zeros.to(torch.int8).reshape(n, k // group).t().contiguous()
+             if zeros is not None else None)
+        return cls(w, s, bias.float().contiguous() if bias is not None else None, z,
                    bits, group, n, k)
 
 
@@ -156,7 +174,7 @@ def _blocks(dtype: torch.dtype, precision: str) -> tuple[int, int, int]:
     if interpreted():
         return 16, 16, 32
     if dtype == torch.float32 and precision == "ieee":
-        return 32, 32, 32
+        return 32, 32, 16
     return 64, 64, 32
 
 
@@ -165,9 +183,11 @@ def _launch(x2: torch.Tensor, w: WeightOnlyOperands, out: torch.Tensor, precisio
     bm, bn, bk = _blocks(x2.dtype, precision)
     grid = (triton.cdiv(m, bm), triton.cdiv(w.n, bn))
     launcher(_weight_only_matmul)[grid](
-        x2, w.w, w.scales, w.bias if w.bias is not None else w.scales, out,
+        x2, w.w, w.scales, w.zeros if w.zeros is not None else w.scales,
+        w.bias if w.bias is not None else w.scales, out,
         m, w.n, w.k, w.group, x2.stride(0), x2.stride(1), out.stride(0), out.stride(1),
-        BITS=w.bits, HAS_BIAS=w.bias is not None, FP32_DOT=x2.dtype == torch.float32,
+        BITS=w.bits, HAS_BIAS=w.bias is not None, HAS_ZERO=w.zeros is not None,
+        FP32_DOT=x2.dtype == torch.float32,
         PRECISION=precision, UPCAST=interpreted() and x2.dtype == torch.bfloat16,
         BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, num_warps=4,
     )
@@ -175,13 +195,15 @@ def _launch(x2: torch.Tensor, w: WeightOnlyOperands, out: torch.Tensor, precisio
 
 def weight_only_node_fn(node: Node, weights: WeightOnlyOperands | None = None,
                         precision: str = "ieee") -> Callable[..., torch.Tensor]:
-    """Step function ``(x, w_q, scales, bias?, out=None) -> out`` of a ``linear_weight_only``
+    """Step function ``(x, w_q, scales, bias?, zeros?, out=None) -> out`` of a
+    ``linear_weight_only``
     node; with ``weights`` (prepared at lowering) the weight arguments are ignored.
     ``precision`` is ``tl.dot``'s ``input_precision`` for float32 activations."""
 
     def run(x: torch.Tensor, w_q: torch.Tensor, scales: torch.Tensor,
-            bias: torch.Tensor | None = None, out: torch.Tensor | None = None) -> torch.Tensor:
-        w = weights or WeightOnlyOperands.prepare(node, w_q, scales, bias)
+            bias: torch.Tensor | None = None, zeros: torch.Tensor | None = None,
+            out: torch.Tensor | None = None) -> torch.Tensor:
+        w = weights or WeightOnlyOperands.prepare(node, w_q, scales, bias, zeros)
         lead = x.shape[:-1]
         x2 = x.reshape(-1, w.k)
         direct = out is not None and out.dtype == x.dtype and out.is_contiguous()
@@ -202,6 +224,7 @@ def claim(claims: Claims, node: Node) -> list[Node] | None:
     (bits 4 or 8) and constant scales; int4 needs an even K and even groups."""
     x, w_q, scales = node.inputs[0], node.inputs[1], node.inputs[2]
     bias = node.inputs[3] if len(node.inputs) > 3 else None
+    zeros = node.inputs[4] if len(node.inputs) > 4 else None
     g = claims.graph
     bits = node.attrs.get("bits", 8)
     k = w_q.shape[1] if len(w_q.shape) == 2 else 0
@@ -209,6 +232,7 @@ def claim(claims: Claims, node: Node) -> list[Node] | None:
     ok = (x.dtype in FLOAT_DTYPES and w_q.dtype == torch.int8 and len(w_q.shape) == 2
           and len(x.shape) >= 1 and x.shape[-1] == k and bits in (4, 8)
           and g.is_const(w_q) and g.is_const(scales) and (bias is None or g.is_const(bias))
+          and (zeros is None or g.is_const(zeros))
           and isinstance(group, int) and group > 0 and k % group == 0
           and (bits == 8 or (k % 2 == 0 and group % 2 == 0)))
     return [node] if ok else None
@@ -219,8 +243,11 @@ def launch(graph: Graph, group: KernelGroup, kernel: CompiledKernel | None) -> C
     (node,) = group.nodes
     w_q, scales = node.inputs[1], node.inputs[2]
     bias = node.inputs[3] if len(node.inputs) > 3 else None
-    weights = WeightOnlyOperands.prepare(node, graph.const(w_q), graph.const(scales),
-                                         graph.const(bias) if bias is not None else None)
+    zeros = node.inputs[4] if len(node.inputs) > 4 else None
+    weights = WeightOnlyOperands.prepare(
+        node, graph.const(w_q), graph.const(scales),
+        graph.const(bias) if bias is not None else None,
+        graph.const(zeros) if zeros is not None else None)
     run = weight_only_node_fn(node, weights, group.device.fp32_precision)
 
     def step(ins: list, outs: list[torch.Tensor]) -> None:
