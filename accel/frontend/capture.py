@@ -334,10 +334,9 @@ def _batch_norm(x: torch.Tensor, weight: Any, bias: Any, running_mean: Any, runn
 def _updates_stats(node: fx.Node) -> bool:
     """Whether an instance_norm / batch_norm node uses the input's statistics and has
     running ones to update (args 3-5: running_mean, running_var, use_input_stats/training)."""
-    names = ("running_mean", "running_var", "use_input_stats" if "instance" in str(node.target)
-             else "training")
-    args = [node.args[i] if len(node.args) > i else node.kwargs.get(k)
-            for i, k in zip((3, 4, 5), names, strict=True)]
+    schema = node.target._schema.arguments  # noqa: SLF001 - the op's own argument names
+    args = [node.args[i] if len(node.args) > i else node.kwargs.get(schema[i].name)
+            for i in (3, 4, 5)]
     return bool(args[2]) and (args[0] is not None or args[1] is not None)
 
 

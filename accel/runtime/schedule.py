@@ -136,9 +136,9 @@ class Schedule:
         self._sources = tuple(sources.get(n, (-1, None)) for n in self.size_names)
         """Where each size comes from: (input, axis), or (input, None) for a count of the
         input's nonzero entries (a counted symbol); (-1, None) for a computed count."""
-        self._const_counts = tuple((position[n], self.slot[v]) for n, v in computed.items()
-                                   if v in graph.constants)
-        """(size position, slot) of counts of constants: counted at the start of a call."""
+        self._const_counts = tuple((position[n], int(torch.count_nonzero(graph.constants[v])))
+                                   for n, v in computed.items() if v in graph.constants)
+        """(size position, value) of counts of constants, counted once, here."""
         producer = {o: i for i, u in enumerate(self.units) for o in u.outputs}
         late: dict[int, list[tuple[int, int]]] = {}
         for n, v in computed.items():
@@ -248,8 +248,8 @@ class Schedule:
         sizes: Any = self.sizes(inputs) if self._sources else ()
         if self._late or self._const_counts:
             sizes = list(sizes)
-            for k, s in self._const_counts:
-                sizes[k] = int(torch.count_nonzero(slots[s]))
+            for k, count in self._const_counts:
+                sizes[k] = count
         if arena is not None and sizes:
             arena.fit(sizes)
         for i, st in enumerate(steps):
